@@ -1,0 +1,186 @@
+"""Triton forward and backward for the diagonal linear recurrence.
+
+    forward:   h_t = a_t ⊙ h_{t-1} + b_t                    h_{-1} = h0        (HGRN eq. 3; MLGRU eq. 5)
+    backward:  g_t = ∂L/∂h_t (total) = dh_t + a_{t+1} ⊙ g_{t+1}                 (the same recurrence,
+               db_t = g_t,  da_t = g_t ⊙ h_{t-1},  dh0 = a_0 ⊙ g_0              run backwards in time)
+
+Each program owns one batch row, BLOCK_D channels and one chunk of time. It walks its chunk in tiles
+of BLOCK_T steps; inside a tile the pairs (a_t, b_t) are composed with `tl.associative_scan` under
+(a1, b1) ∘ (a2, b2) = (a1 a2, a2 b1 + b2) (Blelloch 1990; Martin & Cundy 2018, arXiv 1709.04057),
+then the carried state is added: h = (∏a) h_carry + scan(b). No division by products of a, so
+a = 0 is exact. The backward walks time in reverse by reversing the *addresses* it loads
+(t = T-1-τ), so only forward scans are used (`associative_scan(reverse=True)` has had
+argument-order bugs for non-commutative combines across triton releases).
+
+When B·D/BLOCK_D programs cannot fill the GPU (e.g. B=8), time is cut into chunks
+(a scan across chunks, as in Blelloch's two-level scan):
+    1. STATE_ONLY pass: each chunk scans from a zero state, keeps (∏a over the chunk, end state);
+    2. carry: the chunk end states are themselves a linear recurrence over chunks, solved by the
+       single-chunk kernel on [B, n_chunks, D];
+    3. final pass: each chunk rescans from its true initial state and writes h (or db, da).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def affine_combine(a1, b1, a2, b2):
+    """(a1, b1) then (a2, b2): h -> a2 (a1 h + b1) + b2."""
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
+                    hsave_ptr, h0_ptr, da_ptr,
+                    T, D, chunk_len, n_dblk, n_chunks,
+                    HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr, REVERSE: tl.constexpr,
+                    HAS_H0: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+    # a, b, out, hsave, da: [B, T, D]; init, pend, hend: [B, n_chunks, D]; h0: [B, D]
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    chunk = (pid // n_dblk) % n_chunks
+    bidx = pid // (n_dblk * n_chunks)
+    offs_d = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_d < D
+    base = bidx.to(tl.int64) * T * D
+    state_off = (bidx.to(tl.int64) * n_chunks + chunk) * D + offs_d   # [BLOCK_D]
+
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_d, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BLOCK_D], dtype=tl.float32)
+    p = tl.full([BLOCK_D], 1.0, dtype=tl.float32)          # ∏ a over the chunk (STATE_ONLY)
+    rows = tl.arange(0, BLOCK_T)
+    tau_start = chunk * chunk_len
+    tau_end = tl.minimum(tau_start + chunk_len, T)
+    for tau0 in range(tau_start, tau_end, BLOCK_T):
+        tau = tau0 + rows                                    # position in scan order
+        valid = tau < tau_end
+        if REVERSE:
+            t = T - 1 - tau                                  # backward: walk time from the end
+            ta = t + 1                                       # g_t = a_{t+1} g_{t+1} + dh_t
+        else:
+            t = tau
+            ta = t
+        m2 = valid[:, None] & mask_d[None, :]                # [BLOCK_T, BLOCK_D]
+        off = base + t.to(tl.int64)[:, None] * D + offs_d[None, :]
+        off_a = base + ta.to(tl.int64)[:, None] * D + offs_d[None, :]
+        a = tl.load(a_ptr + off_a, mask=m2 & (ta < T)[:, None], other=0.0).to(tl.float32)
+        a = tl.where(m2, a, 1.0)                             # padding rows: identity map
+        b = tl.load(b_ptr + off, mask=m2, other=0.0).to(tl.float32)
+        pa, pb = tl.associative_scan((a, b), 0, affine_combine)
+        hs = pa * h[None, :] + pb                            # [BLOCK_T, BLOCK_D] states
+        if not STATE_ONLY:
+            tl.store(out_ptr + off, hs.to(out_ptr.dtype.element_ty), mask=m2)
+            if REVERSE:
+                # da_t = g_t h_{t-1}; h_{-1} is the initial state (or 0)
+                off_prev = base + (t - 1).to(tl.int64)[:, None] * D + offs_d[None, :]
+                hp = tl.load(hsave_ptr + off_prev, mask=m2 & (t >= 1)[:, None], other=0.0).to(tl.float32)
+                if HAS_H0:
+                    h0 = tl.load(h0_ptr + bidx.to(tl.int64) * D + offs_d, mask=mask_d, other=0.0)
+                    hp = tl.where((t == 0)[:, None], h0.to(tl.float32)[None, :], hp)
+                tl.store(da_ptr + off, (hs * hp).to(da_ptr.dtype.element_ty), mask=m2)
+        # padding rows are identity maps, so the last row holds the state after the tile
+        last = (rows == BLOCK_T - 1)[:, None]
+        h = tl.sum(tl.where(last, hs, 0.0), axis=0)
+        if STATE_ONLY:
+            p = p * tl.sum(tl.where(last, pa, 0.0), axis=0)
+    if STATE_ONLY:
+        tl.store(pend_ptr + state_off, p, mask=mask_d)
+        tl.store(hend_ptr + state_off, h, mask=mask_d)
+
+
+def _sm_count(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 4  # interpreter: a small number, so that tests exercise the chunked path
+
+
+def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
+          block_t: int, block_d: int) -> tuple[int, int]:
+    """Chunk length and count: enough programs for ~4 waves of the SMs, chunks >= 4 tiles."""
+    n_prog = Bsz * triton.cdiv(D, block_d)
+    if chunk_len is None:
+        target = 4 * _sm_count(device)
+        n_chunks = min(triton.cdiv(target, n_prog), triton.cdiv(T, 4 * block_t))
+        n_chunks = max(n_chunks, 1)
+        chunk_len = triton.cdiv(triton.cdiv(T, n_chunks), block_t) * block_t
+    chunk_len = max(1, min(chunk_len, T))
+    return chunk_len, triton.cdiv(T, chunk_len)
+
+
+def _blocks(D: int) -> tuple[int, int]:
+    block_d = min(64, triton.next_power_of_2(D))
+    return 32, block_d
+
+
+def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reverse: bool = False,
+            hsave: torch.Tensor | None = None, h0: torch.Tensor | None = None,
+            da_dtype: torch.dtype | None = None, chunk_len: int | None = None):
+    """Run the (chunked) scan. a, b: [B, T, D] contiguous; init: [B, D] or None.
+
+    Forward (reverse=False): returns h [B, T, D] in b's dtype.
+    Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da)."""
+    Bsz, T, D = b.shape
+    block_t, block_d = _blocks(D)
+    n_dblk = triton.cdiv(D, block_d)
+    chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d)
+    out = torch.empty_like(b)
+    da = torch.empty(a.shape, dtype=da_dtype or a.dtype, device=a.device) if reverse else out
+    dummy = out
+    if n_chunks > 1:
+        # 1. per-chunk (∏a, end state) from a zero state
+        pend = torch.empty(Bsz, n_chunks, D, dtype=torch.float32, device=b.device)
+        hend = torch.empty_like(pend)
+        _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
+            a, b, dummy, dummy, pend, hend, dummy, dummy, dummy, T, D, chunk_len, n_dblk, n_chunks,
+            HAS_INIT=False, STATE_ONLY=True, REVERSE=reverse, HAS_H0=False,
+            BLOCK_T=block_t, BLOCK_D=block_d)
+        # 2. carry across chunks: H_c = P_c H_{c-1} + S_c, itself a linear recurrence
+        carried = lr_scan(pend, hend, init)   # [B, n_chunks, D] fp32
+        first = init.float()[:, None] if init is not None else torch.zeros_like(hend[:, :1])
+        init_c = torch.cat([first, carried[:, :-1]], dim=1).contiguous()  # state before chunk c
+    else:
+        init_c = init
+    # 3. final pass from the true initial state of each chunk
+    _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
+        a, b, init_c if init_c is not None else dummy, out, dummy, dummy,
+        hsave if hsave is not None else dummy, h0 if h0 is not None else dummy, da,
+        T, D, chunk_len, n_dblk, n_chunks,
+        HAS_INIT=init_c is not None, STATE_ONLY=False, REVERSE=reverse, HAS_H0=h0 is not None,
+        BLOCK_T=block_t, BLOCK_D=block_d)
+    return (out, da) if reverse else out
+
+
+class LinearRecurrenceFn(torch.autograd.Function):
+    """Forward keeps only h (the output); backward runs the reversed scan and fuses da = g h_{t-1}."""
+
+    @staticmethod
+    def forward(ctx, a, b, initial_state, chunk_len):
+        a, b = a.contiguous(), b.contiguous()
+        h0 = initial_state.contiguous() if initial_state is not None else None
+        h = lr_scan(a, b, h0, chunk_len=chunk_len)
+        ctx.save_for_backward(a, h, h0)
+        ctx.chunk_len = chunk_len
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        a, h, h0 = ctx.saved_tensors
+        db, da = lr_scan(a, dh.contiguous(), None, reverse=True, hsave=h, h0=h0,
+                         chunk_len=ctx.chunk_len)
+        db = db.to(h.dtype)
+        dh0 = (a[:, 0].float() * db[:, 0].float()).to(h0.dtype) if h0 is not None else None
+        return da, db, dh0, None
+
+
+def triton_linear_recurrence(a: torch.Tensor, b: torch.Tensor,
+                             initial_state: torch.Tensor | None = None, *,
+                             chunk_len: int | None = None) -> torch.Tensor:
+    """Triton h_t = a_t h_{t-1} + b_t. a, b: [B, T, D]; initial_state: [B, D] -> h: [B, T, D].
+
+    chunk_len: time steps per program (None = choose to fill the GPU); for tests."""
+    return LinearRecurrenceFn.apply(a, b, initial_state, chunk_len)
