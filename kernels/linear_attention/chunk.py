@@ -273,6 +273,10 @@ def _launch(fn, grid, *args, **meta) -> None:
     """Decorate `fn` with triton.jit at first use, once per mode: triton picks the interpreter at
     decoration time, and the tests switch TRITON_INTERPRET on after other modules may have imported us."""
     mode = "interpret" if _interpret() else "compiled"
+    if mode == "interpret" and isinstance(tl.cdiv, triton.runtime.JITFunction):
+        # triton's own @jit helpers were decorated for compilation: the interpreter cannot call them
+        raise RuntimeError("TRITON_INTERPRET=1 was set after triton was imported; set it before the "
+                           "first `import triton` (in the environment, or first thing in the test module)")
     key = (fn.__name__, mode)
     if key not in _JITTED:
         _JITTED[key] = triton.jit(fn)

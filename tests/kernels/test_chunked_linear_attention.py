@@ -1,0 +1,167 @@
+"""chunked_linear_attention: Triton (interpreted on CPU, compiled on GPU) and chunked PyTorch vs the token loop.
+
+Every case compares the output, the final state and every gradient (dq, dk, dv, dlog_decay,
+d initial_state) with `naive_linear_attention` run in fp64 on the same (rounded) inputs, by relative
+RMS error: ||x - ref|| / ||ref||. Outputs are poisoned (NaN-filled torch.empty) before each run.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kernels.linear_attention import chunk_linear_attention_torch, chunked_linear_attention, naive_linear_attention
+
+# relative RMS error allowed, per input dtype (fp16/bf16 round A and S to the input dtype for tl.dot)
+TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+DECAYS = ["none", "scalar", "channel"]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def make_inputs(B, T, H, K, V, decay, dtype, *, strength=1.0, h0=True, device="cpu"):
+    """Seeded inputs; log_decay = -strength * U(0, 1), so strength=20 decays by up to e^-20 per step."""
+    gen = torch.Generator().manual_seed(B * 1000 + T * 10 + K + V)
+    rand = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    x = {"q": rand(B, T, H, K), "k": rand(B, T, H, K), "v": rand(B, T, H, V)}
+    if decay == "scalar":
+        x["log_decay"] = -strength * torch.rand(B, T, H, generator=gen)
+    elif decay == "channel":
+        x["log_decay"] = -strength * torch.rand(B, T, H, K, generator=gen)
+    x = {n: t.to(device, dtype) for n, t in x.items()}
+    if h0:
+        x["initial_state"] = rand(B, H, K, V).to(device)       # fp32 state
+    x["do"], x["dht"] = rand(B, T, H, V).to(device, dtype), rand(B, H, K, V).to(device)
+    return x
+
+
+def run_fwd_bwd(fn, inputs, *, upcast=False):
+    """fn(q, k, v, log_decay, initial_state=, output_final_state=True) -> dict of o, ht and grads."""
+    leaves = {n: t for n, t in inputs.items() if n not in ("do", "dht")}
+    leaves = {n: (t.double() if upcast else t.clone()).requires_grad_() for n, t in leaves.items()}
+    o, ht = fn(leaves["q"], leaves["k"], leaves["v"], leaves.get("log_decay"),
+               initial_state=leaves.get("initial_state"), output_final_state=True)
+    loss = (o * inputs["do"].to(o.dtype)).sum() + (ht * inputs["dht"].to(ht.dtype)).sum()
+    loss.backward()
+    out = {"o": o.detach(), "ht": ht.detach()}
+    out.update({"d" + n: t.grad for n, t in leaves.items()})
+    return out
+
+
+def assert_close(ref, out, tol):
+    assert ref.keys() == out.keys(), f"{sorted(ref)} != {sorted(out)}"
+    for name in ref:
+        r, x = ref[name].double(), out[name].double()
+        assert x.shape == r.shape, f"{name}: shape {tuple(x.shape)} != {tuple(r.shape)}"
+        assert torch.isfinite(x).all(), f"{name}: non-finite values"
+        err = ((x - r).norm() / r.norm().clamp_min(1e-30)).item()
+        assert err <= tol, f"{name}: relative RMS error {err:.2e} > {tol:.0e}"
+
+
+def check(impl, B, T, H, K, V, decay, dtype, device="cpu", **kw):
+    inputs = make_inputs(B, T, H, K, V, decay, dtype, device=device, **kw)
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    out = run_fwd_bwd(impl, inputs)
+    assert out["o"].dtype == dtype and out["ht"].dtype == torch.float32
+    assert_close(ref, out, TOL[dtype])
+
+
+def triton_impl(q, k, v, g, **kw):
+    """The public entry point, which must dispatch to the Triton kernels here."""
+    from kernels.linear_attention import chunk
+
+    before = sum(chunk.LAUNCHES.values())
+    o, ht = chunked_linear_attention(q, k, v, g, **kw)
+    assert sum(chunk.LAUNCHES.values()) == before + 1, "chunked_linear_attention did not run the Triton kernel"
+    return o, ht
+
+
+# (B, T, H, K, V): T = 1; T = one chunk + odd for both chunk sizes (16, 64); K, V not powers of two
+# and spanning 2 K-blocks / 2 V-blocks of the per-channel tiles (BK = 32, BV = 64)
+SHAPES = [(1, 1, 1, 16, 16), (2, 71, 2, 16, 32), (1, 37, 2, 24, 48), (1, 19, 1, 40, 72)]
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("B,T,H,K,V", SHAPES)
+def test_triton_interpreted_matches_naive(interpret, poison, B, T, H, K, V, decay):
+    from kernels.linear_attention import chunk
+
+    before = chunk.LAUNCHES["interpret"]
+    check(triton_impl, B, T, H, K, V, decay, torch.float32)
+    assert chunk.LAUNCHES["interpret"] == before + 3, "expected fwd + 2 bwd kernels in the interpreter"
+
+
+@pytest.mark.parametrize("decay", ["scalar", "channel"])
+def test_triton_interpreted_strong_decay(interpret, poison, decay):
+    """log_decay down to -20 per step: naive factorisations overflow exp(+G) to inf here."""
+    check(triton_impl, 1, 40, 2, 16, 16, decay, torch.float32, strength=20.0)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_triton_interpreted_fp16(interpret, poison, decay):
+    check(triton_impl, 1, 23, 2, 16, 32, decay, torch.float16)
+
+
+def test_triton_interpreted_no_initial_state(interpret, poison):
+    """Without S_0 there is no d initial_state, and the plain call returns a tensor."""
+    check(triton_impl, 2, 20, 1, 16, 16, "channel", torch.float32, h0=False)
+    q, k, v = torch.randn(1, 5, 1, 16), torch.randn(1, 5, 1, 16), torch.randn(1, 5, 1, 16)
+    o = chunked_linear_attention(q, k, v, scale=0.5)
+    assert isinstance(o, torch.Tensor) and o.shape == (1, 5, 1, 16)
+    torch.testing.assert_close(o, naive_linear_attention(q, k, v, scale=0.5)[0])
+
+
+def torch_impl(q, k, v, g, **kw):
+    return chunk_linear_attention_torch(q, k, v, g, **kw)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("B,T,H,K,V", SHAPES + [(1, 40, 2, 16, 16)])
+def test_torch_chunked_matches_naive(poison, B, T, H, K, V, decay):
+    check(torch_impl, B, T, H, K, V, decay, torch.float32, strength=20.0 if T == 40 else 1.0)
+
+
+def test_cpu_dispatch_uses_torch_without_interpreter(monkeypatch):
+    from kernels.linear_attention import chunk
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    before = sum(chunk.LAUNCHES.values())
+    q = torch.randn(1, 8, 1, 16)
+    o, ht = chunked_linear_attention(q, q, q, -torch.rand(1, 8, 1), output_final_state=True)
+    assert sum(chunk.LAUNCHES.values()) == before and o.shape == q.shape and ht.shape == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("bad", ["k", "v", "log_decay", "initial_state"])
+def test_rejects_bad_shapes(bad):
+    x = {"q": torch.randn(1, 4, 2, 8), "k": torch.randn(1, 4, 2, 8), "v": torch.randn(1, 4, 2, 6),
+         "log_decay": torch.zeros(1, 4, 2), "initial_state": torch.zeros(1, 2, 8, 6)}
+    x[bad] = {"k": x["k"][..., :-1], "v": x["v"][:, :-1], "log_decay": torch.zeros(1, 4, 3),
+              "initial_state": torch.zeros(1, 2, 6, 8)}[bad]
+    with pytest.raises(ValueError, match=bad if bad != "k" else "q, k"):
+        chunked_linear_attention(x["q"], x["k"], x["v"], x["log_decay"], initial_state=x["initial_state"])
+
+
+# ---- GPU: the compiled kernels (pytest -m gpu) ----
+GPU_SHAPES = [(2, 300, 4, 64, 64), (1, 1000, 2, 128, 128), (3, 129, 2, 48, 153)]
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("B,T,H,K,V", GPU_SHAPES)
+def test_triton_gpu_matches_naive(B, T, H, K, V, decay, dtype):
+    check(triton_impl, B, T, H, K, V, decay, dtype, device="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("decay", ["scalar", "channel"])
+def test_triton_gpu_strong_decay_bf16(decay):
+    check(triton_impl, 2, 500, 2, 64, 64, decay, torch.bfloat16, device="cuda", strength=20.0)
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_triton_gpu_many_heads():
+    """B*H = 70,400 > 65,535: B*H must sit on grid axis 0."""
+    check(triton_impl, 1100, 20, 64, 16, 16, "scalar", torch.float32, device="cuda")
+
