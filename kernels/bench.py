@@ -1,0 +1,91 @@
+"""Kernel benchmark: `python -m kernels.bench [--quick]` (needs a CUDA GPU).
+
+Each op's `kernels/<op>/bench.py` exposes `run(quick: bool) -> list[dict]`, one dict per measurement:
+    op          str    public op name, e.g. "chunked_linear_attention"
+    shape       str    e.g. "B=8 T=4096 H=8 K=128 V=128"
+    impl        str    "triton" (ours) or a comparison ("torch-chunk", "sdpa", "fla", ...)
+    dtype       str    input dtype, e.g. "bfloat16"
+    fwd_ms      float  forward time, ms (NaN if not run)
+    fwdbwd_ms   float  forward + backward time, ms (NaN if not run)
+    gbps        float  bytes the algorithm must move (inputs read, outputs written; grads for bwd)
+                       divided by fwdbwd_ms, GB/s
+    frac_copy_bw float gbps / measured device copy bandwidth
+    note        str    free text (decay kind, "out of memory", ...)
+This module gathers the rows of every op whose bench module imports, prints one table and writes
+results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import logging
+import math
+import pathlib
+import traceback
+
+import torch
+
+MODULES = ["kernels.linear_attention.bench", "kernels.selective_scan.bench", "kernels.linear_recurrence.bench"]
+COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
+log = logging.getLogger("kernels.bench")
+
+
+def collect(quick: bool) -> list[dict]:
+    """Rows from every importable bench module; a module that is missing or fails is logged and skipped."""
+    rows = []
+    for name in MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as e:
+            log.warning("skipping %s: %s", name, e)
+            continue
+        try:
+            rows += module.run(quick)
+        except Exception:  # one op's failure must not lose the others' rows
+            log.error("%s.run failed:\n%s", name, traceback.format_exc())
+    return rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def header() -> str:
+    import triton
+
+    return (f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}; "
+            f"CUDA {torch.version.cuda}")
+
+
+def write(rows: list[dict], out_dir: pathlib.Path) -> str:
+    """Write kernels.md and kernels.csv under out_dir; return the markdown table."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# Kernel benchmark\n\n{header()}\n", "| " + " | ".join(COLUMNS) + " |",
+             "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    table = "\n".join(lines) + "\n"
+    (out_dir / "kernels.md").write_text(table)
+    with open(out_dir / "kernels.csv", "w", newline="") as f:
+        f.write(f"# {header()}\n")
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few shapes only")
+    parser.add_argument("--out", default="results/bench", help="output folder")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if not torch.cuda.is_available():
+        raise SystemExit("python -m kernels.bench needs a CUDA GPU (times are measured with triton.testing.do_bench)")
+    print(write(collect(args.quick), pathlib.Path(args.out)))
+
+
+if __name__ == "__main__":
+    main()
