@@ -9,24 +9,25 @@ fallback, unless TRITON_INTERPRET=1 (then the Triton kernels run in the interpre
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .naive import naive_linear_recurrence
 from .torch_fast import chunked_linear_recurrence
 
 try:
+    from . import triton_scan
     from .triton_scan import triton_linear_recurrence
 except ImportError:  # triton missing or broken: the PyTorch paths still work
+    triton_scan = None
     triton_linear_recurrence = None
 
 
 def use_triton(x: torch.Tensor) -> bool:
     """True when the Triton path runs for tensor x (CUDA, or the interpreter is switched on)."""
-    if triton_linear_recurrence is None:
+    if triton_scan is None:
         return False
-    return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    # the interpreter is chosen when the kernels are decorated, i.e. by TRITON_INTERPRET at import
+    return x.is_cuda or triton_scan.INTERPRETED
 
 
 def linear_recurrence(a: torch.Tensor, b: torch.Tensor,

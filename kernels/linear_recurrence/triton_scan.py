@@ -93,6 +93,10 @@ def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
         tl.store(hend_ptr + state_off, h, mask=mask_d)
 
 
+# True when TRITON_INTERPRET=1 was set at import: the kernels then run in Triton's interpreter
+INTERPRETED = type(_lr_scan_kernel).__name__ == "InterpretedFunction"
+
+
 def _sm_count(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
@@ -113,8 +117,10 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 
 
 def _blocks(D: int) -> tuple[int, int]:
-    block_d = min(64, triton.next_power_of_2(D))
-    return 32, block_d
+    """(BLOCK_T, BLOCK_D); small tiles in the interpreter, which scans element by element."""
+    if INTERPRETED:
+        return 16, min(16, triton.next_power_of_2(D))
+    return 32, min(64, triton.next_power_of_2(D))
 
 
 def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reverse: bool = False,

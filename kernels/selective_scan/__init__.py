@@ -12,24 +12,25 @@ TRITON_INTERPRET=1 (then the Triton kernels run in the interpreter).
 """
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .naive import naive_selective_scan
 from .torch_fast import chunked_selective_scan
 
 try:
+    from . import triton_scan
     from .triton_scan import triton_selective_scan
 except ImportError:  # triton missing or broken: the PyTorch paths still work
+    triton_scan = None
     triton_selective_scan = None
 
 
 def use_triton(x: torch.Tensor) -> bool:
     """True when the Triton path runs for tensor x (CUDA, or the interpreter is switched on)."""
-    if triton_selective_scan is None:
+    if triton_scan is None:
         return False
-    return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+    # the interpreter is chosen when the kernels are decorated, i.e. by TRITON_INTERPRET at import
+    return x.is_cuda or triton_scan.INTERPRETED
 
 
 def _check(u, delta, A, B, C, D, z, delta_bias) -> None:

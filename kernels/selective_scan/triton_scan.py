@@ -25,13 +25,11 @@ recurrence over chunks on [B, n_chunks, D·N]), and the final pass from each chu
 """
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-from ..linear_recurrence.triton_scan import _sm_count, affine_combine, lr_scan
+from ..linear_recurrence.triton_scan import INTERPRETED, _sm_count, affine_combine, lr_scan
 
 
 @triton.jit
@@ -242,7 +240,7 @@ def _ss_bwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, d
 def _blocks(N: int, Dg: int, backward: bool) -> tuple[int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_T): register tiles of ~4096 (fwd) / ~2048 (bwd) fp32 values."""
     block_n = triton.next_power_of_2(N)
-    if os.environ.get("TRITON_INTERPRET") == "1":   # the interpreter scans element by element
+    if INTERPRETED:   # the interpreter scans element by element
         return 2, block_n, 8
     block_t = 32
     budget = 2048 if backward else 4096

@@ -1,0 +1,142 @@
+"""kernels.selective_scan: Triton (interpreted on CPU, compiled on GPU) and the PyTorch fallback
+against the fp64 step loop, on y, h_L and every gradient (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias)."""
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import kernels.linear_recurrence as lr  # noqa: E402
+import kernels.selective_scan as ss  # noqa: E402
+from kernels.selective_scan import chunked_selective_scan, naive_selective_scan  # noqa: E402
+
+if os.environ.get("TRITON_INTERPRET") == "1" and ss.triton_scan and not ss.triton_scan.INTERPRETED:
+    # imported earlier in this session without the interpreter: re-decorate the kernels
+    for module in (lr.triton_scan, lr, ss.triton_scan, ss):
+        importlib.reload(module)
+
+TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}   # relative RMS error
+GPU_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
+# dA uses a_t h_{t-1} = h_t - x_t; when exp(ΔA) ~ 0 that difference is ~0 and carries the rounding
+# error of x_t, so dA (itself ~0 there) gets a looser relative bound; everything else keeps TOL.
+NEAR0_DA_TOL = 1e-3
+NAMES = ["y", "h_last", "du", "ddelta", "dA", "dB", "dC", "dD", "dz", "ddelta_bias"]
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def make_inputs(Bsz, D, L, N, G, dtype, *, full=True, decay="mixed", device="cpu", seed=0):
+    """[u, delta, A, B, C, D, z, delta_bias] (the last three None unless full) and the cotangents."""
+    gen = torch.Generator().manual_seed(seed)
+    rnd = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    A = -torch.rand(D, N, generator=gen) * {"mixed": 2.0, "near0": 200.0, "near1": 1e-3}[decay]
+    delta = 0.5 * rnd(Bsz, D, L) + (2.0 if decay == "near0" else 0.0)   # softplus(δ) ~ 2: exp(ΔA) ~ 0
+    bc_shape = (Bsz, N, L) if G is None else (Bsz, G, N, L)
+    xs = [rnd(Bsz, D, L), delta, A, rnd(*bc_shape), rnd(*bc_shape)]
+    xs += [rnd(D), rnd(Bsz, D, L), 0.5 * rnd(D)] if full else [None, None, None]
+    cot = (rnd(Bsz, D, L).to(device), rnd(Bsz, D, N).to(device))
+    return [None if x is None else x.to(device, dtype).requires_grad_() for x in xs], cot
+
+
+def fwd_bwd(fn, inputs, cot, softplus, upcast=False):
+    """Output, last state and the gradient of every given input, keyed by NAMES."""
+    if upcast:
+        inputs = [None if x is None else x.detach().double().requires_grad_() for x in inputs]
+    y, h_last = fn(*inputs, delta_softplus=softplus, return_last_state=True)
+    loss = (y.double() * cot[0].double()).sum() + (h_last.double() * cot[1].double()).sum()
+    wrt = [x for x in inputs if x is not None]
+    names = [n for n, x in zip(NAMES[2:], inputs) if x is not None]
+    return dict(zip(["y", "h_last", *names], [y, h_last, *torch.autograd.grad(loss, wrt)]))
+
+
+def rel_rms(x, ref):
+    return ((x.double() - ref.double()).norm() / ref.double().norm().clamp_min(1e-8)).item()
+
+
+def assert_close(out, ref, tol, loose=()):
+    assert out.keys() == ref.keys()
+    for name in ref:
+        tol_n = max(tol, NEAR0_DA_TOL) if name in loose else tol
+        assert out[name].shape == ref[name].shape, name
+        assert torch.isfinite(out[name]).all(), f"{name}: non-finite values (unwritten output?)"
+        err = rel_rms(out[name], ref[name])
+        assert err <= tol_n, f"{name}: relative RMS error {err:.2e} > {tol_n:.0e}"
+
+
+CASES = [  # Bsz, D, L, N, G, dtype, full (D, z, bias, softplus), decay, chunk_len
+    (1, 2, 1, 1, None, torch.float32, True, "mixed", None),      # L = 1, N = 1
+    (2, 4, 19, 3, 2, torch.float32, True, "mixed", 8),           # groups, ragged L, 3 chunks
+    (1, 3, 20, 16, None, torch.float32, False, "mixed", None),   # bare: no D, z, bias, softplus
+    (1, 2, 12, 5, 1, torch.float32, True, "near0", None),        # exp(ΔA) ~ 0
+    (1, 2, 17, 4, None, torch.float32, False, "near1", 8),       # exp(ΔA) ~ 1
+    (1, 2, 9, 64, None, torch.float32, False, "mixed", None),    # N = 64
+    (1, 4, 10, 4, 2, torch.float16, True, "mixed", None),
+]
+
+
+def test_triton_path_is_interpreted_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the compiled kernels run")
+    assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
+
+
+@pytest.mark.parametrize("Bsz,D,L,N,G,dtype,full,decay,chunk_len", CASES)
+def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, poison):
+    inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay)
+    ref = fwd_bwd(naive_selective_scan, inputs, cot, full, upcast=True)
+    impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len)  # noqa: E731
+    out = fwd_bwd(impl, inputs, cot, full)
+    assert out["y"].dtype == dtype and out["h_last"].dtype == torch.float32
+    assert_close(out, ref, TOL[dtype], loose=("dA",) if decay == "near0" else ())
+
+
+def test_dispatch_runs_triton_under_interpreter(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    calls = []
+    real = ss.triton_selective_scan
+    monkeypatch.setattr(ss, "triton_selective_scan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    inputs, _ = make_inputs(1, 2, 5, 3, None, torch.float32)
+    y = ss.selective_scan(*inputs)
+    assert calls and torch.allclose(y, naive_selective_scan(*inputs), atol=1e-5)
+
+
+@pytest.mark.parametrize("Bsz,D,L,N,G,dtype,full,decay", [
+    (1, 2, 1, 1, None, torch.float32, True, "mixed"),
+    (2, 6, 70, 3, 3, torch.float32, True, "near0"),
+    (2, 4, 45, 16, None, torch.float32, False, "near1"),
+    (2, 4, 33, 4, 2, torch.bfloat16, True, "mixed"),
+])
+def test_fallback_matches_naive(Bsz, D, L, N, G, dtype, full, decay):
+    inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay)
+    ref = fwd_bwd(naive_selective_scan, inputs, cot, full, upcast=True)
+    out = fwd_bwd(chunked_selective_scan, inputs, cot, full)
+    assert_close(out, ref, TOL[dtype])
+
+
+def test_rejects_bad_groups():
+    u = torch.rand(1, 6, 4)
+    with pytest.raises(ValueError, match="divisible by G"):
+        ss.selective_scan(u, u, -torch.rand(6, 2), torch.rand(1, 4, 2, 4), torch.rand(1, 4, 2, 4))
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("dtype", list(GPU_TOL))
+@pytest.mark.parametrize("Bsz,D,L,N,G,full,decay", [
+    (2, 64, 1000, 16, None, True, "mixed"),
+    (1, 256, 4096, 16, 4, True, "mixed"),      # few programs: chunked forward
+    (2, 48, 300, 3, 2, False, "near0"),
+    (1, 32, 257, 64, None, True, "near1"),
+    (4200, 64, 3, 16, None, True, "mixed"),    # B*D/BLOCK_D > 65535 programs on grid axis 0
+])
+def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype):
+    inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay, device="cuda")
+    ref = fwd_bwd(chunked_selective_scan, inputs, cot, full, upcast=True)
+    out = fwd_bwd(ss.triton_selective_scan, inputs, cot, full)
+    assert ss.use_triton(inputs[0])
+    assert_close(out, ref, GPU_TOL[dtype], loose=("dA",) if decay == "near0" else ())
