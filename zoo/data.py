@@ -1,0 +1,92 @@
+"""Datasets for a run: the training segments and the named eval slices, cached on disk.
+
+A task config (conf/task/NAME.yaml) holds the task's parameters plus the harness keys below.
+Train data is a list of segments (a mixture, e.g. several lengths); batches never mix segments.
+Each slice and segment draws from its own seed, derived from the run seed, so train and test
+streams are disjoint and independent.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+import tasks
+from tasks import Batch, Task, derive_seed
+
+HARNESS_KEYS = ("name", "num_train", "num_test", "segments", "slices")
+
+
+@dataclass
+class Datasets:
+    task: Task                       # the training distribution
+    segments: list[Batch]            # training data, one Batch per segment
+    slices: dict[str, Batch]         # eval slices by name
+    slice_tasks: dict[str, Task]
+
+    @property
+    def max_seq_len(self) -> int:
+        return max(b.inputs.shape[1] for b in [*self.segments, *self.slices.values()])
+
+    @property
+    def vocab_size(self) -> int:
+        return max(t.vocab_size for t in [self.task, *self.slice_tasks.values()])
+
+    def to(self, device: torch.device) -> "Datasets":
+        return Datasets(self.task, [b.to(device) for b in self.segments],
+                        {k: b.to(device) for k, b in self.slices.items()}, self.slice_tasks)
+
+
+def task_params(task_cfg: dict) -> dict:
+    """The task's own parameters: everything in the task config but the harness keys."""
+    return {k: v for k, v in task_cfg.items() if k not in HARNESS_KEYS}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ZOO_CACHE", Path.home() / ".cache" / "zoo" / "data"))
+
+
+def generate_cached(task: Task, num_examples: int, seed: int, split: str) -> Batch:
+    """`task.generate(...)`, cached on disk by a hash of (task source, parameters, size, seed, split)."""
+    source = inspect.getsource(inspect.getmodule(type(task)))
+    key = json.dumps([task.name, task.params(), num_examples, seed, split, source], sort_keys=True, default=str)
+    path = cache_dir() / f"{task.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    if path.exists():
+        try:
+            data = torch.load(path)
+            return Batch(data["inputs"], data["labels"])
+        except Exception:  # a torn or foreign file: regenerate
+            pass
+    batch = task.generate(num_examples, seed, split=split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"inputs": batch.inputs, "labels": batch.labels}, tmp)
+    os.replace(tmp, path)
+    return batch
+
+
+def build_datasets(task_cfg: dict, seed: int) -> Datasets:
+    """Generate (or load from the cache) every training segment and eval slice of a task config."""
+    name = task_cfg["name"]
+    base = tasks.make(name, **task_params(task_cfg))
+    segment_specs = task_cfg.get("segments") or [{"num_examples": task_cfg["num_train"]}]
+    segments = []
+    for i, spec in enumerate(segment_specs):
+        spec = dict(spec)
+        n = int(spec.pop("num_examples", task_cfg["num_train"]))
+        segments.append(generate_cached(base.replace(**spec), n, derive_seed(seed, "train", i), "train"))
+    slices, slice_tasks = {}, {}
+    for slice_name, overrides in (task_cfg.get("slices") or {"test": {}}).items():
+        overrides = dict(overrides or {})
+        n = int(overrides.pop("num_examples", task_cfg["num_test"]))
+        try:
+            slice_tasks[slice_name] = base.replace(**overrides)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"task.slices.{slice_name}: {e}") from e
+        slices[slice_name] = generate_cached(slice_tasks[slice_name], n, derive_seed(seed, "test", slice_name), "test")
+    return Datasets(base, segments, slices, slice_tasks)

@@ -1,0 +1,257 @@
+"""The training loop: AdamW, warmup + decay schedule, per-slice evaluation, early stopping,
+checkpoints every evaluation (so an interrupted run resumes where it stopped) and NaN detection.
+
+Speed (synthetic tasks are small models over many tokens): the data lives on the device and is
+sliced per batch, logits are computed only at scored positions, bf16 autocast and a fused
+optimizer on CUDA, and the loop syncs with the host only at log intervals.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tasks import IGNORE, Batch
+
+from .data import Datasets
+from .metrics import Tally
+from .results import CHECKPOINT, METRICS, atomic_write, read_metrics, write_metrics
+
+LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    epochs: int = 16
+    max_steps: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    decay_embeddings: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float | None = 1.0
+    eval_every: int | None = None
+    early_stop_acc: float | None = 0.99
+    shuffle: bool = True
+    compile: bool = False
+    resume: bool = True
+    redo: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"train.schedule={self.schedule!r}: expected cosine, linear or constant")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision={self.precision!r}: expected auto, fp32 or bf16")
+        if self.batch_size < 1 or self.epochs < 0:
+            raise ValueError(f"train.batch_size must be >= 1 and train.epochs >= 0")
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    tokens_seen: int = 0
+    wall_s: float = 0.0
+    status: str = "running"
+    diverged_step: int | None = None
+    last_eval: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but no CUDA GPU is visible; use train.device=cpu (or auto)")
+    return torch.device(name)
+
+
+def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool) -> list[dict]:
+    """Decay matrices only: never biases, norms or parameters a mixer marks `_no_weight_decay`
+    (Mamba's A_log, D); embeddings only when asked."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        skip = p.ndim < 2 or getattr(p, "_no_weight_decay", False) or (id(p) in embeddings and not decay_embeddings)
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    """Linear warmup, then cosine / linear decay to min_lr_ratio, or constant."""
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+    return factor
+
+
+def epoch_batches(data: Datasets, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[tuple[int, torch.Tensor]]:
+    """(segment, example indices) for every batch of an epoch; deterministic in (seed, epoch)."""
+    gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    batches = []
+    for s, seg in enumerate(data.segments):
+        order = torch.randperm(len(seg), generator=gen) if shuffle else torch.arange(len(seg))
+        batches.extend((s, idx) for idx in order.split(batch_size))
+    if shuffle:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen)]
+    return batches
+
+
+def scored_loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sum of cross-entropy over scored positions, the logits there, and their mask."""
+    mask = batch.labels != IGNORE
+    logits = model.logits_at(model.hidden(batch.inputs), mask).float()
+    return F.cross_entropy(logits, batch.labels[mask], reduction="sum"), logits, mask
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Datasets, batch_size: int, autocast, metric: str) -> dict:
+    """Per-slice metrics and the pool of all slices (`overall`)."""
+    was_training = model.training
+    model.eval()
+    pooled, out = Tally(), {}
+    for name, batch in data.slices.items():
+        tally = Tally()
+        for start in range(0, len(batch), batch_size):
+            part = batch[start:start + batch_size]
+            with autocast():
+                loss_sum, logits, mask = scored_loss(model, part)
+            rows = mask.nonzero(as_tuple=True)[0]
+            tally.add(loss_sum, logits.argmax(-1) == part.labels[mask], rows, len(part))
+        out[name] = tally.summary(data.slice_tasks[name].metric)
+        pooled.merge(tally)
+    model.train(was_training)
+    return {"slices": out, "overall": pooled.summary(data.task.metric)}
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState) -> None:
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+               "scheduler": scheduler.state_dict(), "state": state.__dict__,
+               "torch_rng": torch.get_rng_state()}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler) -> TrainState:
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"])
+    return TrainState(**payload["state"])
+
+
+def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, seed: int,
+          device: torch.device, on_eval: Callable[[dict], None] | None = None) -> TrainState:
+    """Train `model` on `data.segments`, evaluating every slice every epoch (or `eval_every`
+    steps); returns the final state (`status`: completed or diverged)."""
+    from .progress import Progress
+
+    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+    data = data.to(device)
+    model.to(device)
+    step_model = torch.compile(model) if cfg.compile else model
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_embeddings), lr=cfg.lr,
+                                  betas=tuple(cfg.betas), fused=device.type == "cuda")
+    steps_per_epoch = len(epoch_batches(data, cfg.batch_size, seed, 0, False))
+    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * max(cfg.epochs, 1))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+
+    ckpt, metrics_path = run_dir / CHECKPOINT, run_dir / METRICS
+    state, history = TrainState(), []
+    if cfg.resume and ckpt.exists():
+        state = load_checkpoint(ckpt, model, optimizer, scheduler)
+        history = [r for r in read_metrics(metrics_path) if r["step"] <= state.step]
+    if state.status != "running":
+        return state
+
+    def do_eval() -> bool:
+        """Evaluate, log, checkpoint; True when training should stop early."""
+        result = evaluate(step_model, data, cfg.eval_batch_size, autocast, data.task.metric)
+        record = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens_seen,
+                  "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
+                  "wall_s": round(state.wall_s + time.time() - t0, 3), **result}
+        history.append(record)
+        write_metrics(metrics_path, history)
+        state.last_eval = result
+        if on_eval:
+            on_eval(record)
+        done = cfg.early_stop_acc is not None and result["overall"]["accuracy"] >= cfg.early_stop_acc
+        return done
+
+    model.train()
+    t0, train_loss = time.time(), float("nan")
+    loss_acc = torch.zeros((), device=device)
+    count_acc = torch.zeros((), device=device)
+    bad_step = torch.full((), -1, device=device, dtype=torch.long)
+    stop = state.step >= total
+    with Progress(total=total, start=state.step, enabled=cfg.progress) as bar:
+        while not stop and state.epoch < max(cfg.epochs, 1):
+            batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle)
+            for seg, idx in batches[state.batch_in_epoch:]:
+                batch = data.segments[seg][idx.to(device)]
+                with autocast():
+                    loss_sum, _, mask = scored_loss(step_model, batch)
+                n_scored = mask.sum()
+                loss = loss_sum / n_scored.clamp(min=1)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), state.step, bad_step)
+                loss_acc += loss_sum.detach()
+                count_acc += n_scored
+                state.step += 1
+                state.batch_in_epoch += 1
+                state.tokens_seen += batch.inputs.numel()
+                if state.step % LOG_EVERY == 0 or state.step == total:
+                    if int(bad_step) >= 0:
+                        state.status, state.diverged_step = "diverged", int(bad_step)
+                        stop = True
+                        break
+                    train_loss = float(loss_acc / count_acc.clamp(min=1))
+                    loss_acc.zero_(), count_acc.zero_()
+                    bar.update(state.step, loss=train_loss, tokens=state.tokens_seen,
+                               acc=state.last_eval.get("overall", {}).get("accuracy"))
+                at_eval = cfg.eval_every is not None and state.step % cfg.eval_every == 0
+                if at_eval or state.step >= total:
+                    stop = do_eval() or state.step >= total
+                    save_checkpoint(ckpt, model, optimizer, scheduler, _with_wall(state, t0))
+                    if stop:
+                        break
+            else:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if cfg.eval_every is None:
+                    stop = do_eval()
+                    save_checkpoint(ckpt, model, optimizer, scheduler, _with_wall(state, t0))
+    if state.status == "running":
+        state.status = "completed"
+    state.wall_s += time.time() - t0
+    save_checkpoint(ckpt, model, optimizer, scheduler, state)
+    return state
+
+
+def _with_wall(state: TrainState, t0: float) -> TrainState:
+    """A copy of the state whose wall_s includes the time since t0 (for checkpoints)."""
+    return TrainState(**{**state.__dict__, "wall_s": state.wall_s + time.time() - t0})
