@@ -131,8 +131,9 @@ def _ss_fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
     if STATE_ONLY:
         tl.store(pend_ptr + state_off, p, mask=mask_dn)
         tl.store(hend_ptr + state_off, h, mask=mask_dn)
-    elif chunk == n_chunks - 1:
-        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn)
+    else:
+        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
+        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
 
 
 @triton.jit

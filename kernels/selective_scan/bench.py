@@ -1,0 +1,90 @@
+"""Benchmark rows for `kernels.selective_scan` (collected by `python -m kernels.bench`).
+
+Compares ours (Triton) with the PyTorch step loop, the vectorised PyTorch fallback, `torch.compile`
+of the fallback and mamba_ssm's `selective_scan_fn` when importable. Bytes the op must move:
+forward reads u, δ, z, B, C and writes y; backward reads u, δ, z, dy, B, C and writes du, dδ, dz,
+dB, dC: 11 [B, D, L] + 6 [B, N, L] tensors in all (A, D, δ_bias and the checkpoints are small).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..linear_recurrence.bench import copy_bandwidth, time_fwd_bwd
+from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
+
+SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
+STEP_LOOP_L = 128     # the step loop is timed on this many steps and extrapolated linearly in L
+COMPILE_MAX_L = 256   # dynamo unrolls the fallback's loop over L/32 chunks; longer is not compiled
+
+
+def _mamba_ssm():
+    try:
+        from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+    except ImportError:
+        return None
+    return selective_scan_fn
+
+
+def run(quick: bool) -> list[dict]:
+    """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
+    copy_bw = copy_bandwidth()
+    compiled = torch.compile(chunked_selective_scan)
+    impls = {"triton": triton_selective_scan, "torch-chunked": chunked_selective_scan,
+             "torch-compile": compiled, "torch-step-loop": naive_selective_scan,
+             "mamba_ssm": _mamba_ssm()}
+    rows = []
+    for Bsz, D, L, N in SHAPES[:2] if quick else SHAPES:
+        for dtype in (torch.bfloat16, torch.float32):
+            dev = dict(device="cuda", dtype=dtype)
+            u = torch.randn(Bsz, D, L, **dev).requires_grad_()
+            delta = (0.5 * torch.randn(Bsz, D, L, **dev) - 4).requires_grad_()
+            A = (-torch.rand(D, N, device="cuda") * 8).requires_grad_()
+            Bm = torch.randn(Bsz, N, L, **dev).requires_grad_()
+            Cm = torch.randn(Bsz, N, L, **dev).requires_grad_()
+            Dv = torch.randn(D, device="cuda").requires_grad_()
+            z = torch.randn(Bsz, D, L, **dev).requires_grad_()
+            bias = torch.randn(D, device="cuda").requires_grad_()
+            cot = torch.randn(Bsz, D, L, **dev)
+            nbytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * u.element_size()
+            for name, fn in impls.items():
+                row = dict(op="selective_scan", shape=f"B={Bsz} D={D} L={L} N={N}", impl=name,
+                           dtype=str(dtype)[6:])
+                if dtype == torch.float32 and name != "triton":
+                    continue      # comparisons in bf16 only
+                if fn is None or (name == "torch-compile" and L > COMPILE_MAX_L):
+                    note = "not importable" if fn is None else f"not run: L/32 chunks unrolled by dynamo"
+                    rows.append(dict(row, fwd_ms=math.nan, fwdbwd_ms=math.nan, gbps=math.nan,
+                                     frac_copy_bw=math.nan, note=note))
+                    continue
+                call = lambda *x, fn=fn: fn(*x, delta_softplus=True)  # noqa: E731
+                args = [u, delta, A, Bm, Cm, Dv, z, bias]
+                scale, note = 1.0, ""
+                if name == "torch-step-loop" and L > STEP_LOOP_L:
+                    sl = slice(0, STEP_LOOP_L)
+                    args = [x[..., sl].detach().requires_grad_() if x.dim() == 3 else x for x in args]
+                    scale, cot_ = L / STEP_LOOP_L, cot[..., sl]
+                    note = f"extrapolated from L={STEP_LOOP_L}"
+                else:
+                    cot_ = cot
+                fwd, fwdbwd, err = time_fwd_bwd(call, args, cot_)
+                fwd, fwdbwd = fwd * scale, fwdbwd * scale
+                note = "; ".join(x for x in (err, note) if x)
+                if fwd == fwd:
+                    fwd_bytes = (4 * Bsz * D * L + 2 * Bsz * N * L) * u.element_size()
+                    note = "; ".join(x for x in (note, f"fwd {fwd_bytes / fwd / 1e6:.0f} GB/s") if x)
+                gbps = nbytes / fwdbwd / 1e6
+                rows.append(dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps,
+                                 frac_copy_bw=gbps / copy_bw, note=note))
+            del u, delta, Bm, Cm, z, cot
+            torch.cuda.empty_cache()
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ..linear_recurrence import bench as _lr_bench
+    _lr_bench.run = run     # reuse its table printer with these rows
+    _lr_bench.main()
