@@ -1,13 +1,23 @@
-"""Multi-head causal softmax attention (Vaswani et al. 2017, arXiv 1706.03762).
+"""Multi-head causal softmax attention (Vaswani et al. 2017, "Attention is all you need",
+arXiv 1706.03762), per head h with d_h = d_model / H:
 
-    o_t = Σ_{s≤t} softmax_s(q_t·k_s / √d_h + b_{t,s}) v_s,   per head, d_h = d_model / num_heads
+    (1) q_t, k_t, v_t = W_q x_t, W_k x_t, W_v x_t                      (split into H heads)
+    (2) a_{t,s} = q_t·k_s / √d_h + b_{t,s}                             (s ≤ t; -∞ otherwise)
+    (3) o_t = Σ_{s≤t} softmax_s(a_{t,·}) v_s,   y_t = W_o [o_t^1, …, o_t^H]
 
-Positions, inside the mixer: `rope` rotates q and k (Su et al. 2021, RoFormer, arXiv 2104.09864);
-`alibi` adds the bias b_{t,s} = -m_h (t - s) with head slopes m_h = 2^(-8h/H) (Press et al. 2022,
-arXiv 2108.12409); `none` uses no positions (learned absolute positions live in the backbone:
-`model.positions=learned`). `window=w` restricts s to t-w < s ≤ t (sliding-window attention).
+Positions, inside the mixer:
+- `rope` (Su et al. 2021, RoFormer, arXiv 2104.09864) rotates each pair (x_i, x_{i+d_h/2}) of q_t
+  and k_t by the angle t·θ_i, θ_i = base^(-2i/d_h); then q_t·k_s = Re[Σ_i q̃_i conj(k̃_i) e^{i(t-s)θ_i}]
+  depends on the positions only through t - s (eq. 16 of the paper);
+- `alibi` (Press et al. 2022, arXiv 2108.12409) adds b_{t,s} = -m_h (t - s); the head slopes are the
+  geometric sequence m_h = 2^(-8h/H), h = 1..H, for H a power of two, and otherwise the 2^⌊log2 H⌋
+  slopes followed by every other slope of the 2·2^⌊log2 H⌋ sequence (the paper's rule);
+- `none`: no positions here (learned absolute positions live in the backbone:
+  `model.positions=learned`).
+`window=w` restricts s to t-w < s ≤ t (sliding-window attention; see `sliding_window.py`).
 
-State at inference: the KV cache, 2 · min(T, window) · d_model elements.
+State at inference: the KV cache, K and V of every cached token, 2 · min(T, w) · d_model elements
+(w = ∞ without a window).
 """
 from __future__ import annotations
 
@@ -36,23 +46,37 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def alibi_slopes(num_heads: int) -> torch.Tensor:
-    """m_h = 2^(-8 h / H), h = 1..H (ALiBi's geometric head slopes)."""
-    return torch.tensor([2.0 ** (-8.0 * (h + 1) / num_heads) for h in range(num_heads)])
+    """ALiBi head slopes [H]: m_h = 2^(-8 h / H), h = 1..H, when H is a power of two; otherwise the
+    slopes of the largest power of two n < H, then every other slope of the 2n-head sequence."""
+    def geometric(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    n = 2 ** math.floor(math.log2(num_heads))
+    slopes = geometric(n) + geometric(2 * n)[0::2][: num_heads - n]
+    return torch.tensor(slopes)
 
 
 class Attention(nn.Module):
+    """Causal multi-head softmax attention; `forward(x [B, T, D]) -> [B, T, D]`.
+
+    Hyperparameters: `num_heads` H; `positions` rope | alibi | none; `rope_base` (θ_i's base);
+    `window` (None: full causal attention); `dropout` on the attention weights (training only);
+    `bias` on the q/k/v and output projections. Parameters: 4·D² (+ 4·D with bias)."""
+
     def __init__(self, d_model: int, *, layer_idx: int, num_heads: int = 1,
                  positions: Literal["rope", "alibi", "none"] = "rope", rope_base: float = 10000.0,
                  window: int | None = None, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model % num_heads:
-            raise ValueError(f"Attention: d_model={d_model} is not divisible by num_heads={num_heads}")
+        if num_heads < 1 or d_model % num_heads:
+            raise ValueError(f"Attention: num_heads={num_heads} must be >= 1 and divide d_model={d_model}")
         if positions not in POSITIONS:
             raise ValueError(f"Attention(positions={positions!r}): expected one of {POSITIONS}")
         if positions == "rope" and (d_model // num_heads) % 2:
             raise ValueError(f"Attention: rope needs an even head dim, got {d_model // num_heads}")
         if window is not None and window < 1:
             raise ValueError(f"Attention: window must be >= 1 or null, got {window}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout}")
         self.d_model, self.num_heads, self.layer_idx = d_model, num_heads, layer_idx
         self.positions, self.rope_base, self.window, self.dropout = positions, rope_base, window, dropout
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
@@ -75,17 +99,23 @@ class Attention(nn.Module):
             bias = -self.slopes.to(device)[:, None, None] * dist
         return bias.masked_fill(~allowed, float("-inf")).to(dtype)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step (1) with RoPE applied: x [B, T, D] -> q, k, v [B, H, T, d_h]."""
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
         if self.positions == "rope":
-            cos, sin = rope_tables(T, q.shape[-1], self.rope_base, x.device, q.dtype)
+            cos, sin = rope_tables(x.shape[1], q.shape[-1], self.rope_base, x.device, q.dtype)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.project(x)
         bias = self._bias(T, x.device, q.dtype)
         p = self.dropout if self.training else 0.0
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, is_causal=bias is None)
         return self.out(rearrange(o, "b h t d -> b t (h d)"))
 
     def state_size(self, seq_len: int) -> int:
+        """KV cache: 2 · min(seq_len, window) · d_model elements."""
         cached = seq_len if self.window is None else min(seq_len, self.window)
         return 2 * cached * self.d_model
