@@ -46,7 +46,7 @@ def _interpret() -> bool:
 
 def _fwd_kernel(
     q, k, v, g, h0, o, ht, T, scale,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    H, K, V,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_H0: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -119,7 +119,7 @@ def _fwd_kernel(
 
 def _bwd_dq_kernel(
     k, v, g, h0, do, dq, T, scale,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    H, K, V,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_H0: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -184,7 +184,7 @@ def _bwd_dq_kernel(
 
 def _bwd_dkv_kernel(
     q, k, v, g, do, dht, dk, dv, dh0, T, scale,
-    H: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    H, K, V,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DHT: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -260,10 +260,54 @@ def _bwd_dkv_kernel(
         b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
         b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
         tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk, mask=m_tk)
-        tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv, mask=m_tv)
+        tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
         # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
         b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dS, mask=m_kv)
+
+
+def _bwd_dg_kernel(
+    q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV,
+    H, K, BT: tl.constexpr, BK: tl.constexpr, DECAY: tl.constexpr,
+):
+    """Epilogue, one program per batch*head covering all of K: sums the fp32 dq, dk partials over V
+    blocks, writes dq, dk in the input dtype and dg_t = sum_{r >= t} (q_r dq_r - k_r dk_r) + dg_last,
+    a reverse cumulative sum carried across chunks (summed over K for scalar decay).
+    dq_p, dk_p: [NV, B, T, H, K] fp32; dg_last: [B*H, K] fp32 = rowsum(dS_T * S_T)."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    B = tl.num_programs(0) // H
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = tl.arange(0, BK)
+    m_k = o_k < K
+    base = (i_b * T * H + i_h) * K
+    part = B * T * H * K                                         # stride between V-block partials
+    b_carry = tl.load(dg_last + i_bh * K + o_k, mask=m_k, other=0.0)  # [BK], sum over later chunks
+    o_i = tl.arange(0, BT)
+    NT = tl.cdiv(T, BT)
+    for j in range(0, NT):
+        o_t = (NT - 1 - j) * BT + o_i
+        m_tk = (o_t < T)[:, None] & m_k[None, :]
+        offs = base + o_t[:, None] * (H * K) + o_k[None, :]
+        b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+        b_dk = tl.zeros([BT, BK], dtype=tl.float32)
+        for i_v in range(0, NV):
+            b_dq += tl.load(dq_p + i_v * part + offs, mask=m_tk, other=0.0)
+            b_dk += tl.load(dk_p + i_v * part + offs, mask=m_tk, other=0.0)
+        tl.store(dq + offs, b_dq.to(dq.dtype.element_ty), mask=m_tk)
+        tl.store(dk + offs, b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        if DECAY > 0:
+            b_q = tl.load(q + offs, mask=m_tk, other=0.0).to(tl.float32)
+            b_k = tl.load(k + offs, mask=m_tk, other=0.0).to(tl.float32)
+            b_dG = b_q * b_dq - b_k * b_dk                        # [BT, BK]
+            # suffix sum within the chunk: total - prefix + own term, plus the later chunks' carry
+            b_tot = tl.sum(b_dG, axis=0)
+            b_dg = b_tot[None, :] - tl.cumsum(b_dG, axis=0) + b_dG + b_carry[None, :]
+            b_carry += b_tot
+            if DECAY == 1:
+                tl.store(dg + (i_b * T * H + i_h) + o_t * H, tl.sum(b_dg, axis=1).to(dg.dtype.element_ty),
+                         mask=o_t < T)
+            else:
+                tl.store(dg + offs, b_dg.to(dg.dtype.element_ty), mask=m_tk)
 
 
 _JITTED: dict = {}
@@ -299,8 +343,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay = 0 if g is None else (1 if g.dim() == 3 else 2)
-        gf = None if g is None else g.float().contiguous()
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        g = None if g is None else g.contiguous()                  # loaded as fp32 in the kernels
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
         NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
@@ -308,45 +352,43 @@ class _ChunkLinearAttention(torch.autograd.Function):
         o = torch.empty(NK, B, T, H, V, device=q.device, dtype=v.dtype if NK == 1 else torch.float32)
         ht = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
         dummy = q  # placeholder pointer for absent optional tensors (never read: constexpr flags)
-        _launch(_fwd_kernel, (B * H, NV, NK), q, k, v, gf if gf is not None else dummy,
+        _launch(_fwd_kernel, (B * H, NV, NK), q, k, v, g if g is not None else dummy,
                 h0f if h0f is not None else dummy, o, ht, T, scale, H=H, K=K, V=V,
                 USE_H0=h0 is not None, **cfg)
         o = o[0] if NK == 1 else o.sum(0).to(v.dtype)
-        ctx.save_for_backward(q, k, v, gf, h0f, ht)
-        ctx.scale, ctx.decay, ctx.g_dtype = scale, decay, None if g is None else g.dtype
+        ctx.save_for_backward(q, k, v, g, h0f, ht)
+        ctx.scale, ctx.decay = scale, decay
         ctx.set_materialize_grads(False)
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, gf, h0f, ht = ctx.saved_tensors
+        q, k, v, g, h0f, ht = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         do = torch.zeros_like(v) if do is None else do.to(v.dtype).contiguous()
         cfg = _config(K, V, ctx.decay, q.dtype)
         NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
         dummy = q
-        gp = gf if gf is not None else dummy
-        dq = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
-        _launch(_bwd_dq_kernel, (B * H, NV, NK), k, v, gp, h0f if h0f is not None else dummy, do, dq,
+        gp = g if g is not None else dummy
+        dq_p = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
+        _launch(_bwd_dq_kernel, (B * H, NV, NK), k, v, gp, h0f if h0f is not None else dummy, do, dq_p,
                 T, ctx.scale, H=H, K=K, V=V, USE_H0=h0f is not None, **cfg)
-        dk = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
-        dv = torch.empty(NK, B, T, H, V, device=q.device, dtype=torch.float32)
+        dk_p = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
+        dv_p = torch.empty(NK, B, T, H, V, device=q.device, dtype=v.dtype if NK == 1 else torch.float32)
         dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
         dht_c = None if dht is None else dht.float().contiguous()
         _launch(_bwd_dkv_kernel, (B * H, NV, NK), q, k, v, gp, do, dht_c if dht_c is not None else dummy,
-                dk, dv, dh0, T, ctx.scale, H=H, K=K, V=V, USE_DHT=dht is not None, **cfg)
-        dq, dk, dv = dq.sum(0), dk.sum(0), dv.sum(0)                    # [B, T, H, K|V] fp32
-        dg = None
-        if gf is not None:
-            # dG_t = q_t dq_t - k_t dk_t; G_T also scales S_T: + rowsum(dS_T * S_T); dg = reverse cumsum
-            dG = q.float() * dq - k.float() * dk                        # [B, T, H, K]
-            if dht is not None:
-                dG[:, -1] += (dht_c * ht).sum(-1)
-            dg = dG.flip(1).cumsum(1).flip(1)
-            dg = (dg if ctx.decay == 2 else dg.sum(-1)).to(ctx.g_dtype)
-        return (dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype), dg,
-                dh0 if h0f is not None else None, None)
+                dk_p, dv_p, dh0, T, ctx.scale, H=H, K=K, V=V, USE_DHT=dht is not None, **cfg)
+        dv = dv_p[0] if NK == 1 else dv_p.sum(0).to(v.dtype)
+        # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
+        dq, dk = torch.empty_like(q), torch.empty_like(k)
+        dg = torch.empty_like(g) if g is not None else dummy
+        dg_last = (dht_c * ht).sum(-1) if dht is not None and g is not None else torch.zeros(
+            B, H, K, device=q.device, dtype=torch.float32)
+        _launch(_bwd_dg_kernel, (B * H,), q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV, H=H, K=K,
+                BT=32, BK=max(16, triton.next_power_of_2(K)), DECAY=ctx.decay, num_warps=4)
+        return (dq, dk, dv, dg if g is not None else None, dh0 if h0f is not None else None, None)
 
 
 def chunk_linear_attention_triton(
