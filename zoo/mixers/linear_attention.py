@@ -52,7 +52,8 @@ def orthogonal_random_features(m: int, f: int, generator: torch.Generator) -> to
     within a block (Performer's ORF, §2.4)."""
     blocks = []
     for _ in range(math.ceil(m / f)):
-        q, _ = torch.linalg.qr(torch.randn(f, f, generator=generator))
+        q, r = torch.linalg.qr(torch.randn(f, f, generator=generator))
+        q = q * torch.sign(torch.diagonal(r))                  # Haar-distributed (QR's sign convention)
         blocks.append(q.t())                                   # rows orthonormal
     w = torch.cat(blocks)[:m]
     norms = torch.randn(m, f, generator=generator).norm(dim=1, keepdim=True)
