@@ -89,6 +89,28 @@ def run(quick: bool) -> list[dict]:
     return rows
 
 
+def tune() -> list[dict]:
+    """Time tile configurations (triton_scan.TILES) at B=8 T=16384 D=2048 per dtype."""
+    from triton.testing import do_bench
+
+    from . import triton_scan
+    default, rows = dict(triton_scan.TILES), []
+    for dtype in (torch.bfloat16, torch.float32):
+        size = torch.empty(0, dtype=dtype).element_size()
+        a = torch.rand(8, 16384, 2048, device="cuda", dtype=dtype).requires_grad_()
+        b = torch.randn_like(a).requires_grad_()
+        cot = torch.randn_like(a)
+        for cfg in [(32, 64, 4), (32, 128, 4), (64, 128, 8), (16, 256, 4), (64, 64, 4), (32, 256, 8)]:
+            triton_scan.TILES[size] = cfg
+            fwd = do_bench(lambda: triton_linear_recurrence(a, b))
+            fb = do_bench(lambda: torch.autograd.grad(triton_linear_recurrence(a, b), [a, b], cot))
+            rows.append(dict(dtype=str(dtype), config=cfg, fwd_ms=fwd, fwdbwd_ms=fb,
+                             fwd_gbps=3 * a.numel() * size / fwd / 1e6))
+            print(rows[-1], flush=True)
+        triton_scan.TILES.update(default)
+    return rows
+
+
 def main() -> None:
     """`python -m kernels.linear_recurrence.bench [--quick]`: print the rows as a markdown table."""
     import sys
@@ -100,4 +122,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    tune() if "--tune" in sys.argv else main()

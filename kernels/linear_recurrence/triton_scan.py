@@ -116,11 +116,16 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
     return chunk_len, triton.cdiv(T, chunk_len)
 
 
-def _blocks(D: int) -> tuple[int, int]:
-    """(BLOCK_T, BLOCK_D); small tiles in the interpreter, which scans element by element."""
+# (BLOCK_T, BLOCK_D, num_warps) by element size of b: tiles of 256-byte rows along D
+TILES = {4: (32, 64, 4), 2: (32, 128, 4), 8: (32, 32, 4)}
+
+
+def _blocks(D: int, elem_size: int) -> tuple[int, int, int]:
+    """(BLOCK_T, BLOCK_D, num_warps); small tiles in the interpreter (it scans element by element)."""
     if INTERPRETED:
-        return 16, min(16, triton.next_power_of_2(D))
-    return 32, min(64, triton.next_power_of_2(D))
+        return 16, min(16, triton.next_power_of_2(D)), 4
+    block_t, block_d, warps = TILES[elem_size]
+    return block_t, min(block_d, triton.next_power_of_2(D)), warps
 
 
 def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reverse: bool = False,
@@ -131,7 +136,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     Forward (reverse=False): returns h [B, T, D] in b's dtype.
     Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da)."""
     Bsz, T, D = b.shape
-    block_t, block_d = _blocks(D)
+    block_t, block_d, warps = _blocks(D, b.element_size())
     n_dblk = triton.cdiv(D, block_d)
     chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d)
     out = torch.empty_like(b)
@@ -144,7 +149,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
             a, b, dummy, dummy, pend, hend, dummy, dummy, dummy, T, D, chunk_len, n_dblk, n_chunks,
             HAS_INIT=False, STATE_ONLY=True, REVERSE=reverse, HAS_H0=False,
-            BLOCK_T=block_t, BLOCK_D=block_d)
+            BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
         # 2. carry across chunks: H_c = P_c H_{c-1} + S_c, itself a linear recurrence
         carried = lr_scan(pend, hend, init)   # [B, n_chunks, D] fp32
         first = init.float()[:, None] if init is not None else torch.zeros_like(hend[:, :1])
@@ -157,7 +162,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         hsave if hsave is not None else dummy, h0 if h0 is not None else dummy, da,
         T, D, chunk_len, n_dblk, n_chunks,
         HAS_INIT=init_c is not None, STATE_ONLY=False, REVERSE=reverse, HAS_H0=h0 is not None,
-        BLOCK_T=block_t, BLOCK_D=block_d)
+        BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
     return (out, da) if reverse else out
 
 

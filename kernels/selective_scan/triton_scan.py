@@ -238,15 +238,19 @@ def _ss_bwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, d
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d)
 
 
-def _blocks(N: int, Dg: int, backward: bool) -> tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_N, BLOCK_T): register tiles of ~4096 (fwd) / ~2048 (bwd) fp32 values."""
+# register tile sizes: BLOCK_T, and BLOCK_D·BLOCK_N·BLOCK_T ~ elems for the forward / backward
+TILES = dict(block_t=32, fwd_elems=4096, bwd_elems=2048, fwd_warps=4, bwd_warps=4)
+
+
+def _blocks(N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
+    """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps)."""
     block_n = triton.next_power_of_2(N)
     if INTERPRETED:   # the interpreter scans element by element
-        return 2, block_n, 8
-    block_t = 32
-    budget = 2048 if backward else 4096
+        return 2, block_n, 8, 4
+    block_t = TILES["block_t"]
+    budget = TILES["bwd_elems" if backward else "fwd_elems"]
     block_d = max(1, min(16, budget // (block_n * block_t), triton.next_power_of_2(Dg)))
-    return block_d, block_n, block_t
+    return block_d, block_n, block_t, TILES["bwd_warps" if backward else "fwd_warps"]
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -266,7 +270,7 @@ class SelectiveScanFn(torch.autograd.Function):
         Dg = Dm // G
         save = any(ctx.needs_input_grad)
         # forward and backward must agree on BLOCK_T (the checkpoint spacing)
-        block_d, block_n, block_t = _blocks(N, Dg, backward=False)
+        block_d, block_n, block_t, warps = _blocks(N, Dg, backward=False)
         n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         if chunk_len is None:
@@ -279,7 +283,8 @@ class SelectiveScanFn(torch.autograd.Function):
         ckpt = torch.empty(Bsz, Dm, n_tiles, N, dtype=torch.float32, device=u.device) if save else last
         dummy = last
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                     SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
+                     SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+                     num_warps=warps)
         args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
@@ -308,7 +313,7 @@ class SelectiveScanFn(torch.autograd.Function):
         Bsz, Dm, L = u.shape
         N, G = A.shape[1], B4.shape[1]
         Dg = Dm // G
-        block_d, block_n, block_t = _blocks(N, Dg, backward=True)
+        block_d, block_n, block_t, warps = _blocks(N, Dg, backward=True)
         assert block_t == ctx.block_t, "forward and backward tiles must match the checkpoints"
         n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
         f32 = dict(dtype=torch.float32, device=u.device)
@@ -327,7 +332,7 @@ class SelectiveScanFn(torch.autograd.Function):
             Dm, L, N, G, Dg, n_dblk, n_tiles,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=ctx.softplus, HAS_DLAST=dlast is not None,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
+            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps)
         dB, dC = dB.to(B4.dtype), dC.to(C4.dtype)
         if not ctx.grouped:
             dB, dC = dB[:, 0], dC[:, 0]

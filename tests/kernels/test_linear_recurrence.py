@@ -11,7 +11,7 @@ import torch
 if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
     os.environ["TRITON_INTERPRET"] = "1"
 
-import kernels.linear_recurrence as lr  # noqa: E402
+lr = importlib.import_module("kernels.linear_recurrence")   # the module (kernels re-exports the function)
 from kernels.linear_recurrence import chunked_linear_recurrence, naive_linear_recurrence  # noqa: E402
 
 if os.environ.get("TRITON_INTERPRET") == "1" and lr.triton_scan and not lr.triton_scan.INTERPRETED:

@@ -11,8 +11,8 @@ import torch
 if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
     os.environ["TRITON_INTERPRET"] = "1"
 
-import kernels.linear_recurrence as lr  # noqa: E402
-import kernels.selective_scan as ss  # noqa: E402
+lr = importlib.import_module("kernels.linear_recurrence")   # the module (kernels re-exports the function)
+ss = importlib.import_module("kernels.selective_scan")
 from kernels.selective_scan import chunked_selective_scan, naive_selective_scan  # noqa: E402
 
 if os.environ.get("TRITON_INTERPRET") == "1" and ss.triton_scan and not ss.triton_scan.INTERPRETED:
