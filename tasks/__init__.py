@@ -14,6 +14,17 @@ from .base import IGNORE, Batch, Task, derive_seed
 # name -> "module:Class"; modules are imported only when their task is made.
 _REGISTRY: dict[str, str] = {
     "mqar": "tasks.mqar:MQAR",
+    "selective_copy": "tasks.selective_copy:SelectiveCopy",
+    "flip_flop": "tasks.flip_flop:FlipFlop",
+    "counting": "tasks.counting:Counting",
+    "induction_heads": "tasks.induction_heads:InductionHeads",
+    "in_context_recall": "tasks.in_context_recall:InContextRecall",
+    "noisy_recall": "tasks.noisy_recall:NoisyRecall",
+    "fuzzy_recall": "tasks.fuzzy_recall:FuzzyRecall",
+    "compression": "tasks.compression:Compression",
+    "memorization": "tasks.memorization:Memorization",
+    "copying": "tasks.copying:Copying",
+    "state_tracking": "tasks.state_tracking:StateTracking",
 }
 
 

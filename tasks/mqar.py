@@ -20,8 +20,8 @@ the i-th slot draw), `False` decouples it by a random permutation.
 
 Example, `MQAR(vocab_size=16, seq_len=12, num_kv_pairs=2, random_non_queries=False).generate(1, seed=0)`::
 
-    Inputs: 1 13 6 10 1 0 0 0 0 0 6 0
-    Labels: . . . . 13 . . . . . 10 .
+    Inputs: 2 15 6 9 2 0 6 0 0 0 0 0
+    Labels: . . . . 15 . 9 . . . . .
 
 The headline metric is per-example accuracy (the fraction of an example's D queries answered by
 the full-vocabulary argmax, averaged over examples), as in the reference.
