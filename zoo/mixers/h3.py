@@ -93,7 +93,7 @@ class H3(nn.Module):
         kv = torch.stack(k_bar, dim=-1)[:, :, :, None] * v[:, :, None]  # [B, H, d_h, d_h, T]
         _, A_bar, B_bar, C_diag = self.diag.discretize()  # [H, N/2] each
         A_bar, B_bar, C_diag = (z[:, None, None] for z in (A_bar, B_bar, C_diag))  # [H, 1, 1, N/2]
-        X = torch.zeros(*kv.shape[:-1], self.d_state // 2, dtype=A_bar.dtype)
+        X = torch.zeros(*kv.shape[:-1], self.d_state // 2, dtype=A_bar.dtype, device=x.device)
         s = []
         for t in range(T):
             X = A_bar * X + B_bar * kv[..., t, None]  # (2)
