@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import platform
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -75,14 +74,25 @@ def build_summary(cfg: DictConfig, run_dir: Path, chash: str, state: TrainState,
     }
 
 
+def find_completed(results_dir: Path, chash: str, run_dir: Path) -> tuple[Path, dict] | None:
+    """A completed run of the same config: this run directory first, then anywhere under results."""
+    for summary_path in [run_dir / "summary.json", *sorted(results_dir.glob("**/summary.json"))]:
+        summary = read_summary(summary_path.parent)
+        if summary and summary.get("status") == "completed" and summary.get("config_hash") == chash:
+            return summary_path.parent, summary
+    return None
+
+
 def run(cfg: DictConfig) -> float | None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     chash = config_hash(cfg)
     train_cfg = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    previous = read_summary(run_dir)
-    if previous and previous.get("status") == "completed" and previous.get("config_hash") == chash and not train_cfg.redo:
-        log.info(f"skip: {run_dir} already completed (accuracy {previous.get('accuracy')}); train.redo=true re-runs it")
+    done = find_completed(Path(cfg.results_dir), chash, run_dir)
+    if done is not None and not train_cfg.redo:
+        summary_dir, previous = done
+        log.info(f"skip: this config already completed in {summary_dir} (accuracy {previous.get('accuracy')}); "
+                 f"train.redo=true re-runs it")
         return previous.get("accuracy")
     if train_cfg.redo or not train_cfg.resume:
         for name in (CHECKPOINT, METRICS):

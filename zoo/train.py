@@ -183,8 +183,8 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
     if state.status != "running":
         return state
 
-    def do_eval() -> bool:
-        """Evaluate, log, checkpoint; True when training should stop early."""
+    def evaluate_and_save() -> bool:
+        """Evaluate every slice, log, checkpoint; True when training should stop early."""
         result = evaluate(step_model, data, cfg.eval_batch_size, autocast, data.task.metric)
         record = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens_seen,
                   "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
@@ -192,10 +192,10 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
         history.append(record)
         write_metrics(metrics_path, history)
         state.last_eval = result
+        save_checkpoint(ckpt, model, optimizer, scheduler, _with_wall(state, t0))
         if on_eval:
             on_eval(record)
-        done = cfg.early_stop_acc is not None and result["overall"]["accuracy"] >= cfg.early_stop_acc
-        return done
+        return cfg.early_stop_acc is not None and result["overall"]["accuracy"] >= cfg.early_stop_acc
 
     model.train()
     t0, train_loss = time.time(), float("nan")
@@ -204,7 +204,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
     bad_step = torch.full((), -1, device=device, dtype=torch.long)
     stop = state.step >= total
     with Progress(total=total, start=state.step, enabled=cfg.progress) as bar:
-        while not stop and state.epoch < max(cfg.epochs, 1):
+        while not stop:
             batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle)
             for seg, idx in batches[state.batch_in_epoch:]:
                 batch = data.segments[seg][idx.to(device)]
@@ -218,6 +218,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
+                # record the first non-finite loss without a host sync
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), state.step, bad_step)
                 loss_acc += loss_sum.detach()
                 count_acc += n_scored
@@ -227,24 +228,25 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
                 if state.step % LOG_EVERY == 0 or state.step == total:
                     if int(bad_step) >= 0:
                         state.status, state.diverged_step = "diverged", int(bad_step)
-                        stop = True
                         break
                     train_loss = float(loss_acc / count_acc.clamp(min=1))
                     loss_acc.zero_(), count_acc.zero_()
                     bar.update(state.step, loss=train_loss, tokens=state.tokens_seen,
                                acc=state.last_eval.get("overall", {}).get("accuracy"))
-                at_eval = cfg.eval_every is not None and state.step % cfg.eval_every == 0
-                if at_eval or state.step >= total:
-                    stop = do_eval() or state.step >= total
-                    save_checkpoint(ckpt, model, optimizer, scheduler, _with_wall(state, t0))
-                    if stop:
-                        break
-            else:
-                state.epoch += 1
-                state.batch_in_epoch = 0
+                if cfg.eval_every is not None and state.step % cfg.eval_every == 0:
+                    stop = evaluate_and_save()
+                if stop or state.step >= total:
+                    break
+            if state.status == "diverged":
+                break
+            if state.batch_in_epoch == len(batches):  # the epoch is complete
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                 if cfg.eval_every is None:
-                    stop = do_eval()
-                    save_checkpoint(ckpt, model, optimizer, scheduler, _with_wall(state, t0))
+                    stop = evaluate_and_save()
+            if state.step >= total:
+                if not history or history[-1]["step"] != state.step:
+                    evaluate_and_save()
+                stop = True
     if state.status == "running":
         state.status = "completed"
     state.wall_s += time.time() - t0
