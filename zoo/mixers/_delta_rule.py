@@ -60,7 +60,14 @@ def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
                      initial_state: torch.Tensor | None = None, output_final_state: bool = False,
                      chunk_size: int = 64) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Eqs. (2)-(5); same arguments as `naive_delta_rule`. Returns o [B, T, H, V] in v's dtype, or
-    (o, S_T [B, H, K, V] fp32) when output_final_state=True. Differentiable in every input."""
+    (o, S_T [B, H, K, V] fp32) when output_final_state=True. Differentiable in every input.
+    Runs in fp32 even under autocast: the state recurrence and the triangular solve need it."""
+    with torch.autocast(q.device.type, enabled=False):
+        o, S = _chunk_delta_rule(q, k, v, beta, log_alpha, scale, initial_state, chunk_size)
+    return (o, S) if output_final_state else o
+
+
+def _chunk_delta_rule(q, k, v, beta, log_alpha, scale, initial_state, chunk_size):
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = chunk_size
@@ -104,4 +111,4 @@ def chunk_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: to
         S = G_last[:, :, n, :, None].exp() * S + k_dec[:, :, n].transpose(-1, -2) @ U  # eq. (5)
     o = torch.stack(outs, dim=2) * scale                            # [B, H, N, C, V]
     o = o.movedim(1, 3).reshape(B, N * C, H, V)[:, :T].to(v.dtype)  # [B, T, H, V]
-    return (o, S) if output_final_state else o
+    return o, S

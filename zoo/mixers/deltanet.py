@@ -85,7 +85,7 @@ class DeltaNet(nn.Module):
             o = chunk_delta_rule(q, k, v, beta, chunk_size=self.chunk_size)
         else:
             o = naive_delta_rule(q, k, v, beta)[0].to(v.dtype)
-        return self.out(rearrange(self.norm(o), "b t h v -> b t (h v)"))
+        return self.out(rearrange(self.norm(o.float()), "b t h v -> b t (h v)"))  # norm in fp32
 
     def state_size(self, seq_len: int) -> int:
         """H·d_k·d_v (delta-rule state) + (conv_size − 1)·(2·key_dim + value_dim) (conv buffers)."""

@@ -110,7 +110,7 @@ class GatedDeltaNet(nn.Module):
             o = chunk_delta_rule(q, k, v, beta, log_alpha, chunk_size=self.chunk_size)
         else:
             o = naive_delta_rule(q, k, v, beta, log_alpha)[0].to(v.dtype)
-        o = rearrange(self.norm(o), "b t h v -> b t (h v)")  # per-head RMSNorm
+        o = rearrange(self.norm(o.float()), "b t h v -> b t (h v)")  # per-head RMSNorm, fp32
         return self.out(o * F.silu(self.gate(x)))
 
     def state_size(self, seq_len: int) -> int:

@@ -69,7 +69,7 @@ class GLA(nn.Module):
         k = rearrange(self.k(x), "b t (h k) -> b t h k", h=H)
         v = rearrange(self.v(x), "b t (h v) -> b t h v", h=H)
         # log α_t = log σ(·)^{1/τ}, computed stably in log space: [B, T, H, d_k], values < 0
-        log_alpha = F.logsigmoid(self.gate(x)) / self.gate_temperature
+        log_alpha = F.logsigmoid(self.gate(x).float()) / self.gate_temperature  # fp32 under autocast
         log_alpha = rearrange(log_alpha, "b t (h k) -> b t h k", h=H)
         if self.mode == "chunk":
             o = kernels.chunked_linear_attention(q, k, v, log_alpha)  # scale 1/√d_k

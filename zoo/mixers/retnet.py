@@ -78,7 +78,7 @@ class RetNet(nn.Module):
         # Θ: rotary on q, k; tables [T, 1, d_k/2] broadcast over heads
         cos, sin = rope_tables(T, q.shape[-1], self.rope_base, x.device, q.dtype)
         q, k = apply_rope(q, cos[:, None], sin[:, None]), apply_rope(k, cos[:, None], sin[:, None])
-        log_decay = self.log_gamma.to(q.dtype).expand(B, T, H)  # fixed γ_h, [B, T, H]
+        log_decay = self.log_gamma.expand(B, T, H)  # fixed γ_h, fp32 even under autocast, [B, T, H]
         if self.mode == "chunk":
             o = kernels.chunked_linear_attention(q, k, v, log_decay)  # scale 1/√d_k, eq. (6)
         else:

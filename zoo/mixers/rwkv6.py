@@ -131,7 +131,8 @@ class RWKV6(nn.Module):
         mix = self.maa[:, None] + y                                 # lora_□, [5, B·T, D]
         xw, xk, xv, xr, xg = (x + dx * m.view(B, T, D) for m in mix)
         # step (3): log w_t = −exp(d_t) ≤ 0, per channel
-        log_w = -torch.exp(self.decay + torch.tanh(xw @ self.decay_A) @ self.decay_B).float()
+        d = self.decay + torch.tanh(xw @ self.decay_A) @ self.decay_B
+        log_w = -d.float().exp()                                    # fp32 under autocast
         r, k, v, log_w = (rearrange(z, "b t (h k) -> b t h k", h=H)
                           for z in (self.r(xr), self.k(xk), self.v(xv), log_w))
         if self.mode == "chunk":
