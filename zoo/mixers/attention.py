@@ -34,14 +34,14 @@ POSITIONS = ("rope", "alibi", "none")
 
 def rope_tables(T: int, dim: int, base: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin tables [T, dim/2] for rotary embeddings."""
-    inv_freq = base ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
+    inv_freq = base ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)  # θ_i
     angles = torch.arange(T, device=device, dtype=torch.float32)[:, None] * inv_freq
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x1, x2) of the last dim of x [B, H, T, d] by the position angle."""
-    x1, x2 = x.chunk(2, dim=-1)
+    x1, x2 = x.chunk(2, dim=-1)  # pair i is (x_i, x_{i+d/2}), the "rotate-half" layout
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
@@ -79,6 +79,7 @@ class Attention(nn.Module):
             raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout}")
         self.d_model, self.num_heads, self.layer_idx = d_model, num_heads, layer_idx
         self.positions, self.rope_base, self.window, self.dropout = positions, rope_base, window, dropout
+        # PyTorch's default Linear init (the paper does not prescribe one)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out = nn.Linear(d_model, d_model, bias=bias)
         if positions == "alibi":
@@ -96,13 +97,14 @@ class Attention(nn.Module):
             allowed &= dist < self.window
         bias = torch.zeros(1, T, T, device=device)
         if self.positions == "alibi":
-            bias = -self.slopes.to(device)[:, None, None] * dist
+            bias = -self.slopes.to(device)[:, None, None] * dist  # [H, T, T]: -m_h (t - s)
+        # masked after the ALiBi term: above the diagonal t - s < 0 would give a positive bias
         return bias.masked_fill(~allowed, float("-inf")).to(dtype)
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Step (1) with RoPE applied: x [B, T, D] -> q, k, v [B, H, T, d_h]."""
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.num_heads)
-        if self.positions == "rope":
+        if self.positions == "rope":  # absolute rotations; q_t·k_s then depends on t - s only
             cos, sin = rope_tables(x.shape[1], q.shape[-1], self.rope_base, x.device, q.dtype)
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         return q, k, v
@@ -112,6 +114,7 @@ class Attention(nn.Module):
         q, k, v = self.project(x)
         bias = self._bias(T, x.device, q.dtype)
         p = self.dropout if self.training else 0.0
+        # eqs. (2)-(3); SDPA scales by 1/√d_h and picks a fused kernel (flash on CUDA without a bias)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, is_causal=bias is None)
         return self.out(rearrange(o, "b h t d -> b t (h d)"))
 
