@@ -115,7 +115,7 @@ def feature_loop_map(m: LinearAttention, x: torch.Tensor, t: int, is_query: bool
 
 
 def linear_attention_loop(m: LinearAttention, x: torch.Tensor) -> torch.Tensor:
-    """Eq. (3): S_t = S_{t-1} + φ(k_t) v_tᵀ, z_t = z_{t-1} + φ(k_t), o_t = S_tᵀφ(q_t) / (z_t·φ(q_t) + ε)."""
+    """(LA2): S_t = S_{t-1} + φ(k_t) v_tᵀ, z_t = z_{t-1} + φ(k_t), o_t = S_tᵀφ(q_t) / (z_t·φ(q_t) + ε)."""
     B, T, D = x.shape
     H = m.num_heads
     q, k = m.qk(x).view(B, T, 2, H, m.feature_dim).unbind(2)

@@ -1,9 +1,10 @@
 """Causal linear attention with a choice of feature maps (Katharopoulos, Vyas, Pappas, Fleuret 2020,
-"Transformers are RNNs", arXiv 2006.16236). Per head, with q_t, k_t ∈ R^f, v_t ∈ R^{d_h}:
+"Transformers are RNNs", arXiv 2006.16236). Per head, with q_t, k_t ∈ R^f, v_t ∈ R^{d_h}, the
+causally masked linear attention of the paper's §3.3 / §3.4 (attention as an RNN):
 
-    (2) o_t = Σ_{s≤t} φ(q_t)·φ(k_s) v_s / Σ_{s≤t} φ(q_t)·φ(k_s)                 (normalised)
-    (3) as a recurrence: S_t = S_{t-1} + φ(k_t) v_tᵀ,  z_t = z_{t-1} + φ(k_t),
-        o_t = S_tᵀ φ(q_t) / (z_t·φ(q_t) + ε)
+    (LA1) o_t = Σ_{s≤t} φ(q_t)·φ(k_s) v_s / Σ_{s≤t} φ(q_t)·φ(k_s)              (normalised)
+    (LA2) as a recurrence: S_t = S_{t-1} + φ(k_t) v_tᵀ,  z_t = z_{t-1} + φ(k_t),
+          o_t = S_tᵀ φ(q_t) / (z_t·φ(q_t) + ε)
 
 computed in chunked form by `kernels.chunked_linear_attention` on [v, 1] (numerator and the
 running feature sum z at once). `normalize=False` drops the denominator.
@@ -14,12 +15,13 @@ Feature maps φ: R^f -> R^F:
 - `relu`: φ(x) = max(x, 0), F = f.
 - `taylor`: φ(x) = [1, x / f^{1/4}, vec(x xᵀ) / (√2 √f)], F = 1 + f + f² (Based's 2nd-order Taylor
   approximation of exp(q·k / √f); Arora et al. 2024, arXiv 2402.18668, eq. 3).
-- `cosformer` (Qin et al. 2022, arXiv 2202.08791, eqs. 9-11): ReLU features re-weighted by
+- `cosformer` (Qin et al. 2022, arXiv 2202.08791, the cos-based re-weighting): ReLU features, weighted by
   cos(π/2 · (t - s)/M). With cos(a - b) = cos a cos b + sin a sin b the weight splits into two
   linear attentions, one on φ(x_t) cos(πt/2M) and one on φ(x_t) sin(πt/2M); their sum is one linear
   attention on the concatenated features [φ(x_t) cos(πt/2M), φ(x_t) sin(πt/2M)], F = 2f, which is
-  how it runs here. M ≥ T keeps the weights ≥ 0: `cosformer_len=None` takes M = T, the input length
-  (the paper's choice; then the weights depend on the final length), an int fixes M for decoding.
+  how it runs here. M ≥ T keeps the weights > 0: `cosformer_len=None` takes M = T, the input length
+  (then y_t depends on the length T, though never on later tokens' values, so a token-by-token
+  decoder must know T in advance); an int fixes M (prefix-consistent, but T > M is an error).
 - `performer`: FAVOR+ positive random features (Choromanski et al. 2021, arXiv 2009.14794, Lemma 1):
   φ(x) = exp(W x̃ - |x̃|²/2) / √m with x̃ = x / f^{1/4}, so E[φ(q)·φ(k)] = exp(q·k / √f); W [m, f] holds
   orthogonal random features (blocks of orthonormal rows rescaled by χ_f-distributed norms), drawn
@@ -135,7 +137,7 @@ class LinearAttention(nn.Module):
         else:
             v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)       # [B, T, H, d_h + 1]
             o = kernels.chunked_linear_attention(q, k, v1, scale=1.0)
-            o = o[..., :-1] / (o[..., -1:] + self.eps)                      # eq. (3): S_tᵀφ(q) / z_t·φ(q)
+            o = o[..., :-1] / (o[..., -1:] + self.eps)                      # (LA2): S_tᵀφ(q) / z_t·φ(q)
         return self.out(rearrange(o, "b t h d -> b t (h d)"))
 
     def state_size(self, seq_len: int) -> int:
