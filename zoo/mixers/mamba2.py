@@ -86,7 +86,8 @@ class Mamba2(nn.Module):
         Cm = repeat(Cm, "b t (g n) -> b t (g r) n", g=G, r=H // G)
         dt = F.softplus(dt + self.dt_bias)  # Δ: [B, T, H]
         A = -torch.exp(self.A_log.float())  # [H]
-        y = kernels.chunked_linear_attention(Cm, Bm, x * dt[..., None], log_decay=dt * A, scale=1.0)
+        v = (x * dt[..., None]).to(x.dtype)  # Δ_t x_t (dt is fp32 under autocast)
+        y = kernels.chunked_linear_attention(Cm, Bm, v, log_decay=dt.float() * A, scale=1.0)
         y = y + self.D[:, None] * x  # D skip, per head
         y = rearrange(y, "b t h p -> b t (h p)")
         return self.out_proj(self.norm(y * F.silu(z)))

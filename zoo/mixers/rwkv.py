@@ -1,5 +1,6 @@
 """RWKV-4 (Peng et al. 2023, "RWKV: Reinventing RNNs for the Transformer Era", arXiv 2305.13048):
-time mixing (§3.1, eqs. 11-16) and, optionally, channel mixing (eqs. 17-19), as in Zoology Fig. 2.
+time mixing and, optionally, channel mixing (§3.1), as in Zoology Fig. 2. Equation numbers follow
+the paper's §3.1 (token shift 11-15, WKV 16, output gating 17-18).
 
 Token shift: every projection sees an interpolation of x_t and x_{t−1} with learned μ ∈ R^d.
 
@@ -7,12 +8,12 @@ Token shift: every projection sees an interpolation of x_t and x_{t−1} with le
     k_t = W_k (μ_k ⊙ x_t + (1 − μ_k) ⊙ x_{t−1})                                      (12)
     v_t = W_v (μ_v ⊙ x_t + (1 − μ_v) ⊙ x_{t−1})                                      (13)
     wkv_t = (Σ_{i<t} e^{−(t−1−i)w + k_i} v_i + e^{u + k_t} v_t)
-          / (Σ_{i<t} e^{−(t−1−i)w + k_i}     + e^{u + k_t})          per channel     (14)
-    o_t = W_o (σ(r_t) ⊙ wkv_t)                                                        (15)
+          / (Σ_{i<t} e^{−(t−1−i)w + k_i}     + e^{u + k_t})          per channel     (16)
+    o_t = W_o (σ(r_t) ⊙ wkv_t)                                                        (17)
 Channel mixing (channel_mix=true), with x' the time-mixed stream:
-    r'_t = W'_r (μ'_r ⊙ x'_t + (1 − μ'_r) ⊙ x'_{t−1})                                 (17)
-    k'_t = W'_k (μ'_k ⊙ x'_t + (1 − μ'_k) ⊙ x'_{t−1})                                 (18)
-    o'_t = σ(r'_t) ⊙ W'_v max(k'_t, 0)²                                              (19)
+    r'_t = W'_r (μ'_r ⊙ x'_t + (1 − μ'_r) ⊙ x'_{t−1})                                 (14)
+    k'_t = W'_k (μ'_k ⊙ x'_t + (1 − μ'_k) ⊙ x'_{t−1})                                 (15)
+    o'_t = σ(r'_t) ⊙ W'_v max(k'_t, 0)²                                              (18)
 
 w = exp(time_decay) > 0 is the per-channel decay, u = time_first the bonus of the current token.
 WKV is a per-channel softmax over i ≤ t of the logits ℓ_{t,i} = k_i − (t−1−i)w (i < t), u + k_t (i = t),
@@ -28,9 +29,9 @@ Init (the mixer does not know the depth, so the RWKV-4 release's layer-0 ratios 
 ρ_i = i/d, μ_k = μ_v = μ'_k = μ'_r = ρ_i, μ_r = ρ_i^{0.5}; time_decay_i = −5 + 8 (i/(d−1))^{0.7};
 u_i = ln 0.3 + 0.5·((i+1) mod 3 − 1). μ's, time_decay and time_first are not weight-decayed.
 
-State at inference, per layer and channel: numerator a, denominator b and their shared exponent p
-(the stable RWKV-4 form), plus the token-shift buffer x_{t−1} of the time mix, plus x'_{t−1} for the
-channel mix: state_size = 4·d (time mix) + d (channel_mix=true).
+State at inference, per layer and channel (the paper's five-element RNN state): numerator a,
+denominator b and their shared exponent p (the stable form), the time mix's token-shift buffer
+x_{t−1} and the channel mix's x'_{t−1}: state_size = 4·d (time mix) + d (channel_mix=true).
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def token_shift(x: torch.Tensor) -> torch.Tensor:
 
 def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         chunk: int = CHUNK) -> torch.Tensor:
-    """RWKV-4's WKV operator (eq. 14), log-space and chunked. w > 0, u: [D]; k, v: [B, T, D].
+    """RWKV-4's WKV operator (eq. 16), log-space and chunked. w > 0, u: [D]; k, v: [B, T, D].
 
     Returns wkv [B, T, D] in v's dtype; fp32 inside. Differentiable in w, u, k, v."""
     dtype = v.dtype
@@ -137,15 +138,15 @@ class RWKV(nn.Module):
         r = self.receptance(self._mix(x, xx, self.mu_r))  # (11)
         k = self.key(self._mix(x, xx, self.mu_k))  # (12)
         v = self.value(self._mix(x, xx, self.mu_v))  # (13)
-        y = wkv(torch.exp(self.time_decay), self.time_first, k, v)  # (14)
-        o = self.output(torch.sigmoid(r) * y)  # (15)
+        y = wkv(torch.exp(self.time_decay), self.time_first, k, v)  # (16)
+        o = self.output(torch.sigmoid(r) * y)  # (17)
         if not self.channel_mix:
             return o
         h = self.norm(x + o)
         hh = token_shift(h)
-        r2 = self.cm_receptance(self._mix(h, hh, self.cm_mu_r))  # (17)
-        k2 = self.cm_key(self._mix(h, hh, self.cm_mu_k))  # (18)
-        return o + torch.sigmoid(r2) * self.cm_value(torch.relu(k2).square())  # (19)
+        r2 = self.cm_receptance(self._mix(h, hh, self.cm_mu_r))  # (14)
+        k2 = self.cm_key(self._mix(h, hh, self.cm_mu_k))  # (15)
+        return o + torch.sigmoid(r2) * self.cm_value(torch.relu(k2).square())  # (18)
 
     def state_size(self, seq_len: int) -> int:
         """4·d (a, b, p, x_{t−1}) + d (x'_{t−1}, channel_mix=true)."""
