@@ -33,7 +33,7 @@ from typing import Literal
 
 import torch
 
-from ._util import compact, in_chunks
+from ._util import in_chunks
 from .base import IGNORE, Batch, Split, Task, check, generator
 
 
@@ -86,46 +86,55 @@ class Copying(Task):
         return in_chunks(lambda n: self._single(n, gen), num_examples, chunk=16384)
 
     def _single(self, n: int, gen: torch.Generator) -> Batch:
-        tokens, answer, keep = self._examples(n, gen)
-        inputs = compact(tokens, keep, self.seq_len, self.vocab_size - 1)
-        is_answer = compact(answer, keep, self.seq_len, False)
-        return Batch(inputs, _shift_labels(inputs, is_answer))
+        pieces = self._examples(n, gen)
+        return self._place(pieces, torch.zeros(n, 1, dtype=torch.long), torch.ones(n, dtype=torch.bool), n)
 
     def _packed(self, n: int, per_row: int, gen: torch.Generator) -> Batch:
-        tokens, answer, keep = self._examples(n * per_row, gen)  # [n*per_row, W]
-        length = keep.sum(1).view(n, per_row)
-        fits = length.cumsum(1) <= self.seq_len  # [n, per_row] examples that end inside the row
-        answer = answer & fits.view(-1, 1)
-        W = tokens.shape[1]
-        inputs = compact(tokens.view(n, per_row * W), keep.view(n, -1), self.seq_len, self.vocab_size - 1)
-        is_answer = compact(answer.view(n, -1), keep.view(n, -1), self.seq_len, False)
+        pieces = self._examples(n * per_row, gen)
+        length = sum(p[1] for p in pieces).view(n, per_row)
+        end = length.cumsum(1)
+        start = (end - length).view(-1, 1)  # each example's first position in its row
+        fits = (end <= self.seq_len).view(-1)  # the example cut by the row's end is unlabelled
+        return self._place(pieces, start, fits, n)
+
+    def _place(self, pieces, start, labelled, n: int) -> Batch:
+        """Write k = n * per_row examples' pieces, row-major (examples of row 0 first), at `start`
+        [k, 1] of an [n, seq_len] pad canvas (positions past the end are dropped); label the
+        answers of `labelled` [k] examples."""
+        T, pad = self.seq_len, self.vocab_size - 1
+        inputs = torch.full((n, T + 1), pad, dtype=torch.long)  # column T: trash
+        is_answer = torch.zeros(n, T + 1, dtype=torch.bool)
+        for tokens, length, answer in pieces:
+            pos = start + torch.arange(tokens.shape[1])
+            pos = torch.where((pos < start + length) & (pos < T), pos, T)
+            pos = pos.view(n, -1)  # rows of `row` are grouped: [n, examples per row * w]
+            inputs.scatter_(1, pos, tokens.view(n, -1))
+            if answer:
+                is_answer.scatter_(1, pos, labelled.unsqueeze(1).expand_as(tokens).reshape(n, -1))
+            start = start + length
+        inputs, is_answer = inputs[:, :T], is_answer[:, :T]
         return Batch(inputs, _shift_labels(inputs, is_answer))
 
-    def _examples(self, count: int, gen: torch.Generator):
-        """`count` examples as padded pieces: tokens, answer flags and keep mask, each [count, W]."""
+    def _examples(self, count: int, gen: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor, bool]]:
+        """`count` examples as pieces in order: (tokens [count, w], length [count, 1], is answer)."""
         A, N = self.vocab_size - 4, self.max_len
         dollar, bar, eos = A, A + 1, A + 2
         n = torch.randint(self.min_len, N + 1, (count, 1), generator=gen)
         s = torch.randint(0, A, (count, N), generator=gen)
-        in_s = torch.arange(N) < n  # [count, N]
-        one = lambda tok: torch.full((count, 1), tok, dtype=torch.long)  # noqa: E731
-        yes, no = torch.ones(count, 1, dtype=torch.bool), torch.zeros(count, 1, dtype=torch.bool)
+        one = lambda tok: (torch.full((count, 1), tok, dtype=torch.long), torch.ones(count, 1, dtype=torch.long))  # noqa: E731
+        string = (s, n)
         if self.mode == "copy":
-            pieces = [(one(dollar), no, yes), (s, in_s & False, in_s), (one(bar), no, yes),
-                      (s, in_s, in_s), (one(eos), yes, yes)]
-        else:
-            s, j = self._unique_ngram(s, n, gen)
-            g = s.gather(1, j + torch.arange(self.ngram_len))
-            a = s.gather(1, j + self.ngram_len + torch.arange(self.answer_len))
-            m, r = torch.ones_like(g, dtype=torch.bool), torch.ones_like(a, dtype=torch.bool)
-            if self.mode == "prefix_lookup":
-                pieces = [(one(dollar), no, yes), (g, ~m, m), (one(bar), no, yes), (s, ~in_s, in_s),
-                          (one(bar), no, yes), (a, r, r), (one(eos), yes, yes)]
-            else:
-                pieces = [(one(dollar), no, yes), (s, ~in_s, in_s), (one(bar), no, yes), (g, ~m, m),
-                          (a, r, r), (one(eos), yes, yes)]
-        tokens, answer, keep = (torch.cat([p[i] for p in pieces], dim=1) for i in range(3))
-        return tokens, answer, keep
+            return [(*one(dollar), False), (*string, False), (*one(bar), False), (*string, True), (*one(eos), True)]
+        s, j = self._unique_ngram(s, n, gen)
+        g = s.gather(1, j + torch.arange(self.ngram_len))
+        a = s.gather(1, j + self.ngram_len + torch.arange(self.answer_len))
+        gram, ans = (g, torch.full_like(n, self.ngram_len)), (a, torch.full_like(n, self.answer_len))
+        string = (s, n)
+        if self.mode == "prefix_lookup":
+            return [(*one(dollar), False), (*gram, False), (*one(bar), False), (*string, False),
+                    (*one(bar), False), (*ans, True), (*one(eos), True)]
+        return [(*one(dollar), False), (*string, False), (*one(bar), False), (*gram, False), (*ans, True),
+                (*one(eos), True)]
 
     def _unique_ngram(self, s: torch.Tensor, n: torch.Tensor, gen: torch.Generator):
         """Start j [count, 1] of an n-gram occurring once in s (with room for the answer after

@@ -40,7 +40,7 @@ from typing import Literal
 
 import torch
 
-from ._util import compact, in_chunks
+from ._util import in_chunks
 from .base import IGNORE, Batch, Split, Task, check, generator
 
 PAD, PASS, EQUALS, SEMI, INCR, PRINT, NUMBERS = 0, 1, 2, 3, 4, 5, 6
@@ -94,33 +94,36 @@ class Counting(Task):
         with truncate='reject' also those that fit), drawing again for any shortfall."""
         parts, have = [], 0
         while have < n:
-            tokens, keep, answer = self._draw(n - have + (n - have) // 4 + 64, gen)
-            ok = answer >= 0
+            program = self._draw(n - have + (n - have) // 4 + 64, gen)
+            ok = program["answer"] >= 0
             if self.truncate == "reject":
-                ok &= keep.sum(1) <= self.seq_len
+                ok &= program["length"] <= self.seq_len
             ok &= ok.long().cumsum(0) <= n - have  # the first ones only
-            parts.append(self._tokens_to_batch(tokens[ok], keep[ok], answer[ok]))
+            parts.append(self._to_batch(program, ok))
             have += int(ok.sum())
         return Batch(torch.cat([p.inputs for p in parts]), torch.cat([p.labels for p in parts]))
 
-    def _draw(self, n: int, gen: torch.Generator):
-        """n programs as a token table [n, 4*S+3] with a keep mask, and answers [n] (-1: nothing set)."""
-        S, nv = self.max_statements, self.num_vars
-        count = torch.randint(self.min_statements, S + 1, (n,), generator=gen)
-        kind = torch.where(torch.arange(S) < count.unsqueeze(1), DUMMY, NONE)  # [n, S]
-        var = torch.zeros(n, S, dtype=torch.long)
+    def _draw(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """n programs: their SET/INCREMENT events (row, first token, is increment, variable), token
+        lengths [n] (program + question + answer) and answers [n] (-1: nothing set)."""
+        nv = self.num_vars
+        count = torch.randint(self.min_statements, self.max_statements + 1, (n,), generator=gen)
         value = torch.full((n, nv), -1, dtype=torch.long)  # -1: not set
         pos = torch.zeros(n, dtype=torch.long)  # index of each program's next statement
+        extra = torch.zeros(n, dtype=torch.long)  # tokens so far beyond one per statement
+        events: list[tuple[torch.Tensor, ...]] = []
         rows = torch.arange(n)  # programs not finished yet
         while rows.numel() > 0:
-            rows = self._next_event(rows, count, pos, kind, var, value, gen)
+            rows = self._next_event(rows, count, pos, extra, value, events, gen)
         # 4. the question: a uniform set variable
         is_set = value >= 0
         q = (torch.rand(n, nv, generator=gen) - 2.0 * (~is_set).float()).argmax(1)
         answer = torch.where(is_set.any(1), value.gather(1, q[:, None]).squeeze(1), -1)
-        return self._token_table(kind, var, q, answer)
+        empty = torch.zeros(0, dtype=torch.long)
+        row, first, inc, var = (torch.cat(c) if c else empty for c in zip(*events)) if events else (empty,) * 4
+        return dict(length=count + extra + 3, question=q, answer=answer, row=row, first=first, inc=inc, var=var)
 
-    def _next_event(self, rows, count, pos, kind, var, value, gen) -> torch.Tensor:
+    def _next_event(self, rows, count, pos, extra, value, events, gen) -> torch.Tensor:
         """Advance `rows` to their next SET/INCREMENT statement; return the rows still running.
 
         2. Redrawing an invalid statement until a valid one comes is one draw from the weights
@@ -144,31 +147,31 @@ class Counting(Task):
         set_var = torch.randint(0, self.num_vars, (k,), generator=gen)[happens]
         inc_var = (torch.rand(k, self.num_vars, generator=gen) - 2.0 * (~can_inc).float()).argmax(1)[happens]
         v = torch.where(is_inc, inc_var, set_var)
-        kind[r, at] = torch.where(is_inc, INCREMENT, SET)
-        var[r, at] = v
+        events.append((r, at + extra[r], is_inc.long(), v))
         value[r, v] = torch.where(is_inc, value[r, v] + 1, 0)
+        extra[r] += torch.where(is_inc, 1, 3)  # `v ++;` is 2 tokens, `v = 0 ;` is 4
         pos[r] = at + 1
         return r[pos[r] < count[r]]
 
-    def _token_table(self, kind, var, q, answer):
-        n, S = kind.shape
-        v_tok = self.first_var + var
-        table = torch.stack([v_tok, torch.full_like(var, EQUALS), torch.full_like(var, NUMBERS),
-                             torch.full_like(var, SEMI)], dim=2)  # SET: v = 0 ;
-        table[..., 0] = torch.where(kind == DUMMY, PASS, table[..., 0])
-        table[..., 1] = torch.where(kind == INCREMENT, INCR, table[..., 1])
-        width = torch.tensor([0, 4, 1, 2])[kind]  # tokens per statement kind
-        keep = torch.arange(4) < width.unsqueeze(2)
-        question = torch.stack([torch.full_like(q, PRINT), self.first_var + q, NUMBERS + answer.clamp(min=0)], 1)
-        tokens = torch.cat([table.view(n, 4 * S), question], dim=1)
-        keep = torch.cat([keep.view(n, 4 * S), torch.ones(n, 3, dtype=torch.bool)], dim=1)
-        return tokens, keep, answer
-
-    def _tokens_to_batch(self, tokens, keep, answer) -> Batch:
+    def _to_batch(self, program: dict[str, torch.Tensor], ok: torch.Tensor) -> Batch:
+        """5-6. Tokens of the accepted programs `ok`, left-truncated to seq_len, right-padded."""
         T = self.seq_len
-        length = keep.sum(1, keepdim=True)
-        inputs = compact(tokens, keep, T, PAD, offset=-(length - T).clamp(min=0))
-        labels = torch.full_like(inputs, IGNORE)
-        kept = length.clamp(max=T)  # the answer is the last kept token, the variable before it
-        labels.scatter_(1, kept - 2, (NUMBERS + answer).unsqueeze(1))
+        new_row = ok.long().cumsum(0) - 1
+        length = program["length"][ok]
+        drop = (length - T).clamp(min=0)  # tokens cut on the left
+        kept = (length - drop).unsqueeze(1)  # [m, 1]
+        inputs = torch.where(torch.arange(T) < kept, PASS, PAD)  # every statement is `pass;` ...
+        sel = ok[program["row"]]  # ... except the events, written over them
+        r = new_row[program["row"][sel]]
+        first, inc, v = program["first"][sel] - drop[r], program["inc"][sel], self.first_var + program["var"][sel]
+        set_tokens = torch.stack([v, torch.full_like(v, EQUALS), torch.full_like(v, NUMBERS), torch.full_like(v, SEMI)])
+        inc_tokens = torch.stack([v, torch.full_like(v, INCR), torch.full_like(v, PAD), torch.full_like(v, PAD)])
+        tokens = torch.where(inc.bool(), inc_tokens, set_tokens)  # [4, events]
+        for j in range(4):
+            where = (first + j >= 0) & (first + j < T) & (j < 4 - 2 * inc)
+            inputs[r[where], first[where] + j] = tokens[j][where]
+        answer = NUMBERS + program["answer"][ok].unsqueeze(1)
+        question = torch.cat([torch.full_like(answer, PRINT), self.first_var + program["question"][ok].unsqueeze(1), answer], 1)
+        inputs.scatter_(1, kept - 3 + torch.arange(3), question)
+        labels = torch.full_like(inputs, IGNORE).scatter_(1, kept - 2, answer)
         return Batch(inputs, labels)
