@@ -7,11 +7,11 @@ With E = expand · d_model inner channels, state size N and R = dt_rank:
     x        = SiLU(conv1d_causal(x))           depthwise, kernel d_conv
     (δ, B, C) = x_proj(x)                       δ ∈ R^R, B_t, C_t ∈ R^N   (Alg. 2, lines 2-3)
     Δ        = softplus(dt_proj(δ))             = softplus(W_Δ δ + b_Δ) ∈ R^E   (Alg. 2, line 4)
-    Ā_t = exp(Δ_t A),  B̄_t = Δ_t B_t                                 (eq. 4, simplified ZOH)
+    Ā_t = exp(Δ_t A),  B̄_t = Δ_t B_t                                 (eq. 4, ZOH with B̄ ≈ ΔB)
     h_t = Ā_t ⊙ h_{t-1} + B̄_t x_t,   y_t = C_t h_t + D ⊙ x_t          (eq. 2a, 2b; per channel)
     out      = out_proj(y ⊙ SiLU(z))
 
-Initialisation (§3.6 and App. E): A = −exp(A_log) with S4D-real A_{e,n} = −(n+1); D = 1; Δ's bias
+Initialisation (§3.6): A = −exp(A_log) with S4D-real A_{e,n} = −(n+1); D = 1; Δ's bias
 b_Δ = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max] = [1e-3, 0.1] (floored at 1e-4), so
 softplus(b_Δ) starts in that range; W_Δ uniform in ±R^{-1/2}. The backbone never re-initialises
 mixers, so these survive (tested). A_log and D are excluded from weight decay.

@@ -8,13 +8,13 @@ G groups of (B, C) shared by H / G heads each:
     (z, x, B, C, dt) = in_proj(u)          one parallel projection (§7.1): z, x ∈ R^E, B, C ∈ R^{G×N}, dt ∈ R^H
     (x, B, C) = SiLU(conv1d_causal(x, B, C))   depthwise, kernel d_conv
     Δ_t = softplus(dt_t + dt_bias),  A = −exp(A_log)       one scalar A per head
-    h_t = exp(Δ_t A) h_{t-1} + B_t (Δ_t x_t)ᵀ     h ∈ R^{N×P} per head     (SSM recurrence, eq. 1 / §3)
-    y_t = h_tᵀ C_t + D x_t                                                 (scalar-identity A: SSD, §6)
-    out = out_proj(RMSNorm(y ⊙ SiLU(z)))      gated norm before the output projection (§7.2)
+    h_t = exp(Δ_t A) h_{t-1} + B_t (Δ_t x_t)ᵀ     h ∈ R^{N×P} per head     (SSM recurrence, §3)
+    y_t = h_tᵀ C_t + D x_t                                                 (A = scalar · I: the SSD case, §5)
+    out = out_proj(RMSNorm(y ⊙ SiLU(z)))      gated norm before the output projection (§7.1)
 
 The SSD part is causal linear attention with a scalar decay per head, computed by
 `kernels.chunked_linear_attention(q=C, k=B, v=Δ·x, log_decay=Δ·A, scale=1)`: with g_t = Δ_t A ≤ 0,
-y_t = Σ_{s≤t} (C_t · B_s) exp(g_{s+1} + … + g_t) Δ_s x_s, the semiseparable matrix form (eq. 6).
+y_t = Σ_{s≤t} (C_t · B_s) exp(g_{s+1} + … + g_t) Δ_s x_s, the semiseparable matrix form (§3).
 
 Initialisation as Mamba: dt_bias = softplus⁻¹(dt), dt log-uniform in [1e-3, 0.1]; D = 1. A per head
 uniform in [1, 16] (the range used by the authors' Mamba-2 models), stored as A_log. dt_bias, A_log,
@@ -76,11 +76,12 @@ class Mamba2(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         Bsz, T, _ = u.shape
         E, G, N, H = self.d_inner, self.ngroups, self.d_state, self.nheads
+        # one parallel projection: z [B, T, E], (x, B, C) [B, T, E + 2GN], dt [B, T, H]
         z, xBC, dt = self.in_proj(u).split([E, self.conv_dim, H], dim=-1)
         # causal depthwise conv over time: [B, T, C] -> [B, C, T] -> first T outputs -> [B, T, C]
         xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :T].transpose(1, 2))
         x, Bm, Cm = xBC.split([E, G * N, G * N], dim=-1)
-        x = rearrange(x, "b t (h p) -> b t h p", h=H)
+        x = rearrange(x, "b t (h p) -> b t h p", h=H)  # [B, T, H, P]
         # groups -> heads: head h uses group h // (H / G)
         Bm = repeat(Bm, "b t (g n) -> b t (g r) n", g=G, r=H // G)
         Cm = repeat(Cm, "b t (g n) -> b t (g r) n", g=G, r=H // G)
@@ -88,8 +89,9 @@ class Mamba2(nn.Module):
         A = -torch.exp(self.A_log.float())  # [H]
         v = (x * dt[..., None]).to(x.dtype)  # Δ_t x_t (dt is fp32 under autocast)
         y = kernels.chunked_linear_attention(Cm, Bm, v, log_decay=dt.float() * A, scale=1.0)
-        y = y + self.D[:, None] * x  # D skip, per head
+        y = y + self.D[:, None] * x  # D skip, per head; y [B, T, H, P]
         y = rearrange(y, "b t h p -> b t (h p)")
+        # gated RMSNorm: normalise y ⊙ SiLU(z) (the gate before the norm, §7.1)
         return self.out_proj(self.norm(y * F.silu(z)))
 
     def state_size(self, seq_len: int) -> int:

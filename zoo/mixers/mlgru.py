@@ -35,6 +35,7 @@ class MLGRU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = torch.sigmoid(self.f_proj(x))
         c = F.silu(self.c_proj(x))
+        # h_t = f_t h_{t-1} + (1 - f_t) c_t: a diagonal linear recurrence, parallel over time
         h = kernels.linear_recurrence(f, (1 - f) * c)  # [B, T, d]
         g = torch.sigmoid(self.g_proj(x))
         return self.o_proj(g * h)
