@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import torch
 
-from .base import IGNORE, Batch
+from .base import Batch
 
 
 def compact(values: torch.Tensor, keep: torch.Tensor, width: int, fill: int,
@@ -30,13 +30,3 @@ def in_chunks(make: Callable[[int], Batch], num_examples: int, chunk: int) -> Ba
     if not parts:
         return make(0)
     return Batch(torch.cat([p.inputs for p in parts]), torch.cat([p.labels for p in parts]))
-
-
-def next_token_labels(seq: torch.Tensor) -> torch.Tensor:
-    """Full next-token labels for inputs `seq[:, :-1]`: labels[t] = seq[t+1]."""
-    return seq[:, 1:].clone()
-
-
-def ignore_like(x: torch.Tensor) -> torch.Tensor:
-    """A tensor of `IGNORE` with the shape of `x`."""
-    return torch.full_like(x, IGNORE, dtype=torch.long)

@@ -53,15 +53,18 @@ class Copying(Task):
 
     def __post_init__(self) -> None:
         A = self.vocab_size - 4
-        check(1 <= A <= 26, f"copying: vocab_size must be in [5, 30] (1..26 letters + 4 specials), got {self.vocab_size}")
+        check(1 <= A <= 26,
+              f"copying: vocab_size must be in [5, 30] (1..26 letters + 4 specials), got {self.vocab_size}")
         check(self.mode in ("copy", "prefix_lookup", "suffix_lookup"),
               f"copying: mode must be 'copy', 'prefix_lookup' or 'suffix_lookup', got {self.mode!r}")
-        check(1 <= self.min_len <= self.max_len, f"copying: need 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}")
+        check(1 <= self.min_len <= self.max_len,
+              f"copying: need 1 <= min_len <= max_len, got {self.min_len}, {self.max_len}")
         if self.mode != "copy":
             check(self.ngram_len >= 1 and self.answer_len >= 1,
                   f"copying: ngram_len and answer_len must be >= 1, got {self.ngram_len}, {self.answer_len}")
             check(self.min_len >= self.ngram_len + self.answer_len,
-                  f"copying: min_len={self.min_len} must be >= ngram_len + answer_len = {self.ngram_len + self.answer_len}")
+                  f"copying: min_len={self.min_len} must be >= ngram_len + answer_len = "
+                  f"{self.ngram_len + self.answer_len}")
             check(A ** self.ngram_len >= 2 or self.min_len == self.ngram_len + self.answer_len,
                   f"copying: ngram_len={self.ngram_len} with {A} letters cannot make a unique n-gram")
         longest = self.example_len(self.max_len)
@@ -121,7 +124,8 @@ class Copying(Task):
         dollar, bar, eos = A, A + 1, A + 2
         n = torch.randint(self.min_len, N + 1, (count, 1), generator=gen)
         s = torch.randint(0, A, (count, N), generator=gen)
-        one = lambda tok: (torch.full((count, 1), tok, dtype=torch.long), torch.ones(count, 1, dtype=torch.long))  # noqa: E731
+        width_one = torch.ones(count, 1, dtype=torch.long)
+        one = lambda tok: (torch.full((count, 1), tok, dtype=torch.long), width_one)  # noqa: E731
         string = (s, n)
         if self.mode == "copy":
             return [(*one(dollar), False), (*string, False), (*one(bar), False), (*string, True), (*one(eos), True)]

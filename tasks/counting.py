@@ -62,6 +62,8 @@ class Counting(Task):
     truncate: Literal["left", "reject"] = "left"
 
     def __post_init__(self) -> None:
+        # a YAML list (or OmegaConf ListConfig) becomes a hashable tuple of floats
+        object.__setattr__(self, "op_weights", tuple(float(w) for w in self.op_weights))
         need = self.first_var + self.num_vars
         check(self.num_vars >= 1, f"counting: num_vars must be >= 1, got {self.num_vars}")
         check(self.max_value >= 1, f"counting: max_value must be >= 1, got {self.max_value}")
@@ -70,8 +72,10 @@ class Counting(Task):
         check(1 <= self.min_statements <= self.max_statements,
               f"counting: need 1 <= min_statements <= max_statements, got {self.min_statements}, {self.max_statements}")
         check(len(self.op_weights) == 3 and all(w >= 0 for w in self.op_weights) and self.op_weights[0] > 0,
-              f"counting: op_weights must be 3 weights (set, dummy, increment) >= 0 with set > 0, got {self.op_weights}")
-        check(self.truncate in ("left", "reject"), f"counting: truncate must be 'left' or 'reject', got {self.truncate!r}")
+              f"counting: op_weights must be 3 weights (set, dummy, increment) >= 0 with set > 0, "
+              f"got {self.op_weights}")
+        check(self.truncate in ("left", "reject"),
+              f"counting: truncate must be 'left' or 'reject', got {self.truncate!r}")
         # the shortest program: one SET and the rest `pass;`, plus `print v n`
         shortest = 4 + (self.min_statements - 1) + 3
         check(self.seq_len >= 8 and (self.truncate == "left" or self.seq_len >= shortest),
@@ -171,7 +175,8 @@ class Counting(Task):
             where = (first + j >= 0) & (first + j < T) & (j < 4 - 2 * inc)
             inputs[r[where], first[where] + j] = tokens[j][where]
         answer = NUMBERS + program["answer"][ok].unsqueeze(1)
-        question = torch.cat([torch.full_like(answer, PRINT), self.first_var + program["question"][ok].unsqueeze(1), answer], 1)
+        variable = self.first_var + program["question"][ok].unsqueeze(1)
+        question = torch.cat([torch.full_like(answer, PRINT), variable, answer], 1)
         inputs.scatter_(1, kept - 3 + torch.arange(3), question)
         labels = torch.full_like(inputs, IGNORE).scatter_(1, kept - 2, answer)
         return Batch(inputs, labels)

@@ -54,7 +54,8 @@ class FlipFlop(Task):
         T = self.seq_len
         check(self.vocab_size >= 5, f"flip_flop: vocab_size must be >= 5 (w r i 0 1), got {self.vocab_size}")
         check(T >= 4 and T % 2 == 0, f"flip_flop: seq_len must be even and >= 4, got {T}")
-        check(self.mode in ("clean", "generative"), f"flip_flop: mode must be 'clean' or 'generative', got {self.mode!r}")
+        check(self.mode in ("clean", "generative"),
+              f"flip_flop: mode must be 'clean' or 'generative', got {self.mode!r}")
         probs = self.probs
         check(all(p >= 0 for p in probs) and abs(sum(probs) - 1) < 1e-9,
               f"flip_flop: p_write, p_read, p_ignore must be >= 0 and sum to 1, got {probs}")

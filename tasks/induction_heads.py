@@ -45,7 +45,8 @@ class InductionHeads(Task):
     seq_len_counts: Literal["prefix", "total"] = "prefix"
 
     def __post_init__(self) -> None:
-        check(self.vocab_size >= 3, f"induction_heads: vocab_size must be >= 3 (data, trigger, no-op), got {self.vocab_size}")
+        check(self.vocab_size >= 3,
+              f"induction_heads: vocab_size must be >= 3 (data, trigger, no-op), got {self.vocab_size}")
         check(self.train_loss in ("full", "answer"),
               f"induction_heads: train_loss must be 'full' or 'answer', got {self.train_loss!r}")
         check(self.seq_len_counts in ("prefix", "total"),

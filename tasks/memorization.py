@@ -40,7 +40,8 @@ class Memorization(Task):
     def __post_init__(self) -> None:
         check(self.vocab_size >= 3, f"memorization: vocab_size must be >= 3 (a key, a value, the insert token), "
                                     f"got {self.vocab_size}")
-        check(self.seq_len >= 2 and self.seq_len % 2 == 0, f"memorization: seq_len must be even and >= 2, got {self.seq_len}")
+        check(self.seq_len >= 2 and self.seq_len % 2 == 0,
+              f"memorization: seq_len must be even and >= 2, got {self.seq_len}")
 
     @property
     def input_len(self) -> int:

@@ -7,8 +7,9 @@ counting: Grazzi et al. (2024), arXiv 2411.12537; Delétang et al. (2022), arXiv
 1. The group G is built as permutations of points, with elements indexed 0..|G|-1 and index 0 the
    identity: "S<n>" / "A<n>" (symmetric / alternating, n <= 6; permutations in lexicographic
    order), "Z<m>" (cyclic, element j = shift by j), "A4xZ5" (pairs (a, z), index 5a+z); the
-   multiplication table [|G|, |G|] is computed once per (group, composition) and cached. "parity" is Z2 and "mod<m>" is Z_m,
-   both with bit inputs (0 = identity, 1 = generator): the prefix XOR / the count of ones mod m.
+   multiplication table [|G|, |G|] is computed once per (group, composition) and cached.
+   "parity" is Z2 and "mod<m>" is Z_m, both with bit inputs (0 = identity, 1 = generator): the
+   prefix XOR / the count of ones mod m.
 2. Inputs: seq_len i.i.d. uniform elements (bits for parity / mod<m>).
 3. Labels (`label_at="every"`): labels[t] = index of g_1·…·g_t, a left-to-right scan from the
    identity (loop over t, a table gather vectorised over examples). `label_at="end"` (the zoology
@@ -98,7 +99,8 @@ class StateTracking(Task):
             k, n = m.group(1), int(m.group(2))
             check((k in ("S", "A") and 1 <= n <= 6) or (k in ("Z", "mod") and n >= 2),
                   f"state_tracking: group={self.group!r} is out of range (S/A: n in 1..6; Z/mod: m >= 2)")
-        check(self.label_at in ("every", "end"), f"state_tracking: label_at must be 'every' or 'end', got {self.label_at!r}")
+        check(self.label_at in ("every", "end"),
+              f"state_tracking: label_at must be 'every' or 'end', got {self.label_at!r}")
         check(self.composition in ("left_first", "right_first"),
               f"state_tracking: composition must be 'left_first' or 'right_first', got {self.composition!r}")
         check(self.seq_len >= 1, f"state_tracking: seq_len must be >= 1, got {self.seq_len}")
@@ -123,12 +125,16 @@ class StateTracking(Task):
         N, T = num_examples, self.seq_len
         table = multiplication_table(self.group, self.composition)
         x = torch.randint(0, self.num_symbols, (N, T), generator=generator(seed))
-        # 3. prefix products: state_t = state_{t-1} · x_t, from the identity (index 0)
-        prefix = torch.empty(N, T, dtype=torch.long)
+        # 3. prefix products: state_t = state_{t-1} · x_t, from the identity (index 0); time-major
+        #    with a flat table so that each step is one contiguous gather
+        flat, G = table.flatten(), table.shape[0]
+        steps = x.t().contiguous()  # [T, N]
+        prefix = torch.empty(T, N, dtype=torch.long)
         state = torch.zeros(N, dtype=torch.long)
         for t in range(T):
-            state = table[state, x[:, t]]
-            prefix[:, t] = state
+            state = flat[state * G + steps[t]]
+            prefix[t] = state
+        prefix = prefix.t().contiguous()  # [N, T]
         if self.label_at == "every":
             return Batch(x, prefix)
         inputs = torch.cat([x, torch.full((N, 1), self.group_size, dtype=torch.long)], dim=1)
