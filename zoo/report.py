@@ -73,7 +73,8 @@ def print_table(title: str, board: pd.DataFrame) -> None:
 
     table = Table(title=title, title_justify="left")
     for column in board.columns:
-        table.add_column(str(column), justify="left" if column == "model" else "right")
+        table.add_column(str(column), justify="left" if column == "model" else "right", no_wrap=True,
+                         max_width=24, overflow="ellipsis")
     for row in board.itertuples(index=False):
         table.add_row(*(leaderboard._cell(v) for v in row))
     Console(width=200).print(table)
