@@ -185,6 +185,10 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
 
     def evaluate_and_save() -> bool:
         """Evaluate every slice, log, checkpoint; True when training should stop early."""
+        nonlocal train_loss
+        if int(count_acc) > 0:  # the mean training loss since the last log line
+            train_loss = float(loss_acc / count_acc)
+            loss_acc.zero_(), count_acc.zero_()
         result = evaluate(step_model, data, cfg.eval_batch_size, autocast, data.task.metric)
         record = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens_seen,
                   "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
