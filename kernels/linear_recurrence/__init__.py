@@ -9,6 +9,8 @@ fallback, unless TRITON_INTERPRET=1 (then the Triton kernels run in the interpre
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .naive import naive_linear_recurrence
@@ -26,8 +28,9 @@ def use_triton(x: torch.Tensor) -> bool:
     """True when the Triton path runs for tensor x (CUDA, or the interpreter is switched on)."""
     if triton_scan is None:
         return False
-    # the interpreter is chosen when the kernels are decorated, i.e. by TRITON_INTERPRET at import
-    return x.is_cuda or triton_scan.INTERPRETED
+    # the interpreter is chosen when the kernels are decorated (TRITON_INTERPRET at import); CPU
+    # tensors use it only while TRITON_INTERPRET=1 is also set at call time, as the other ops do
+    return x.is_cuda or (triton_scan.INTERPRETED and os.environ.get("TRITON_INTERPRET", "0") == "1")
 
 
 def linear_recurrence(a: torch.Tensor, b: torch.Tensor,

@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+_PREVIOUS = os.environ.get("TRITON_INTERPRET")
 if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
     os.environ["TRITON_INTERPRET"] = "1"
 
@@ -19,6 +20,19 @@ if os.environ.get("TRITON_INTERPRET") == "1" and ss.triton_scan and not ss.trito
     # imported earlier in this session without the interpreter: re-decorate the kernels
     for module in (lr.triton_scan, lr, ss.triton_scan, ss):
         importlib.reload(module)
+
+# leave the variable as it was for the rest of the session (other tests must keep the fast CPU path);
+# this module's tests switch the interpreter on for their own duration
+if _PREVIOUS is None:
+    os.environ.pop("TRITON_INTERPRET", None)
+else:
+    os.environ["TRITON_INTERPRET"] = _PREVIOUS
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_on_cpu(monkeypatch):
+    if not torch.cuda.is_available():
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}   # relative RMS error
 GPU_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
