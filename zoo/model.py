@@ -54,6 +54,7 @@ def build_model(name: str, *, vocab_size: int, d_model: int | None = None, n_lay
         if key not in BACKBONE_KEYS:
             raise ValueError(f"unknown backbone key {key!r}; expected one of {BACKBONE_KEYS}")
         cfg[key] = value
+    OmegaConf.resolve(cfg)  # interpolations such as ${..n_layers} see the overrides above
     if mixer_kwargs:
         nodes = [OmegaConf.merge(n, mixer_kwargs) for n in mixer_nodes(cfg)]
         cfg.layers = None
