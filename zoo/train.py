@@ -30,7 +30,7 @@ LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check)
 class TrainConfig:
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    epochs: int = 16
+    epochs: int = 4
     max_steps: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 256
