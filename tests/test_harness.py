@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -143,3 +144,13 @@ def test_tally_granularities():
     assert out["acc_example"] == pytest.approx((1 + 1 / 3) / 2)
     assert out["acc_seq"] == pytest.approx(1 / 2)
     assert out["accuracy"] == out["acc_example"] and out["loss"] == pytest.approx(1.0)
+
+
+def test_per_epoch_schedule_holds_lr_within_an_epoch():
+    from zoo.train import lr_lambda
+
+    cfg = TrainConfig(epochs=4, schedule="linear", schedule_unit="epoch")
+    factor = lr_lambda(cfg, total_steps=40, steps_per_epoch=10)
+    assert [factor(s) for s in (0, 9, 10, 19, 20, 39)] == [1.0, 1.0, 0.75, 0.75, 0.5, 0.25]  # lr_e = (4 - e) / 4
+    cosine = lr_lambda(TrainConfig(epochs=4), total_steps=40, steps_per_epoch=10)
+    assert cosine(0) == 1.0 and cosine(20) == pytest.approx(0.5 * (1 + math.cos(math.pi * 20 / 40)))

@@ -39,6 +39,7 @@ class TrainConfig:
     decay_embeddings: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    schedule_unit: Literal["step", "epoch"] = "step"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.0
     grad_clip: float | None = 1.0
@@ -53,6 +54,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"train.schedule={self.schedule!r}: expected cosine, linear or constant")
+        if self.schedule_unit not in ("step", "epoch"):
+            raise ValueError(f"train.schedule_unit={self.schedule_unit!r}: expected step or epoch")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision={self.precision!r}: expected auto, fp32 or bf16")
         if self.batch_size < 1 or self.epochs < 0:
@@ -90,14 +93,19 @@ def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool) 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def lr_lambda(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    """Linear warmup, then cosine / linear decay to min_lr_ratio, or constant."""
+def lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """Linear warmup (in steps), then cosine / linear decay to min_lr_ratio, or constant. With
+    `schedule_unit=epoch` the decay moves once per epoch (lr_e = f(e / epochs), as Zoology's
+    per-epoch cosine and Mamba-2's lr_e = peak·(E−e)/E)."""
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
         if cfg.schedule == "constant":
             return 1.0
-        progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        if cfg.schedule_unit == "epoch":
+            progress = min(1.0, (step // max(steps_per_epoch, 1)) / max(cfg.epochs, 1))
+        else:
+            progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
     return factor
@@ -173,7 +181,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
                                   betas=tuple(cfg.betas), fused=device.type == "cuda")
     steps_per_epoch = len(epoch_batches(data, cfg.batch_size, seed, 0, False))
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * max(cfg.epochs, 1))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total, steps_per_epoch))
 
     ckpt, metrics_path = run_dir / CHECKPOINT, run_dir / METRICS
     state, history = TrainState(), []
