@@ -90,14 +90,15 @@ def tiny_setup(tmp_path, monkeypatch, **train_kw):
     return data, model, cfg
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch):
-    data, model, cfg = tiny_setup(tmp_path, monkeypatch)
+@pytest.mark.parametrize("fresh_data", [False, True])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch, fresh_data):
+    data, model, cfg = tiny_setup(tmp_path, monkeypatch, fresh_data=fresh_data)
     full = train(model, data, cfg, run_dir=tmp_path, seed=0, device=torch.device("cpu"))
     reference = {k: v.clone() for k, v in model.state_dict().items()}
 
     resumed_dir = tmp_path / "resumed"
     resumed_dir.mkdir()
-    data, model, cfg = tiny_setup(tmp_path, monkeypatch, eval_every=5)
+    data, model, cfg = tiny_setup(tmp_path, monkeypatch, eval_every=5, fresh_data=fresh_data)
 
     def interrupt(record):
         if record["step"] == 10:
@@ -106,7 +107,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         train(model, data, cfg, run_dir=resumed_dir, seed=0, device=torch.device("cpu"), on_eval=interrupt)
     torch.manual_seed(123)  # a fresh process would start from a different RNG state
-    data, model2, cfg = tiny_setup(tmp_path, monkeypatch, eval_every=5)
+    data, model2, cfg = tiny_setup(tmp_path, monkeypatch, eval_every=5, fresh_data=fresh_data)
     final = train(model2, data, cfg, run_dir=resumed_dir, seed=0, device=torch.device("cpu"))
     assert final.step == full.step == 24 and final.status == "completed"
     for name, value in model2.state_dict().items():
@@ -121,6 +122,14 @@ def test_nan_loss_marks_the_run_diverged(tmp_path, monkeypatch):
         model.embed.weight[3] = float("nan")  # any sequence containing token 3 yields a NaN loss
     state = train(model, data, cfg, run_dir=tmp_path, seed=0, device=torch.device("cpu"))
     assert state.status == "diverged" and state.diverged_step == 0
+
+
+def test_fresh_data_draws_a_new_deterministic_set_each_epoch(tmp_path, monkeypatch):
+    data, _, _ = tiny_setup(tmp_path, monkeypatch)
+    first, second = data.fresh_segments(0, 1)[0], data.fresh_segments(0, 2)[0]
+    assert not torch.equal(first.inputs, second.inputs)
+    assert not torch.equal(first.inputs, data.segments[0].inputs)
+    assert torch.equal(data.fresh_segments(0, 1)[0].inputs, first.inputs)
 
 
 def test_train_and_test_streams_are_disjoint_and_cached(tmp_path, monkeypatch):

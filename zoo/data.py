@@ -28,6 +28,7 @@ class Datasets:
     segments: list[Batch]            # training data, one Batch per segment
     slices: dict[str, Batch]         # eval slices by name
     slice_tasks: dict[str, Task]
+    segment_tasks: list[tuple[Task, int]]  # (task, num_examples) per training segment
 
     @property
     def max_seq_len(self) -> int:
@@ -39,7 +40,13 @@ class Datasets:
 
     def to(self, device: torch.device) -> "Datasets":
         return Datasets(self.task, [b.to(device) for b in self.segments],
-                        {k: b.to(device) for k, b in self.slices.items()}, self.slice_tasks)
+                        {k: b.to(device) for k, b in self.slices.items()}, self.slice_tasks, self.segment_tasks)
+
+    def fresh_segments(self, seed: int, epoch: int) -> list[Batch]:
+        """New training data for `epoch` >= 1 (not cached): with one pass per epoch this is the
+        papers' "fresh data every step". Epoch 0 is the cached set."""
+        return [task.generate(n, derive_seed(seed, "train", i, epoch), split="train")
+                for i, (task, n) in enumerate(self.segment_tasks)]
 
 
 def task_params(task_cfg: dict) -> dict:
@@ -84,11 +91,12 @@ def build_datasets(task_cfg: dict, seed: int) -> Datasets:
     name = task_cfg["name"]
     base = tasks.make(name, **task_params(task_cfg))
     segment_specs = task_cfg.get("segments") or [{"num_examples": task_cfg["num_train"]}]
-    segments = []
+    segments, segment_tasks = [], []
     for i, spec in enumerate(segment_specs):
         spec = dict(spec)
         n = int(spec.pop("num_examples", task_cfg["num_train"]))
-        segments.append(generate_cached(base.replace(**spec), n, derive_seed(seed, "train", i), "train"))
+        segment_tasks.append((base.replace(**spec), n))
+        segments.append(generate_cached(segment_tasks[-1][0], n, derive_seed(seed, "train", i), "train"))
     slices, slice_tasks = {}, {}
     for slice_name, overrides in (task_cfg.get("slices") or {"test": {}}).items():
         overrides = dict(overrides or {})
@@ -98,4 +106,4 @@ def build_datasets(task_cfg: dict, seed: int) -> Datasets:
         except (TypeError, ValueError) as e:
             raise ValueError(f"task.slices.{slice_name}: {e}") from e
         slices[slice_name] = generate_cached(slice_tasks[slice_name], n, derive_seed(seed, "test", slice_name), "test")
-    return Datasets(base, segments, slices, slice_tasks)
+    return Datasets(base, segments, slices, slice_tasks, segment_tasks)

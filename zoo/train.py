@@ -46,6 +46,7 @@ class TrainConfig:
     eval_every: int | None = None
     early_stop_acc: float | None = 0.99
     shuffle: bool = True
+    fresh_data: bool = False
     compile: bool = False
     resume: bool = True
     redo: bool = False
@@ -217,6 +218,8 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
     stop = state.step >= total
     with Progress(total=total, start=state.step, enabled=cfg.progress) as bar:
         while not stop:
+            if cfg.fresh_data and state.epoch > 0:
+                data.segments = [b.to(device) for b in data.fresh_segments(seed, state.epoch)]
             batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle)
             for seg, idx in batches[state.batch_in_epoch:]:
                 batch = data.segments[seg][idx.to(device)]
