@@ -23,6 +23,7 @@ from torch import nn
 
 Positions = Literal["none", "learned"]
 StateMixer = Literal["none", "mlp", "swiglu"]
+NormPosition = Literal["pre", "post"]
 Head = Literal["lm", "compression"]
 
 
@@ -69,11 +70,15 @@ def make_state_mixer(kind: str, d_model: int, hidden: int) -> nn.Module | None:
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: a sequence mixer, then an optional state (channel) mixer."""
+    """Residual block: a sequence mixer, then an optional state (channel) mixer; pre-norm
+    x + f(norm(x)) or post-norm norm(x + f(x)) (Vaswani et al. 2017)."""
 
     def __init__(self, mixer: nn.Module, d_model: int, *, state_mixer: StateMixer, mlp_hidden: int,
-                 norm: str, dropout: float):
+                 norm: str, dropout: float, norm_position: NormPosition = "pre"):
         super().__init__()
+        if norm_position not in ("pre", "post"):
+            raise ValueError(f"model.norm_position={norm_position!r}: expected 'pre' or 'post'")
+        self.post_norm = norm_position == "post"
         self.norm1 = make_norm(norm, d_model)
         self.mixer = mixer
         self.mlp = make_state_mixer(state_mixer, d_model, mlp_hidden)
@@ -81,6 +86,9 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.post_norm:
+            x = self.norm1(x + self.dropout(self.mixer(x)))
+            return x if self.mlp is None else self.norm2(x + self.dropout(self.mlp(x)))
         x = x + self.dropout(self.mixer(self.norm1(x)))
         if self.mlp is not None:
             x = x + self.dropout(self.mlp(self.norm2(x)))
@@ -106,7 +114,7 @@ class LanguageModel(nn.Module):
     def __init__(self, *, vocab_size: int, d_model: int, max_seq_len: int,
                  mixers: list[Callable[..., nn.Module]], positions: Positions = "none",
                  state_mixer: StateMixer = "none", mlp_ratio: float = 4.0, norm: str = "layernorm",
-                 dropout: float = 0.0, embed_dropout: float = 0.0, head: Head = "lm",
+                 norm_position: NormPosition = "pre", dropout: float = 0.0, embed_dropout: float = 0.0, head: Head = "lm",
                  compression_hidden: int | None = None):
         super().__init__()
         if positions not in ("none", "learned"):
@@ -121,7 +129,7 @@ class LanguageModel(nn.Module):
         hidden = int(mlp_ratio * d_model)
         self.blocks = nn.ModuleList(
             Block(make_mixer(d_model, layer_idx=i), d_model, state_mixer=state_mixer,
-                  mlp_hidden=hidden, norm=norm, dropout=dropout)
+                  mlp_hidden=hidden, norm=norm, dropout=dropout, norm_position=norm_position)
             for i, make_mixer in enumerate(mixers)
         )
         self.norm_f = make_norm(norm, d_model)

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from .backbone import LanguageModel
 from .mixers import model_config
 
-BACKBONE_KEYS = ("positions", "state_mixer", "mlp_ratio", "norm", "dropout", "embed_dropout")
+BACKBONE_KEYS = ("positions", "state_mixer", "mlp_ratio", "norm", "norm_position", "dropout", "embed_dropout")
 
 
 def mixer_nodes(cfg: DictConfig) -> list[DictConfig]:
