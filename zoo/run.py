@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from .config import config_hash
-from .data import build_datasets, task_params
+from .data import build_datasets
 from .loggers import make_logger
 from .model import from_config
 from .results import CHECKPOINT, CONFIG, METRICS, read_summary, write_json, write_text
@@ -48,8 +48,7 @@ def device_name(device: torch.device) -> str:
 def hparams(cfg: DictConfig) -> dict:
     """Every hyperparameter, as recorded in summary.json (and the results table's columns)."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    model = {k: v for k, v in container["model"].items()}
-    return {"seed": cfg.seed, "task": container["task"], "model": model, "train": container["train"]}
+    return {"seed": cfg.seed, "task": container["task"], "model": container["model"], "train": container["train"]}
 
 
 def build_summary(cfg: DictConfig, run_dir: Path, chash: str, state: TrainState, model, data, device,

@@ -60,7 +60,7 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision={self.precision!r}: expected auto, fp32 or bf16")
         if self.batch_size < 1 or self.epochs < 0:
-            raise ValueError(f"train.batch_size must be >= 1 and train.epochs >= 0")
+            raise ValueError(f"train.batch_size={self.batch_size} must be >= 1 and train.epochs={self.epochs} >= 0")
 
 
 @dataclass

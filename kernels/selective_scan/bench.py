@@ -54,7 +54,7 @@ def run(quick: bool) -> list[dict]:
                 if dtype == torch.float32 and name != "triton":
                     continue      # comparisons in bf16 only
                 if fn is None or (name == "torch-compile" and L > COMPILE_MAX_L):
-                    note = "not importable" if fn is None else f"not run: L/32 chunks unrolled by dynamo"
+                    note = "not importable" if fn is None else "not run: L/32 chunks unrolled by dynamo"
                     rows.append(dict(row, fwd_ms=math.nan, fwdbwd_ms=math.nan, gbps=math.nan,
                                      frac_copy_bw=math.nan, note=note))
                     continue
