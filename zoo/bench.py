@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import time
 from pathlib import Path
 
@@ -34,19 +35,20 @@ def reference_kernels():
     from kernels.linear_attention import chunk_linear_attention_torch
 
     saved = kernels.chunked_linear_attention
-    kernels.chunked_linear_attention = lambda *a, **k: _first(chunk_linear_attention_torch(*a, **k), k)
+
+    def torch_path(*args, **kwargs):  # the PyTorch path returns (o, state or None)
+        o, state = chunk_linear_attention_torch(*args, **kwargs)
+        return (o, state) if kwargs.get("output_final_state") else o
+
+    kernels.chunked_linear_attention = torch_path
     try:
         yield
     finally:
         kernels.chunked_linear_attention = saved
 
 
-def _first(result, kwargs):
-    return result if kwargs.get("output_final_state") else result[0]
-
-
-def plain_step(model, optimizer, inputs_cpu, labels_cpu, device):
-    inputs, labels = inputs_cpu.to(device), labels_cpu.to(device)
+def plain_step(model, optimizer, batch_cpu, device):
+    inputs, labels = batch_cpu.inputs.to(device), batch_cpu.labels.to(device)
     logits = model(inputs)
     loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE)
     optimizer.zero_grad(set_to_none=True)
@@ -78,29 +80,24 @@ def bench_model(name: str, *, d_model: int, seq_len: int, kv: int, batch: int, s
     device = torch.device("cuda")
     task = tasks.make("mqar", vocab_size=8192, seq_len=seq_len, num_kv_pairs=kv)
     data = task.generate(batch * 4, seed=0)
+    parts = [data[i * batch:(i + 1) * batch] for i in range(4)]
     rows = []
     for impl in ("plain", "zoo"):
         torch.manual_seed(0)
         model = build_model(name, vocab_size=8192, d_model=d_model, n_layers=2, max_seq_len=seq_len).to(device)
-        fused = impl == "zoo"
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
-        batches = [data[i * batch:(i + 1) * batch] for i in range(4)]
-        on_device = [b.to(device) for b in batches]
-        it = iter(range(10**9))
-        if impl == "plain":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=impl == "zoo")
+        if impl == "plain":  # batches copied from the host every step
+            host = itertools.cycle(parts)
             with reference_kernels():
-                sec = time_steps(lambda: plain_step(model, optimizer, *_pair(batches[next(it) % 4]), device), steps)
-        else:
-            sec = time_steps(lambda: zoo_step(model, optimizer, on_device[next(it) % 4]), steps)
+                sec = time_steps(lambda: plain_step(model, optimizer, next(host), device), steps)
+        else:  # batches resident on the device
+            resident = itertools.cycle([b.to(device) for b in parts])
+            sec = time_steps(lambda: zoo_step(model, optimizer, next(resident)), steps)
         rows.append({"model": name, "impl": impl, "d_model": d_model, "seq_len": seq_len, "kv_pairs": kv,
                      "batch": batch, "ms_per_step": 1e3 * sec, "steps_per_s": 1 / sec,
                      "tokens_per_s": batch * seq_len / sec})
     rows[1]["speedup"] = rows[0]["ms_per_step"] / rows[1]["ms_per_step"]
     return rows
-
-
-def _pair(b):
-    return b.inputs, b.labels
 
 
 def main() -> None:

@@ -28,8 +28,8 @@ class Tally:
 
     def add(self, loss_sum: torch.Tensor, correct: torch.Tensor, rows: torch.Tensor, num_rows: int) -> None:
         """correct [M] bool at the scored positions; rows [M] their example index in [0, num_rows)."""
-        per_row = torch.zeros(num_rows, device=correct.device).index_add_(0, rows, correct.float())
-        count = torch.zeros(num_rows, device=correct.device).index_add_(0, rows, torch.ones_like(per_row[rows]))
+        per_row = torch.bincount(rows, weights=correct.float(), minlength=num_rows)
+        count = torch.bincount(rows, minlength=num_rows).float()
         scored = count > 0
         self.loss_sum += float(loss_sum)
         self.positions += int(count.sum())

@@ -74,8 +74,9 @@ def build_summary(cfg: DictConfig, run_dir: Path, chash: str, state: TrainState,
 
 
 def find_completed(results_dir: Path, chash: str, run_dir: Path) -> tuple[Path, dict] | None:
-    """A completed run of the same config: this run directory first, then anywhere under results."""
-    for summary_path in [run_dir / "summary.json", *sorted(results_dir.glob("**/summary.json"))]:
+    """A completed run of the same config: this run directory first, then any run directory under
+    results whose name ends in the config hash (the default run/sweep directory names do)."""
+    for summary_path in [run_dir / "summary.json", *sorted(results_dir.glob(f"**/*{chash}/summary.json"))]:
         summary = read_summary(summary_path.parent)
         if summary and summary.get("status") == "completed" and summary.get("config_hash") == chash:
             return summary_path.parent, summary

@@ -112,13 +112,15 @@ def lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Calla
     return factor
 
 
-def epoch_batches(data: Datasets, batch_size: int, seed: int, epoch: int, shuffle: bool) -> list[tuple[int, torch.Tensor]]:
-    """(segment, example indices) for every batch of an epoch; deterministic in (seed, epoch)."""
+def epoch_batches(data: Datasets, batch_size: int, seed: int, epoch: int, shuffle: bool,
+                  device: torch.device | None = None) -> list[tuple[int, torch.Tensor]]:
+    """(segment, example indices on `device`) for every batch of an epoch; deterministic in
+    (seed, epoch). The orders are drawn on the CPU and copied once per epoch, not per step."""
     gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
     batches = []
     for s, seg in enumerate(data.segments):
         order = torch.randperm(len(seg), generator=gen) if shuffle else torch.arange(len(seg))
-        batches.extend((s, idx) for idx in order.split(batch_size))
+        batches.extend((s, idx) for idx in order.to(device).split(batch_size))
     if shuffle:
         batches = [batches[i] for i in torch.randperm(len(batches), generator=gen)]
     return batches
@@ -180,7 +182,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
     step_model = torch.compile(model) if cfg.compile else model
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_embeddings), lr=cfg.lr,
                                   betas=tuple(cfg.betas), fused=device.type == "cuda")
-    steps_per_epoch = len(epoch_batches(data, cfg.batch_size, seed, 0, False))
+    steps_per_epoch = sum(math.ceil(len(seg) / cfg.batch_size) for seg in data.segments)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * max(cfg.epochs, 1))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total, steps_per_epoch))
 
@@ -220,9 +222,9 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
         while not stop:
             if cfg.fresh_data and state.epoch > 0:
                 data.segments = [b.to(device) for b in data.fresh_segments(seed, state.epoch)]
-            batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle)
+            batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle, device)
             for seg, idx in batches[state.batch_in_epoch:]:
-                batch = data.segments[seg][idx.to(device)]
+                batch = data.segments[seg][idx]
                 with autocast():
                     loss_sum, _, mask = scored_loss(step_model, batch)
                 n_scored = mask.sum()
