@@ -11,9 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
 import tasks
@@ -21,6 +18,7 @@ import zoo
 from zoo.config import register_resolvers
 from zoo.data import task_params
 from zoo.model import from_config
+from zoo.presets import compose_each, compose_preset, sweep_grid
 from zoo.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,34 +26,6 @@ CONF = REPO / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 SMOKE = sorted(f"smoke/{p.stem}" for p in (CONF / "experiment" / "smoke").glob("*.yaml"))
 register_resolvers()
-
-
-def compose_preset(name: str, *overrides: str):
-    """The composed config (with `hydra`) of `+experiment=name` plus overrides."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"+experiment={name}", *overrides], return_hydra_config=True)
-
-
-def compose_each(name: str, overrides: list[str]) -> list:
-    """One composed config per override, under a single Hydra initialisation."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return [compose("config", overrides=[f"+experiment={name}", o]) for o in overrides]
-
-
-def sweep_values(key: str, value: str) -> list[str]:
-    """The values a basic-sweeper param expands to (choice lists, range(), glob() over a group)."""
-    override = OverridesParser.create().parse_overrides([f"{key}={value}"])[0]
-    if isinstance(override.value(), Glob):
-        options = sorted(p.stem for p in (CONF / key.split("@")[0]).glob("*.yaml"))
-        return override.value().filter(options)
-    if override.is_sweep_override():
-        return list(override.sweep_string_iterator())
-    return [override.get_value_element_as_str()]
-
-
-def sweep_grid(name: str) -> dict[str, list[str]]:
-    params = compose_preset(name).hydra.sweeper.params or {}
-    return {k: sweep_values(k, str(v)) for k, v in params.items()}
 
 
 def missing_components(cfg) -> list[str]:
