@@ -4,7 +4,8 @@
     o, S_T = chunked_linear_attention(q, k, v, log_decay, initial_state=S_0, output_final_state=True)
 
 Files: `naive.py` (token loop, the definition), `chunk_torch.py` (chunked PyTorch, the CPU path),
-`chunk.py` (Triton kernels + autograd), `bench.py` (`run(quick)` rows for `python -m kernels.bench`).
+`chunk.py` (Triton kernels + autograd), `bench.py` (`run(quick)` rows for `python -m kernels.bench`),
+`tune.py` (GPU sweep over segments, warps, stages, chunk and tile sizes: `python -m kernels.linear_attention.tune`).
 Dispatch: CUDA tensors -> Triton; CPU tensors -> chunked PyTorch, unless `TRITON_INTERPRET=1`, in which
 case the Triton kernels run in Triton's interpreter (how the tests exercise them on a CPU).
 """

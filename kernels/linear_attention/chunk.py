@@ -16,20 +16,42 @@ Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
 a tl.dot, with BT = 64; for per-channel decay it is formed exactly as a [BT, BT, BK] tensor, with BT = 16
 (instead of GLA's secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows).
-One program per (batch*head, V block, K block) walks the chunks in order and keeps S in fp32 registers
-("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs summed on
-the host.
+A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
+registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
+summed on the host.
 
-Backward (same chunking, recomputing A and S rather than storing them):
-    dq_t = scale * S_t do_t                           forward sweep over chunks, S recomputed
+Sequence segments. (3) is linear in S, so a run of chunks maps the state entering it to
+exp(Gseg) * S + S_loc, where Gseg is the run's total log decay (a scalar, or a [K] vector) and S_loc the
+state the run builds from zero. When B*H*(V blocks)*(K blocks) programs would leave the GPU idle, T is
+split into NS segments of SC whole chunks each (the last one may be shorter), and the forward runs
+    (a) per segment, from zero: S_loc[s] and Gseg[s]                                    (_local_state_kernel)
+    (b) across segments: S_in[0] = S_0, S_in[s+1] = exp(Gseg[s]) * S_in[s] + S_loc[s],
+        S_T = S_in[NS]                                                                  (_scan_kernel)
+    (c) per segment, (1)-(3) starting from S_in[s]                                      (_fwd_kernel)
+and keeps S_in (fp32 [B*H, NS, K, V]) for the backward. NS = 1 (one launch) when the grid is already
+full, e.g. the Zoology shapes B=256, T=256.
+
+Backward (same chunking, recomputing A and S from S_in rather than storing them):
+    dq_t = scale * S_t do_t                           forward sweep over each segment, from S_in[s]
     dS_t = scale * q_t do_t^T + diag(exp(g_{t+1})) dS_{t+1},  dk_s = dS_s v_s,  dv_s = dS_s^T k_s
                                                       reverse sweep, dS in fp32 registers, dS_0 = d initial_state
+The reverse sweep is segmented like the forward: (a) per segment the gradient its outputs send to the
+state entering it, from dS = 0 at its end, dS_loc[s] = scale * sum_t (q_t exp(G_t)) do_t^T (G from the
+segment start); (b) a reverse scan dS_end[NS-1] = d S_T, dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s],
+whose last value is d initial_state; (c) the dk, dv sweep of segment s starting from dS_end[s].
     dg_t = sum_{r >= t} (q_r * dq_r - k_r * dk_r) + rowsum(dS_T * S_T)
 because o depends on G only through q_t exp(G_t) and k_s exp(-G_s) (GLA sec. 4.2), and S_T on G_T.
+By the chain rule the same sum from a segment's end on is dg at the next segment's first token t1:
+    sum_{r >= t1} (...) + rowsum(dS_T * S_T) = rowsum(dS_end[s] * S_in[s+1]),
+so for scalar decay with one K and one V block the reverse sweep finishes dg itself (a reverse cumulative
+sum per segment, started from sum(dS_end[s] * S_in[s+1])), reading q_t . dq_t that the dq sweep wrote
+(fp32 [B, T, H]), and dq, dk, dv are written once in the input dtype. Otherwise dq, dk go through fp32
+partials over V blocks and an epilogue kernel sums them and computes dg.
 """
 from __future__ import annotations
 
 import collections
+import functools
 import os
 
 import torch
@@ -39,23 +61,34 @@ import triton.language as tl
 # Launch counts by mode ("interpret" / "compiled"); tests assert that the interpreter really ran.
 LAUNCHES: collections.Counter = collections.Counter()
 
+# Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
+# (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "num_warps", "num_stages".
+TUNE: dict = {}
+SEG_TARGET = 2           # aim for about this many programs per SM when splitting T into segments
+MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
+SCAN_BLOCK = 1024        # state elements per program in the scan across segments
+
 
 def _interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _fwd_kernel(
-    q, k, v, g, h0, o, ht, T, scale,
-    H, K, V,
+    q, k, v, g, s0, o, ht, T, scale,
+    B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_H0: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Forward, eqs. (1)-(3). Grid (B*H, V blocks, K blocks); o: [NK, B, T, H, V] partial outputs
-    (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state. DECAY: 0 none, 1 scalar, 2 per channel."""
-    i_bh = tl.program_id(0).to(tl.int64)
+    """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
+    s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
+    partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1.
+    DECAY: 0 none, 1 scalar, 2 per channel."""
+    i_p = tl.program_id(0)
+    i_s = i_p % NS
+    i_bh = (i_p // NS).to(tl.int64)
+    i_p = i_p.to(tl.int64)
     i_v = tl.program_id(1).to(tl.int64)
     i_k = tl.program_id(2).to(tl.int64)
-    B = tl.num_programs(0) // H
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -71,11 +104,12 @@ def _fwd_kernel(
         g += (i_b * T * H + i_h) * K
     m_kv = m_k[:, None] & m_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        b_S += tl.load(h0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+    if USE_S0:
+        b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
-    for i_t in range(0, tl.cdiv(T, BT)):
+    NT = tl.cdiv(T, BT)
+    for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
         # out-of-range rows load as k = v = 0, g = 0: they add nothing and decay nothing
@@ -114,40 +148,159 @@ def _fwd_kernel(
                  mask=m_t[:, None] & m_v[None, :])
         # (3): carry the state to the next chunk
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
-    tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
+    if STORE_HT:
+        tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _bwd_dq_kernel(
-    k, v, g, h0, do, dq, T, scale,
-    H, K, V,
+def _local_state_kernel(
+    a, b, g, out, gseg, T, scale,
+    H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_H0: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr,
 ):
-    """dq_t = scale * S_t do_t, forward sweep recomputing S. Grid (B*H, V blocks, K blocks);
-    dq: [NV, B, T, H, K] fp32 partial sums over V blocks."""
-    i_bh = tl.program_id(0).to(tl.int64)
+    """Step (a) of the segmented sweeps, from a zero state. Grid (B*H*NS, V blocks, K blocks); out:
+    [B*H*NS, K, V] fp32.
+    Forward (a = k, b = v): S_loc = sum_s (k_s exp(G_end - G_s)) v_s^T over the segment, chunk by chunk
+      with (3); also gseg = the segment's total log decay, [B*H*NS] (scalar) or [B*H*NS, K] (per channel).
+    Reverse (a = q, b = do): dS_loc = the gradient the segment's outputs send to the state entering it,
+      dS = exp(G_C) dS + scale * sum_t (q_t exp(G_t)) do_t^T, chunks walked from the segment's end."""
+    i_p = tl.program_id(0)
+    i_s = i_p % NS
+    i_bh = (i_p // NS).to(tl.int64)
+    i_p = i_p.to(tl.int64)
     i_v = tl.program_id(1).to(tl.int64)
     i_k = tl.program_id(2).to(tl.int64)
-    B = tl.num_programs(0) // H
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k, m_v = o_k < K, o_v < V
-    k += (i_b * T * H + i_h) * K
-    v += (i_b * T * H + i_h) * V
-    do += (i_b * T * H + i_h) * V
-    dq += ((i_v * B + i_b) * T * H + i_h) * K
+    a += (i_b * T * H + i_h) * K
+    b += (i_b * T * H + i_h) * V
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_H0:
-        b_S += tl.load(h0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :],
+    if DECAY == 2:
+        b_gsum = tl.zeros([BK], dtype=tl.float32)
+    else:
+        b_gsum = tl.sum(tl.zeros([BT], dtype=tl.float32), axis=0)
+    o_i = tl.arange(0, BT)
+    NT = tl.cdiv(T, BT)
+    c0 = i_s * SC
+    c1 = tl.minimum(c0 + SC, NT)
+    for j in range(c1 - c0):
+        if REVERSE:
+            i_t = c1 - 1 - j
+        else:
+            i_t = c0 + j
+        o_t = i_t * BT + o_i
+        m_t = o_t < T
+        b_a = tl.load(a + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+        b_b = tl.load(b + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        if DECAY == 1:
+            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
+            if REVERSE:
+                b_ad = (b_a * (tl.exp(b_G) * scale)[:, None]).to(b_a.dtype)
+            else:
+                b_ad = (b_a * tl.exp(b_GC - b_G)[:, None]).to(b_a.dtype)
+            b_S = b_S * tl.exp(b_GC)
+            b_gsum += b_GC
+        elif DECAY == 2:
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+                          other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
+            if REVERSE:
+                b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
+            else:
+                b_ad = (b_a * tl.exp(b_GC[None, :] - b_G)).to(b_a.dtype)
+            b_S = b_S * tl.exp(b_GC)[:, None]
+            b_gsum += b_GC
+        else:
+            if REVERSE:
+                b_ad = (b_a * scale).to(b_a.dtype)
+            else:
+                b_ad = b_a
+        b_S += tl.dot(tl.trans(b_ad), b_b, input_precision=PREC)
+    tl.store(out + i_p * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_k[:, None] & m_v[None, :])
+    if not REVERSE:
+        # every V block (and, for scalar decay, every K block) writes the same values
+        if DECAY == 1:
+            tl.store(gseg + i_p, b_gsum)
+        if DECAY == 2:
+            tl.store(gseg + i_p * K + o_k, b_gsum, mask=m_k)
+
+
+def _scan_kernel(
+    x, gseg, s0, sfin, NS, K, V,
+    BLOCK: tl.constexpr, DECAY: tl.constexpr, USE_S0: tl.constexpr, REVERSE: tl.constexpr,
+):
+    """Step (b): the scan across segments, in place. Grid (B*H, cdiv(K*V, BLOCK)); x: [B*H, NS, K, V] fp32.
+    Forward: x holds S_loc[s] and leaves with S_in[s]; S_in[0] = s0 (or 0), sfin = S_T.
+    Reverse: x holds dS_loc[s] and leaves with dS_end[s]; dS_end[NS-1] = s0 (d S_T, or 0), sfin = d S_0.
+    S_next = exp(Gseg[s]) * S + x[s] in both directions (Gseg per channel: row k of the [K, V] state)."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    o_e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m_e = o_e < K * V
+    b_S = tl.zeros([BLOCK], dtype=tl.float32)
+    if USE_S0:
+        b_S += tl.load(s0 + i_bh * K * V + o_e, mask=m_e, other=0.0)
+    for j in range(NS):
+        if REVERSE:
+            i_s = NS - 1 - j
+        else:
+            i_s = j
+        p = x + (i_bh * NS + i_s) * K * V + o_e
+        b_x = tl.load(p, mask=m_e, other=0.0)
+        tl.store(p, b_S, mask=m_e)
+        if DECAY == 1:
+            b_S = b_S * tl.exp(tl.load(gseg + i_bh * NS + i_s))
+        if DECAY == 2:
+            b_S = b_S * tl.exp(tl.load(gseg + (i_bh * NS + i_s) * K + o_e // V, mask=m_e, other=0.0))
+        b_S += b_x
+    tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
+
+
+def _bwd_dq_kernel(
+    q, k, v, g, s0, do, dq, xq, T, scale,
+    B, H, K, V, NS, SC,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
+):
+    """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
+    Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
+    (input dtype) when NV == 1. DG (one K and one V block): also xq_t = q_t . dq_t, fp32 [B, T, H]."""
+    i_p = tl.program_id(0)
+    i_s = i_p % NS
+    i_bh = (i_p // NS).to(tl.int64)
+    i_p = i_p.to(tl.int64)
+    i_v = tl.program_id(1).to(tl.int64)
+    i_k = tl.program_id(2).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = i_k * BK + tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    q += (i_b * T * H + i_h) * K
+    k += (i_b * T * H + i_h) * K
+    v += (i_b * T * H + i_h) * V
+    do += (i_b * T * H + i_h) * V
+    dq += ((i_v * B + i_b) * T * H + i_h) * K
+    xq += i_b * T * H + i_h
+    if DECAY == 1:
+        g += i_b * T * H + i_h
+    if DECAY == 2:
+        g += (i_b * T * H + i_h) * K
+    b_S = tl.zeros([BK, BV], dtype=tl.float32)
+    if USE_S0:
+        b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :],
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
-    for i_t in range(0, tl.cdiv(T, BT)):
+    NT = tl.cdiv(T, BT)
+    for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
@@ -178,23 +331,34 @@ def _bwd_dq_kernel(
             b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
             b_kd = b_k
             b_decay = 1.0
-        tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq * scale, mask=m_t[:, None] & m_k[None, :])
+        b_dq = b_dq * scale
+        tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
+                 mask=m_t[:, None] & m_k[None, :])
+        if DG:
+            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, dht, dk, dv, dh0, T, scale,
-    H, K, V,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, T, scale,
+    B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_DHT: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr,
+    PREC: tl.constexpr,
 ):
-    """dk, dv and d initial_state, reverse sweep carrying dS (the gradient of the state leaving the chunk).
-    Grid (B*H, V blocks, K blocks); dk: [NV, B, T, H, K], dv: [NK, B, T, H, V] fp32 partial sums;
-    dh0: [B*H, K, V] fp32."""
-    i_bh = tl.program_id(0).to(tl.int64)
+    """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
+    of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
+    Grid (B*H*NS, V blocks, K blocks); dk: [NV, B, T, H, K], dv: [NK, B, T, H, V] fp32 partial sums, or
+    dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
+    DG (scalar decay, one K and one V block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
+    carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V]."""
+    i_p = tl.program_id(0)
+    i_s = i_p % NS
+    i_bh = (i_p // NS).to(tl.int64)
+    i_p = i_p.to(tl.int64)
     i_v = tl.program_id(1).to(tl.int64)
     i_k = tl.program_id(2).to(tl.int64)
-    B = tl.num_programs(0) // H
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
@@ -205,19 +369,31 @@ def _bwd_dkv_kernel(
     do += (i_b * T * H + i_h) * V
     dk += ((i_v * B + i_b) * T * H + i_h) * K
     dv += ((i_k * B + i_b) * T * H + i_h) * V
+    xq += i_b * T * H + i_h
+    dg += i_b * T * H + i_h
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     m_kv = m_k[:, None] & m_v[None, :]
+    o_kv = o_k[:, None] * V + o_v[None, :]
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_DHT:
-        b_dS += tl.load(dht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+    if USE_DS0:
+        b_dS += tl.load(ds0 + i_p * K * V + o_kv, mask=m_kv, other=0.0)
+    if DG:
+        # dg at the next segment's first token (or rowsum(dS_T * S_T) for the last segment)
+        if i_s < NS - 1:
+            b_Se = tl.load(s_in + (i_p + 1) * K * V + o_kv, mask=m_kv, other=0.0)
+        else:
+            b_Se = tl.load(ht + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
+        b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     NT = tl.cdiv(T, BT)
-    for j in range(0, NT):
-        o_t = (NT - 1 - j) * BT + o_i
+    c0 = i_s * SC
+    c1 = tl.minimum(c0 + SC, NT)
+    for j in range(c1 - c0):
+        o_t = (c1 - 1 - j) * BT + o_i
         m_t = o_t < T
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
@@ -259,11 +435,19 @@ def _bwd_dkv_kernel(
         # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
         b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
         b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
-        tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk, mask=m_tk)
+        tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+        if DG:
+            # x_t = q_t . dq_t - k_t . dk_t; dg_t = its suffix sum within the chunk + the later tokens' carry
+            b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+            b_tot = tl.sum(b_x, axis=0)
+            b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
+            b_carry += b_tot
+            tl.store(dg + o_t * H, b_dg.to(dg.dtype.element_ty), mask=m_t)
         # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
         b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
-    tl.store(dh0 + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_dS, mask=m_kv)
+    if STORE_DH0:
+        tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
 
 
 def _bwd_dg_kernel(
@@ -284,13 +468,13 @@ def _bwd_dg_kernel(
     b_carry = tl.load(dg_last + i_bh * K + o_k, mask=m_k, other=0.0)  # [BK], sum over later chunks
     o_i = tl.arange(0, BT)
     NT = tl.cdiv(T, BT)
-    for j in range(0, NT):
+    for j in range(NT):
         o_t = (NT - 1 - j) * BT + o_i
         m_tk = (o_t < T)[:, None] & m_k[None, :]
         offs = base + o_t[:, None] * (H * K) + o_k[None, :]
         b_dq = tl.zeros([BT, BK], dtype=tl.float32)
         b_dk = tl.zeros([BT, BK], dtype=tl.float32)
-        for i_v in range(0, NV):
+        for i_v in range(NV):
             b_dq += tl.load(dq_p + i_v * part + offs, mask=m_tk, other=0.0)
             b_dk += tl.load(dk_p + i_v * part + offs, mask=m_tk, other=0.0)
         tl.store(dq + offs, b_dq.to(dq.dtype.element_ty), mask=m_tk)
@@ -329,12 +513,38 @@ def _launch(fn, grid, *args, **meta) -> None:
 
 
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
-    """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small."""
-    BT = 16 if decay == 2 else 64
-    BK = min(max(16, triton.next_power_of_2(K)), 32 if decay == 2 else 64)
-    BV = min(max(16, triton.next_power_of_2(V)), 64)
+    """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small.
+    Scalar / no decay: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a 128-wide tile."""
+    max_tile = TUNE.get("max_tile", 128)
+    BT = 16 if decay == 2 else TUNE.get("BT", 64)
+    BK = min(max(16, triton.next_power_of_2(K)), 32 if decay == 2 else max_tile)
+    BV = min(max(16, triton.next_power_of_2(V)), 64 if decay == 2 else max_tile)
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
-    return dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec, num_warps=4)
+    cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
+               num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
+    if "num_stages" in TUNE:
+        cfg["num_stages"] = TUNE["num_stages"]
+    return cfg
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _segments(programs: int, T: int, BT: int, device: torch.device) -> tuple[int, int]:
+    """(NS, SC): NS segments of SC chunks each, so that programs * NS fills the GPU (about SEG_TARGET
+    programs per SM), with at least MIN_SEG_CHUNKS chunks per segment; NS = 1 on the CPU unless forced."""
+    NT = triton.cdiv(T, BT)
+    ns = TUNE.get("ns")
+    if ns is None:
+        if device.type != "cuda":
+            return 1, NT
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        want = TUNE.get("seg_target", SEG_TARGET) * _sm_count(index)
+        ns = min(want // programs, NT // MIN_SEG_CHUNKS)
+    sc = triton.cdiv(NT, max(1, min(int(ns), NT)))
+    return triton.cdiv(NT, sc), sc
 
 
 class _ChunkLinearAttention(torch.autograd.Function):
@@ -348,47 +558,84 @@ class _ChunkLinearAttention(torch.autograd.Function):
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
         NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
+        NS, SC = _segments(B * H * NV * NK, T, cfg["BT"], q.device)
+        dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials summed here
-        o = torch.empty(NK, B, T, H, V, device=q.device, dtype=v.dtype if NK == 1 else torch.float32)
-        ht = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
+        o = torch.empty(NK, B, T, H, V, device=dev, dtype=v.dtype if NK == 1 else torch.float32)
+        ht = torch.empty(B, H, K, V, device=dev, dtype=torch.float32)
         dummy = q  # placeholder pointer for absent optional tensors (never read: constexpr flags)
-        _launch(_fwd_kernel, (B * H, NV, NK), q, k, v, g if g is not None else dummy,
-                h0f if h0f is not None else dummy, o, ht, T, scale, H=H, K=K, V=V,
-                USE_H0=h0 is not None, **cfg)
+        gp = g if g is not None else dummy
+        s_in, gseg = h0f, None                                     # state entering each segment
+        seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
+        if NS > 1:
+            s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
+            if decay:
+                gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
+            _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg)
+            _launch(_scan_kernel, (B * H, triton.cdiv(K * V, SCAN_BLOCK)), s_in,
+                    gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
+                    BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
+        _launch(_fwd_kernel, (B * H * NS, NV, NK), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
+                T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1, **seg, **cfg)
         o = o[0] if NK == 1 else o.sum(0).to(v.dtype)
-        ctx.save_for_backward(q, k, v, g, h0f, ht)
-        ctx.scale, ctx.decay = scale, decay
+        ctx.save_for_backward(q, k, v, g, s_in, ht, gseg)
+        ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.sc = scale, decay, h0 is not None, NS, SC
         ctx.set_materialize_grads(False)
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, h0f, ht = ctx.saved_tensors
+        q, k, v, g, s_in, ht, gseg = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
+        decay, NS, dev = ctx.decay, ctx.ns, q.device
         do = torch.zeros_like(v) if do is None else do.to(v.dtype).contiguous()
-        cfg = _config(K, V, ctx.decay, q.dtype)
+        cfg = _config(K, V, decay, q.dtype)
         NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
+        seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
+        grid = (B * H * NS, NV, NK)
         dummy = q
         gp = g if g is not None else dummy
-        dq_p = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
-        _launch(_bwd_dq_kernel, (B * H, NV, NK), k, v, gp, h0f if h0f is not None else dummy, do, dq_p,
-                T, ctx.scale, H=H, K=K, V=V, USE_H0=h0f is not None, **cfg)
-        dk_p = torch.empty(NV, B, T, H, K, device=q.device, dtype=torch.float32)
-        dv_p = torch.empty(NK, B, T, H, V, device=q.device, dtype=v.dtype if NK == 1 else torch.float32)
-        dh0 = torch.empty(B, H, K, V, device=q.device, dtype=torch.float32)
+        # one V block: dq, dk written once in the input dtype; with scalar decay and one K block the
+        # kernels also finish dg. Otherwise fp32 partials over V blocks and the epilogue kernel.
+        direct = NV == 1 and (decay == 0 or (decay == 1 and NK == 1))
+        dg_in_kernel = direct and decay == 1
+        if direct:
+            dq, dk = torch.empty_like(q), torch.empty_like(k)
+        else:
+            dq = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
+            dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
+        xq = torch.empty(B, T, H, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
+        _launch(_bwd_dq_kernel, grid, q, k, v, gp, s_in if s_in is not None else dummy, do, dq, xq,
+                T, ctx.scale, USE_S0=s_in is not None, DG=dg_in_kernel, **seg, **cfg)
         dht_c = None if dht is None else dht.float().contiguous()
-        _launch(_bwd_dkv_kernel, (B * H, NV, NK), q, k, v, gp, do, dht_c if dht_c is not None else dummy,
-                dk_p, dv_p, dh0, T, ctx.scale, H=H, K=K, V=V, USE_DHT=dht is not None, **cfg)
-        dv = dv_p[0] if NK == 1 else dv_p.sum(0).to(v.dtype)
-        # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
-        dq, dk = torch.empty_like(q), torch.empty_like(k)
-        dg = torch.empty_like(g) if g is not None else dummy
-        dg_last = (dht_c * ht).sum(-1) if dht is not None and g is not None else torch.zeros(
-            B, H, K, device=q.device, dtype=torch.float32)
-        _launch(_bwd_dg_kernel, (B * H,), q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV, H=H, K=K,
-                BT=32, BK=max(16, triton.next_power_of_2(K)), DECAY=ctx.decay, num_warps=4)
-        return (dq, dk, dv, dg if g is not None else None, dh0 if h0f is not None else None, None)
+        dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
+        ds0 = dht_c                                               # dS at each segment's end
+        if NS > 1:
+            ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
+            _launch(_local_state_kernel, grid, q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
+                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
+            _launch(_scan_kernel, (B * H, triton.cdiv(K * V, SCAN_BLOCK)), ds0,
+                    gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
+                    BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
+        dv = torch.empty_like(v) if NK == 1 else torch.empty(NK, B, T, H, V, device=dev, dtype=torch.float32)
+        dg = torch.empty_like(g) if dg_in_kernel else dummy
+        _launch(_bwd_dkv_kernel, grid, q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv, dh0, xq,
+                s_in if s_in is not None else dummy, ht, dg, T, ctx.scale, USE_DS0=ds0 is not None,
+                STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, **seg, **cfg)
+        if NK > 1:
+            dv = dv.sum(0).to(v.dtype)
+        if not direct:
+            # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
+            dq_p, dk_p = dq, dk
+            dq, dk = torch.empty_like(q), torch.empty_like(k)
+            dg = torch.empty_like(g) if g is not None else dummy
+            dg_last = (dht_c * ht).sum(-1) if dht is not None and g is not None else torch.zeros(
+                B, H, K, device=dev, dtype=torch.float32)
+            _launch(_bwd_dg_kernel, (B * H,), q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV, H=H, K=K,
+                    BT=32, BK=max(16, triton.next_power_of_2(K)), DECAY=decay, num_warps=4)
+        return (dq, dk, dv, dg if g is not None else None, dh0 if ctx.has_h0 else None, None)
 
 
 def chunk_linear_attention_triton(

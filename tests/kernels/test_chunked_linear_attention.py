@@ -83,7 +83,7 @@ def triton_impl(q, k, v, g, **kw):
 
     before = sum(chunk.LAUNCHES.values())
     o, ht = chunked_linear_attention(q, k, v, g, **kw)
-    assert sum(chunk.LAUNCHES.values()) == before + 1, "chunked_linear_attention did not run the Triton kernel"
+    assert sum(chunk.LAUNCHES.values()) > before, "chunked_linear_attention did not run the Triton kernel"
     return o, ht
 
 
@@ -99,7 +99,8 @@ def test_triton_interpreted_matches_naive(interpret, poison, B, T, H, K, V, deca
 
     before = chunk.LAUNCHES["interpret"]
     check(triton_impl, B, T, H, K, V, decay, torch.float32)
-    assert chunk.LAUNCHES["interpret"] == before + 4, "expected fwd + 3 bwd kernels in the interpreter"
+    # fwd + dq + dkv (+ the epilogue when dq, dk go through fp32 partials)
+    assert chunk.LAUNCHES["interpret"] >= before + 3, "expected fwd + bwd kernels in the interpreter"
 
 
 @pytest.mark.parametrize("decay", ["scalar", "channel"])
@@ -120,6 +121,65 @@ def test_triton_interpreted_no_initial_state(interpret, poison):
     o = chunked_linear_attention(q, k, v, scale=0.5)
     assert isinstance(o, torch.Tensor) and o.shape == (1, 5, 1, 16)
     torch.testing.assert_close(o, naive_linear_attention(q, k, v, scale=0.5)[0])
+
+
+# Sequence segments (NS > 1), forced here since the CPU default is one segment. (B, T, H, K, V, ns):
+# T = 1; scalar chunks BT = 64: T = 150 is 3 chunks, ns = 2 gives segments of 2 + 1 chunks (the last one
+# short, and the last chunk partial); per-channel BT = 16: T = 37 is 3 chunks in 3 segments.
+SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 37, 2, 24, 48, 3)]
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("B,T,H,K,V,ns", SEG_SHAPES)
+def test_triton_interpreted_segments(interpret, poison, monkeypatch, B, T, H, K, V, ns, decay):
+    """Segment states, the scan across segments (forward and reverse) and per-segment sweeps."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    before = chunk.LAUNCHES["interpret"]
+    check(triton_impl, B, T, H, K, V, decay, torch.float32)
+    BT = 16 if decay == "channel" else 64
+    if math.ceil(T / BT) > 1:   # local state + scan + sweep, forward and backward, + dq sweep
+        assert chunk.LAUNCHES["interpret"] >= before + 7, "the segmented path did not run"
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_triton_interpreted_segments_multi_block(interpret, poison, monkeypatch, decay):
+    """Segments with several K and V blocks (16-wide tiles): fp32 partials and the epilogue."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    monkeypatch.setitem(chunk.TUNE, "max_tile", 16)
+    T = 40 if decay == "channel" else 130
+    check(triton_impl, 1, T, 1, 24, 40, decay, torch.float32)
+
+
+@pytest.mark.parametrize("decay", ["scalar", "channel"])
+def test_triton_interpreted_segments_strong_decay_no_state(interpret, poison, monkeypatch, decay):
+    """Segments with log_decay down to -20, no S_0, and no gradient into S_T (loss on o only)."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", 3)
+    T = 45 if decay == "channel" else 150
+    inputs = make_inputs(1, T, 2, 16, 16, decay, torch.float32, strength=20.0, h0=False)
+    inputs["dht"] = torch.zeros_like(inputs["dht"])    # the reference's S_T term then adds nothing
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    del ref["ht"]
+    leaves = {n: t.clone().requires_grad_() for n, t in inputs.items() if n not in ("do", "dht")}
+    o = chunked_linear_attention(leaves["q"], leaves["k"], leaves["v"], leaves["log_decay"])
+    (o * inputs["do"]).sum().backward()
+    out = {"o": o.detach()}
+    out.update({"d" + n: t.grad for n, t in leaves.items()})
+    assert_close(ref, out, TOL[torch.float32])
+
+
+def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
+    """BT = 128 chunks (a tune.py variant) with segments."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "BT", 128)
+    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    check(triton_impl, 1, 300, 1, 16, 16, "scalar", torch.float32)
 
 
 def torch_impl(q, k, v, g, **kw):

@@ -1,0 +1,120 @@
+"""GPU tuning sweep for the chunked linear attention kernels: `python -m kernels.linear_attention.tune`.
+
+For a few shapes (long sequences, where segments matter, and a Zoology shape, where launch overhead
+does), bf16, scalar and per-channel decay, times forward and forward+backward
+(triton.testing.do_bench, median ms) for a short list of variants of `chunk.TUNE`: the number of
+sequence segments NS (auto, 1, more), num_warps, num_stages, and for scalar decay the chunk BT and the
+tile cap. Each variant's output and gradients are first compared with the default's (relative RMS
+error); a variant above BAD_ERR is marked and cannot be the best. Prints one table and the best variant
+per (shape, decay). About two minutes on an H100, mostly compilation.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import chunk, chunked_linear_attention
+from .bench import copy_bandwidth_gbps
+
+SHAPES = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64)]
+# name -> chunk.TUNE overrides ({} = the defaults); "ns" forces the segment count
+VARIANTS = {
+    "default": {},
+    "ns=1": {"ns": 1},
+    "seg_target=4": {"seg_target": 4},
+    "seg_target=8": {"seg_target": 8},
+    "warps=4": {"num_warps": 4},
+    "warps=8": {"num_warps": 8},
+    "stages=1": {"num_stages": 1},
+    "stages=2": {"num_stages": 2},
+    "BT=128": {"BT": 128},
+    "tile<=64": {"max_tile": 64},
+}
+BAD_ERR = 2e-2   # relative RMS vs the default, bf16
+
+
+def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
+    """The launch configuration a variant gives at this shape (variants that change nothing are skipped)."""
+    chunk.TUNE.clear()
+    chunk.TUNE.update(variant)
+    cfg = chunk._config(K, V, decay, torch.bfloat16)
+    NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
+    ns, _ = chunk._segments(B * H * NK * NV, T, cfg["BT"], torch.device("cuda"))
+    return tuple(sorted(cfg.items())) + (("NS", ns),)
+
+
+def _fwd_bwd(q, k, v, g, do):
+    for t in (q, k, v, g):
+        t.grad = None
+    o = chunked_linear_attention(q, k, v, g)
+    o.backward(do)
+    return [o.detach(), q.grad, k.grad, v.grad, g.grad]
+
+
+def _time(leaves: list, do: torch.Tensor) -> tuple[float, float]:
+    """(forward ms, forward+backward ms), median of triton.testing.do_bench."""
+    from triton.testing import do_bench
+
+    with torch.no_grad():
+        fwd = do_bench(lambda: chunked_linear_attention(*leaves), warmup=10, rep=40)
+    fb = do_bench(lambda: chunked_linear_attention(*leaves).backward(do), warmup=10, rep=40, grad_to_none=leaves)
+    return fwd, fb
+
+
+def _rel(a, b) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item() if torch.isfinite(a).all() else math.inf
+
+
+def main() -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("tune.py needs a CUDA GPU")
+    copy_bw = copy_bandwidth_gbps()
+    print(f"GPU: {torch.cuda.get_device_name()}; copy bandwidth {copy_bw:.0f} GB/s")
+    head = f"{'shape':<26} {'decay':<8} {'variant':<13} {'NS':>3} {'fwd_ms':>8} {'fwdbwd_ms':>9} {'frac_bw':>7} {'err':>8}"
+    print(head)
+    best = []
+    for B, T, H, K, V in SHAPES:
+        shape = f"B={B} T={T} H={H} K={K} V={V}"
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q, k = (torch.randn(B, T, H, K, device="cuda", generator=gen).bfloat16() for _ in range(2))
+        v = torch.randn(B, T, H, V, device="cuda", generator=gen).bfloat16()
+        do = torch.randn(B, T, H, V, device="cuda", generator=gen).bfloat16()
+        for decay_name, decay in (("scalar", 1), ("channel", 2)):
+            gshape = (B, T, H) if decay == 1 else (B, T, H, K)
+            g = (F.logsigmoid(torch.randn(gshape, device="cuda", generator=gen)) / 8).bfloat16()
+            leaves = [t.requires_grad_() for t in (q, k, v, g)]
+            io = 2 * (q.numel() + k.numel() + 2 * v.numel() + g.numel())   # bench.py's byte count
+            seen, rows, ref = set(), [], None
+            for name, variant in VARIANTS.items():
+                key = _effective(variant, B, T, H, K, V, decay)
+                if key in seen:
+                    continue
+                seen.add(key)
+                ns = dict(key)["NS"]
+                out = _fwd_bwd(*leaves, do)
+                if ref is None:
+                    ref, err = out, 0.0
+                else:
+                    err = max(_rel(x, r) for x, r in zip(out, ref))
+                fwd, fb = _time(leaves, do)
+                frac = 3 * io / fb / 1e6 / copy_bw
+                flag = "" if err <= BAD_ERR else " BAD"
+                print(f"{shape:<26} {decay_name:<8} {name:<13} {ns:>3} {fwd:>8.3f} {fb:>9.3f} {frac:>7.3f} "
+                      f"{err:>8.1e}{flag}", flush=True)
+                if not flag:
+                    rows.append((fb, fwd, name))
+            chunk.TUNE.clear()
+            for t in leaves:
+                t.requires_grad_(False)
+                t.grad = None
+            fb, fwd, name = min(rows)
+            best.append(f"{shape:<26} {decay_name:<8} best: {name:<13} fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms")
+        torch.cuda.empty_cache()
+    print("\n".join(["", "best variant per shape (by fwd+bwd):"] + best))
+
+
+if __name__ == "__main__":
+    main()
