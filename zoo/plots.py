@@ -31,6 +31,7 @@ MODEL_STYLE: dict[str, tuple[str, str]] = {   # name -> (colour, marker)
     "gla": ("#1f77b4", ">"), "deltanet": ("#2ca02c", "h"), "gated_deltanet": ("#98df8a", "H"),
     "rwkv6": ("#bcbd22", "p"), "rwkv": ("#dbdb8d", "p"), "s4d": ("#aec7e8", "d"),
     "h3": ("#ff7f0e", "*"), "hyena": ("#e377c2", "^"), "striped_hyena": ("#f7b6d2", "v"),
+    "mh_hyena": ("#c51b7d", "<"),
     "m2": ("#c5b0d5", "8"), "mamba": ("#2f4b7c", "o"), "mamba2": ("#665191", "D"),
     "mlgru": ("#ffbb78", "x"), "lstm": ("#a05195", "+"),
 }
