@@ -34,6 +34,7 @@ MODEL_STYLE: dict[str, tuple[str, str]] = {   # name -> (colour, marker)
     "mh_hyena": ("#c51b7d", "<"),
     "m2": ("#c5b0d5", "8"), "mamba": ("#2f4b7c", "o"), "mamba2": ("#665191", "D"),
     "mlgru": ("#ffbb78", "x"), "lstm": ("#a05195", "+"),
+    "rwkv7": ("#808000", "P"), "nsa": ("#00796b", "d"),
 }
 FALLBACK_COLOURS = ("#003f5c", "#58508d", "#bc5090", "#ff6361", "#ffa600", "#7a5195", "#ef5675", "#4c9f70")
 FALLBACK_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
