@@ -64,7 +64,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "num_warps", "num_stages".
 TUNE: dict = {}
-SEG_TARGET = 2           # aim for about this many programs per SM when splitting T into segments
+SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 
@@ -495,6 +495,7 @@ def _bwd_dg_kernel(
 
 
 _JITTED: dict = {}
+_ONE_STAGE: set = set()   # (kernel, mode, meta) whose software pipelining ran out of shared memory
 
 
 def _launch(fn, grid, *args, **meta) -> None:
@@ -509,13 +510,28 @@ def _launch(fn, grid, *args, **meta) -> None:
     if key not in _JITTED:
         _JITTED[key] = triton.jit(fn)
     LAUNCHES[mode] += 1
-    _JITTED[key][grid](*args, **meta)
+    # 128-wide tiles: the loads pipelined over num_stages buffers can exceed the shared memory; retry
+    # (and remember) without pipelining rather than fail
+    if _ONE_STAGE and _stage_key(key, args, meta) in _ONE_STAGE:
+        meta = {**meta, "num_stages": 1}
+    try:
+        _JITTED[key][grid](*args, **meta)
+    except triton.runtime.errors.OutOfResources:
+        if meta.get("num_stages") == 1:
+            raise
+        _ONE_STAGE.add(_stage_key(key, args, meta))
+        _JITTED[key][grid](*args, **{**meta, "num_stages": 1})
+
+
+def _stage_key(key, args, meta) -> tuple:
+    return key, tuple(sorted(meta.items())), tuple(a.dtype for a in args if isinstance(a, torch.Tensor))
 
 
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
     """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small.
-    Scalar / no decay: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a 128-wide tile."""
-    max_tile = TUNE.get("max_tile", 128)
+    Scalar / no decay, 16-bit inputs: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a
+    128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64."""
+    max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
     BT = 16 if decay == 2 else TUNE.get("BT", 64)
     BK = min(max(16, triton.next_power_of_2(K)), 32 if decay == 2 else max_tile)
     BV = min(max(16, triton.next_power_of_2(V)), 64 if decay == 2 else max_tile)

@@ -23,7 +23,7 @@ SHAPES = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64)]
 VARIANTS = {
     "default": {},
     "ns=1": {"ns": 1},
-    "seg_target=4": {"seg_target": 4},
+    "seg_target=2": {"seg_target": 2},
     "seg_target=8": {"seg_target": 8},
     "warps=4": {"num_warps": 4},
     "warps=8": {"num_warps": 8},

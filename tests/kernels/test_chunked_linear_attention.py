@@ -182,6 +182,34 @@ def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     check(triton_impl, 1, 300, 1, 16, 16, "scalar", torch.float32)
 
 
+def test_launch_retries_one_stage_when_out_of_shared_memory(monkeypatch):
+    """A kernel whose pipelined loads exceed the shared memory is relaunched (and remembered) with num_stages=1."""
+    import triton
+
+    from kernels.linear_attention import chunk
+
+    calls = []
+
+    class FakeKernel:
+        def __getitem__(self, grid):
+            def run(*args, **meta):
+                calls.append(meta.get("num_stages"))
+                if meta.get("num_stages") != 1:
+                    raise triton.runtime.errors.OutOfResources(300_000, 232_448, "shared memory")
+            return run
+
+    def fake_kernel():
+        pass
+
+    monkeypatch.setattr(chunk, "_ONE_STAGE", set())
+    monkeypatch.setitem(chunk._JITTED, ("fake_kernel", "compiled"), FakeKernel())
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    x = torch.zeros(2)
+    chunk._launch(fake_kernel, (1,), x, BT=64)
+    chunk._launch(fake_kernel, (1,), x, BT=64)
+    assert calls == [None, 1, 1]
+
+
 def torch_impl(q, k, v, g, **kw):
     return chunk_linear_attention_torch(q, k, v, g, **kw)
 
