@@ -32,9 +32,9 @@ def fwd_bwd(fn, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Ten
 
 def assert_same(ref: dict, got: dict, tol: float = TOL) -> None:
     assert ref.keys() == got.keys()
-    for name in ref:
-        assert got[name] is not None and ref[name] is not None, f"{name}: no gradient"
-        err = rel_err(got[name], ref[name])
+    for name, want in ref.items():
+        assert got[name] is not None and want is not None, f"{name}: no gradient"
+        err = rel_err(got[name], want)
         assert err < tol, f"{name}: relative error {err:.2e} >= {tol:.0e}"
 
 
@@ -106,9 +106,9 @@ def test_mh_hyena_runs_past_l_max():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(num_heads=3), "num_heads=3"),
-    (dict(short_conv_size=0), "short_conv_size=0"),
-    (dict(emb_dim=4), "emb_dim=4"),
+    ({"num_heads": 3}, "num_heads=3"),
+    ({"short_conv_size": 0}, "short_conv_size=0"),
+    ({"emb_dim": 4}, "emb_dim=4"),
 ])
 def test_mh_hyena_bad_hparams_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -13,7 +13,7 @@ import torch
 import zoo
 from zoo.mixers.attention import Attention
 
-TOL = dict(rtol=1e-4, atol=1e-5)  # fp32, parallel vs step-by-step
+TOL = {"rtol": 1e-4, "atol": 1e-5}  # fp32, parallel vs step-by-step
 
 
 def fwd_bwd(module: torch.nn.Module, fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -30,8 +30,8 @@ def fwd_bwd(module: torch.nn.Module, fn, x: torch.Tensor) -> dict[str, torch.Ten
 
 def assert_same(ref: dict, got: dict, tol=TOL) -> None:
     assert ref.keys() == got.keys(), f"gradients reach different parameters: {ref.keys() ^ got.keys()}"
-    for name in ref:
-        torch.testing.assert_close(got[name], ref[name], **tol, msg=lambda m: f"{name}: {m}")
+    for name, want in ref.items():
+        torch.testing.assert_close(got[name], want, **tol, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def zeta(d: int, gamma: float) -> torch.Tensor:
@@ -105,7 +105,7 @@ def test_xpos_without_decay_is_rope():
     rope = Attention(16, layer_idx=0, num_heads=2, positions="rope")
     rope.load_state_dict(xp.state_dict())
     x = torch.randn(2, 9, 16)
-    assert_same(fwd_bwd(rope, rope, x), fwd_bwd(xp, xp, x), tol=dict(rtol=0, atol=0))
+    assert_same(fwd_bwd(rope, rope, x), fwd_bwd(xp, xp, x), tol={"rtol": 0, "atol": 0})
     assert xp.xpos_block == math.inf
     xp.xpos_block = 4                                                      # the blocked path too
     torch.testing.assert_close(xp(x), rope(x), **TOL)
@@ -151,9 +151,9 @@ def test_xpos_model_runs_past_training_length_and_is_causal():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(positions="xpos", num_heads=16), "even head dim"),              # d_h = 1
-    (dict(positions="xpos", xpos_gamma=0.0), "xpos_gamma"),
-    (dict(positions="xpos", xpos_scale_base=-1.0), "xpos_scale_base"),
+    ({"positions": "xpos", "num_heads": 16}, "even head dim"),              # d_h = 1
+    ({"positions": "xpos", "xpos_gamma": 0.0}, "xpos_gamma"),
+    ({"positions": "xpos", "xpos_scale_base": -1.0}, "xpos_scale_base"),
 ])
 def test_xpos_bad_hparams_are_value_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

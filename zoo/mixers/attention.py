@@ -175,7 +175,7 @@ class Attention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, D = x.shape
+        T = x.shape[1]
         bias = self._bias(T, x.device, torch.float32)  # cast to q's dtype where used (autocast)
         p = self.dropout if self.training else 0.0
         if self.positions == "xpos" and T > self.xpos_block:
