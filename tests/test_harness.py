@@ -163,3 +163,26 @@ def test_per_epoch_schedule_holds_lr_within_an_epoch():
     assert [factor(s) for s in (0, 9, 10, 19, 20, 39)] == [1.0, 1.0, 0.75, 0.75, 0.5, 0.25]  # lr_e = (4 - e) / 4
     cosine = lr_lambda(TrainConfig(epochs=4), total_steps=40, steps_per_epoch=10)
     assert cosine(0) == 1.0 and cosine(20) == pytest.approx(0.5 * (1 + math.cos(math.pi * 20 / 40)))
+
+
+def test_absolute_min_lr_matches_mads_per_epoch_cosine():
+    from zoo.train import lr_lambda
+
+    # MAD: CosineAnnealingLR(T_max=200, eta_min=1e-6) stepped once per epoch
+    cfg = TrainConfig(lr=1e-3, epochs=200, schedule="cosine", schedule_unit="epoch", min_lr=1e-6)
+    factor = lr_lambda(cfg, total_steps=200 * 3, steps_per_epoch=3)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1e-3)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=200, eta_min=1e-6)
+    for epoch in range(200):
+        expected = reference.get_last_lr()[0]
+        assert [1e-3 * factor(3 * epoch + i) for i in range(3)] == pytest.approx([expected] * 3, rel=1e-9, abs=1e-15)
+        optimizer.step(), reference.step()
+    assert 1e-3 * factor(3 * 200) == pytest.approx(1e-6)  # the floor, absolute: the same for every lr
+    assert 5e-4 * lr_lambda(TrainConfig(lr=5e-4, epochs=2, min_lr=1e-6), 10, 5)(10) == pytest.approx(1e-6)
+    ratio = lr_lambda(TrainConfig(lr=1e-3, epochs=2, min_lr_ratio=0.1), 10, 5)
+    assert ratio(10) == pytest.approx(0.1) and lr_lambda(TrainConfig(epochs=2), 10, 5)(10) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="train.min_lr=1e-06 and train.min_lr_ratio=0.0 are both set"):
+        TrainConfig(min_lr=1e-6, min_lr_ratio=0.0)
+    with pytest.raises(ValueError, match=r"train.min_lr=0.1 must lie in \[0, train.lr=0.001\]"):
+        TrainConfig(lr=1e-3, min_lr=0.1)

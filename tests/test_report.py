@@ -21,7 +21,7 @@ def fake_acc(model: str, d: int, lr: float, seed: int, slice_len: int) -> float:
 
 
 def write_run(root: Path, model: str, d: int, lr: float, seed: int, task: str = "mqar", status: str = "completed",
-              task_params: dict | None = None) -> None:
+              task_params: dict | None = None, overall_extra: dict | None = None) -> None:
     run = root / f"{task}-{model}-{d}-{lr}-{seed}-{json.dumps(task_params or {}, sort_keys=True)}"
     run.mkdir(parents=True)
     shift = (task_params or {}).get("vocab_size", 0) / 100_000  # MAD settings score differently
@@ -31,7 +31,8 @@ def write_run(root: Path, model: str, d: int, lr: float, seed: int, task: str = 
     overall = sum(s["accuracy"] for s in slices.values()) / len(slices)
     summary = {"run_id": run.name, "status": status, "task": task, "model": model, "seed": seed, "d_model": d,
                "lr": lr, "params": 100 * d, "state_bytes": d * 16 * (8 if model == "attention" else 1),
-               "accuracy": overall, "overall": {"accuracy": overall, "acc_micro": overall}, "slices": slices,
+               "accuracy": overall, "overall": {"accuracy": overall, "acc_micro": overall, **(overall_extra or {})},
+               "slices": slices,
                "hparams": {"seed": seed, "task": {"name": task, "seq_len": 16, **(task_params or {})},
                            "model": {"name": model, "d_model": d}, "train": {"lr": lr, "weight_decay": 0.1}}}
     (run / "summary.json").write_text(json.dumps(summary))
@@ -139,3 +140,24 @@ def test_mad_score_is_mean_over_settings_then_tasks(tmp_path):
     assert scores.loc["attention", "n_settings"] == 5 and scores.loc["attention", "tasks"] == 2
     assert "selective_copy" not in scores and scores.loc["attention", "metric"] == "micro"
     assert leaderboard.mad_scores(load(tmp_path).query("task == 'selective_copy'")).empty
+
+
+def test_mad_score_uses_the_runs_metric_or_the_one_asked(tmp_path, capsys):
+    for vocab, lr in itertools.product((16, 32), (1e-4, 1e-3)):
+        macro = {"metric": "macro_mad", "acc_macro_mad": 0.5 + lr * 100 - vocab / 1000}  # best at lr 1e-3, not 1e-4
+        write_run(tmp_path / "runs", "attention", 64, lr, 0, task="in_context_recall",
+                  task_params={"vocab_size": vocab}, overall_extra=macro)
+    scores = leaderboard.mad_scores(load(tmp_path / "runs"))
+    assert scores.loc[0, "metric"] == "macro_mad"
+    assert scores.loc[0, "in_context_recall"] == pytest.approx(0.6 - (16 + 32) / 2 / 1000)
+    micro = leaderboard.mad_scores(load(tmp_path / "runs"), metric="micro")
+    assert micro.loc[0, "metric"] == "micro" and micro.loc[0, "mad"] != scores.loc[0, "mad"]
+    assert leaderboard.mad_scores(load(tmp_path / "runs"), metric="acc_micro").equals(micro)
+    report.report(tmp_path / "runs", tmp_path / "out", figures=False)
+    assert (tmp_path / "out" / "mad.md").read_text().startswith("# MAD scores, metric `macro_mad`")
+    write_run(tmp_path / "runs", "attention", 64, 1e-3, 1, task="in_context_recall", task_params={"vocab_size": 16},
+              overall_extra={"metric": "micro"})
+    with pytest.raises(ValueError, match=r"different headline metrics \(macro_mad, micro\).*--mad-metric"):
+        leaderboard.mad_scores(load(tmp_path / "runs"))
+    report.report(tmp_path / "runs", tmp_path / "out2", figures=False, mad_metric="micro")
+    assert (tmp_path / "out2" / "mad.md").read_text().startswith("# MAD scores, metric `micro`")

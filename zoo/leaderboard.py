@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .config import NON_SEMANTIC
+from .metrics import HEADLINE
 
 TUNING = ("train.lr", "train.weight_decay")
 HPARAM_PREFIXES = ("task.", "model.", "train.")
@@ -138,13 +139,33 @@ def mad_runs(df: pd.DataFrame) -> pd.DataFrame:
     return runs[is_mad]
 
 
-def mad_scores(df: pd.DataFrame, tuning: Sequence[str] = TUNING, metric: str = "acc_micro") -> pd.DataFrame:
+def mad_metric(runs: pd.DataFrame) -> str:
+    """The headline metric the MAD runs were evaluated with (`train.metric`, else their task's);
+    runs that predate the record were scored `micro`."""
+    names = set(runs["metric"].dropna()) if "metric" in runs else set()
+    if len(names) > 1:
+        raise ValueError(f"the MAD runs have different headline metrics ({', '.join(sorted(names))}); choose one: "
+                         f"mad_scores(metric=...) or python -m zoo.report --mad-metric {'|'.join(sorted(names))}")
+    return names.pop() if names else "micro"
+
+
+def mad_scores(df: pd.DataFrame, tuning: Sequence[str] = TUNING, metric: str | None = None) -> pd.DataFrame:
     """MAD scores (P7): per (model, task setting) the best (lr, wd) run; task score = unweighted
     mean over the task's settings; `mad` = unweighted mean over the tasks present. One row per
-    model, with `n_settings`, `tasks` (how many of the six) and `metric` recorded."""
+    model, with `n_settings`, `tasks` (how many of the six) and `metric` recorded.
+
+    `metric`: micro | macro_mad (or its column, acc_micro | acc_macro_mad); None = the runs' own
+    headline metric (`mad_metric`)."""
     runs = mad_runs(df)
     if runs.empty:
         return pd.DataFrame()
+    name = {v: k for k, v in HEADLINE.items()}.get(metric, metric) if metric else mad_metric(runs)
+    if name not in ("micro", "macro_mad"):
+        raise ValueError(f"MAD score metric {name!r}: expected micro or macro_mad (acc_micro | acc_macro_mad)")
+    metric = HEADLINE[name]
+    if metric not in runs:
+        raise ValueError(f"no {metric} in these runs' summaries (runs older than acc_macro_mad); "
+                         f"score them with metric='micro'")
     per_task = []
     for task, rows in runs.groupby("task"):
         table = best(rows, tuning, metric)
@@ -157,6 +178,6 @@ def mad_scores(df: pd.DataFrame, tuning: Sequence[str] = TUNING, metric: str = "
     out["mad"] = out[task_cols].mean(axis=1, skipna=False)
     out["n_settings"] = out[[f"n_{t}" for t in task_cols]].sum(axis=1).astype(int)
     out["tasks"] = len(task_cols)
-    out["metric"] = metric.removeprefix("acc_")
+    out["metric"] = name
     out = out.drop(columns=[f"n_{t}" for t in task_cols]).rename_axis("model").reset_index()
     return out.sort_values("mad", ascending=False, na_position="last").reset_index(drop=True)

@@ -4,7 +4,8 @@ Reads every run under DIR (`zoo.results.load`) and writes to OUT (default DIR/re
 - `leaderboard_<task>.csv` (tidy: one row per model, setting and slice) and `.md` (one row per model
   and setting, a column per slice), also printed as a table;
 - `figures/<task>_<figure>.png|pdf`: accuracy vs width, vs state size, vs length, learning curves;
-- `mad.csv|md`: MAD scores, when runs of MAD's tasks are present.
+- `mad.csv|md`: MAD scores, when runs of MAD's tasks are present (with the metric they use: the
+  runs' headline metric, or `--mad-metric micro|macro_mad`).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tune", nargs="+", default=list(leaderboard.TUNING),
                         help="knobs to take the best over (default: train.lr train.weight_decay)")
     parser.add_argument("--metric", default="accuracy", help="score column (default: accuracy)")
+    parser.add_argument("--mad-metric", choices=["micro", "macro_mad"],
+                        help="metric of the MAD score (default: the runs' headline metric, train.metric)")
     parser.add_argument("--no-figures", action="store_true", help="leaderboards only")
     return parser.parse_args(argv)
 
@@ -81,7 +84,8 @@ def print_table(title: str, board: pd.DataFrame) -> None:
 
 
 def report(results_dir: str | Path, out: str | Path | None = None, tasks: Sequence[str] | None = None,
-           tuning: Sequence[str] = leaderboard.TUNING, metric: str = "accuracy", figures: bool = True) -> dict[str, list[Path]]:
+           tuning: Sequence[str] = leaderboard.TUNING, metric: str = "accuracy", figures: bool = True,
+           mad_metric: str | None = None) -> dict[str, list[Path]]:
     """Write leaderboards, figures and MAD scores; returns the written files by task (and `mad`)."""
     df = load(results_dir)
     if df.empty:
@@ -102,26 +106,32 @@ def report(results_dir: str | Path, out: str | Path | None = None, tasks: Sequen
         written[task] = [out / f"leaderboard_{task}.csv", out / f"leaderboard_{task}.md"]
         for name in wanted_figures(table) if figures else []:
             written[task] += save_figure(FIGURES[name](table), out / "figures" / f"{task}_{name}")
-    written.update(write_mad(df, out, tuning))
+    written.update(write_mad(df, out, tuning, mad_metric))
     return written
 
 
-def write_mad(df: pd.DataFrame, out: Path, tuning: Sequence[str]) -> dict[str, list[Path]]:
-    """mad.csv / mad.md when MAD runs are present."""
-    scores = leaderboard.mad_scores(df, tuning)
+def write_mad(df: pd.DataFrame, out: Path, tuning: Sequence[str], metric: str | None = None) -> dict[str, list[Path]]:
+    """mad.csv / mad.md when MAD runs are present; `metric` as in `leaderboard.mad_scores`."""
+    try:
+        scores = leaderboard.mad_scores(df, tuning, metric)
+    except ValueError as e:  # e.g. runs with different metrics: the leaderboards stand, the score waits
+        log.warning(f"MAD score not written: {e}")
+        return {}
     if scores.empty:
         return {}
+    metric = scores["metric"].iloc[0]
+    out.mkdir(parents=True, exist_ok=True)
     scores.to_csv(out / "mad.csv", index=False)
-    (out / "mad.md").write_text("# MAD scores (per setting best over (lr, wd); task = mean over settings; "
-                                "mad = mean over tasks)\n\n" + leaderboard.to_markdown(scores))
-    print_table("MAD", scores)
+    (out / "mad.md").write_text(f"# MAD scores, metric `{metric}` (per setting best over (lr, wd); task = mean over "
+                                "settings; mad = mean over tasks)\n\n" + leaderboard.to_markdown(scores))
+    print_table(f"MAD ({metric})", scores)
     return {"mad": [out / "mad.csv", out / "mad.md"]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
-    written = report(args.dir, args.out, args.task, args.tune, args.metric, not args.no_figures)
+    written = report(args.dir, args.out, args.task, args.tune, args.metric, not args.no_figures, args.mad_metric)
     n_files = sum(len(v) for v in written.values())
     log.info(f"wrote {n_files} files to {Path(args.out) if args.out else Path(args.dir) / 'report'}")
 

@@ -20,7 +20,7 @@ from torch import nn
 from tasks import IGNORE, Batch
 
 from .data import Datasets
-from .metrics import Tally
+from .metrics import HEADLINE, Tally, macro_accuracy
 from .results import CHECKPOINT, METRICS, atomic_write, read_metrics, write_metrics
 
 LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check)
@@ -41,9 +41,11 @@ class TrainConfig:
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
     schedule_unit: Literal["step", "epoch"] = "step"
     warmup_steps: int = 0
-    min_lr_ratio: float = 0.0
+    min_lr: float | None = None        # absolute floor of the decay (MAD: 1e-6) ...
+    min_lr_ratio: float | None = None  # ... or a fraction of lr (null = 0); not both
     grad_clip: float | None = 1.0
     eval_every: int | None = None
+    metric: Literal["micro", "per_example", "sequence", "macro_mad"] | None = None  # headline; null = the task's
     early_stop_acc: float | None = 0.99
     shuffle: bool = True
     fresh_data: bool = False
@@ -59,6 +61,14 @@ class TrainConfig:
             raise ValueError(f"train.schedule_unit={self.schedule_unit!r}: expected step or epoch")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision={self.precision!r}: expected auto, fp32 or bf16")
+        if self.metric is not None and self.metric not in HEADLINE:
+            raise ValueError(f"train.metric={self.metric!r}: expected null (the task's own metric) or one of "
+                             f"{', '.join(HEADLINE)}")
+        if self.min_lr is not None and self.min_lr_ratio is not None:
+            raise ValueError(f"train.min_lr={self.min_lr} and train.min_lr_ratio={self.min_lr_ratio} are both set: "
+                             f"give the decay's floor one way, absolute or relative to train.lr, and the other null")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"train.min_lr={self.min_lr} must lie in [0, train.lr={self.lr}]")
         if self.batch_size < 1 or self.epochs < 0:
             raise ValueError(f"train.batch_size={self.batch_size} must be >= 1 and train.epochs={self.epochs} >= 0")
 
@@ -95,9 +105,15 @@ def param_groups(model: nn.Module, weight_decay: float, decay_embeddings: bool) 
 
 
 def lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
-    """Linear warmup (in steps), then cosine / linear decay to min_lr_ratio, or constant. With
-    `schedule_unit=epoch` the decay moves once per epoch (lr_e = f(e / epochs), as Zoology's
-    per-epoch cosine and Mamba-2's lr_e = peak·(E−e)/E)."""
+    """Linear warmup (in steps), then cosine / linear decay to the floor (`min_lr`, or
+    lr·`min_lr_ratio`), or constant. With `schedule_unit=epoch` the decay moves once per epoch
+    (lr_e = f(e / epochs), as Zoology's per-epoch cosine, Mamba-2's lr_e = peak·(E−e)/E and MAD's
+    `CosineAnnealingLR(T_max=epochs, eta_min=1e-6)` stepped each epoch)."""
+    if cfg.min_lr is not None:  # the floor as a fraction of lr
+        floor = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+    else:
+        floor = cfg.min_lr_ratio or 0.0
+
     def factor(step: int) -> float:
         if step < cfg.warmup_steps:
             return (step + 1) / cfg.warmup_steps
@@ -108,7 +124,7 @@ def lr_lambda(cfg: TrainConfig, total_steps: int, steps_per_epoch: int) -> Calla
         else:
             progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
         shape = 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else 1 - progress
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * shape
+        return floor + (1 - floor) * shape
     return factor
 
 
@@ -134,8 +150,9 @@ def scored_loss(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Ten
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Datasets, batch_size: int, autocast, metric: str) -> dict:
-    """Per-slice metrics and the pool of all slices (`overall`)."""
+def evaluate(model: nn.Module, data: Datasets, batch_size: int, autocast, metric: str | None = None) -> dict:
+    """Per-slice metrics and the pool of all slices (`overall`); `metric` overrides each task's
+    headline metric (`train.metric`)."""
     was_training = model.training
     model.eval()
     pooled, out = Tally(), {}
@@ -146,11 +163,13 @@ def evaluate(model: nn.Module, data: Datasets, batch_size: int, autocast, metric
             with autocast():
                 loss_sum, logits, mask = scored_loss(model, part)
             rows = mask.nonzero(as_tuple=True)[0]
-            tally.add(loss_sum, logits.argmax(-1) == part.labels[mask], rows, len(part))
-        out[name] = tally.summary(data.slice_tasks[name].metric)
+            preds, targets = logits.argmax(-1), part.labels[mask]
+            tally.add(loss_sum, preds == targets, rows, len(part),
+                      macro=macro_accuracy(preds, targets, logits.shape[-1], ignore_index=None))
+        out[name] = tally.summary(metric or data.slice_tasks[name].metric)
         pooled.merge(tally)
     model.train(was_training)
-    return {"slices": out, "overall": pooled.summary(data.task.metric)}
+    return {"slices": out, "overall": pooled.summary(metric or data.task.metric)}
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState) -> None:
@@ -200,7 +219,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
         if int(count_acc) > 0:  # the mean training loss since the last log line
             train_loss = float(loss_acc / count_acc)
             loss_acc.zero_(), count_acc.zero_()
-        result = evaluate(step_model, data, cfg.eval_batch_size, autocast, data.task.metric)
+        result = evaluate(step_model, data, cfg.eval_batch_size, autocast, cfg.metric)
         record = {"step": state.step, "epoch": state.epoch, "tokens": state.tokens_seen,
                   "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
                   "wall_s": round(state.wall_s + time.time() - t0, 3), **result}
