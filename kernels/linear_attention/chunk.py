@@ -43,10 +43,11 @@ whose last value is d initial_state; (c) the dk, dv sweep of segment s starting 
 because o depends on G only through q_t exp(G_t) and k_s exp(-G_s) (GLA sec. 4.2), and S_T on G_T.
 By the chain rule the same sum from a segment's end on is dg at the next segment's first token t1:
     sum_{r >= t1} (...) + rowsum(dS_T * S_T) = rowsum(dS_end[s] * S_in[s+1]),
-so for scalar decay with one K and one V block the reverse sweep finishes dg itself (a reverse cumulative
-sum per segment, started from sum(dS_end[s] * S_in[s+1])), reading q_t . dq_t that the dq sweep wrote
-(fp32 [B, T, H]), and dq, dk, dv are written once in the input dtype. Otherwise dq, dk go through fp32
-partials over V blocks and an epilogue kernel sums them and computes dg.
+so with one V block the reverse sweep finishes dg itself: a reverse cumulative sum per segment, started
+from rowsum(dS_end[s] * S_in[s+1]) (summed over K as well for scalar decay, which then also needs one K
+block), of q_t * dq_t (written fp32 by the dq sweep) minus k_t * dk_t; dq, dk (and dv with one K block)
+are written once in the input dtype. Otherwise dq, dk go through fp32 partials over V blocks and an
+epilogue kernel sums them and computes dg.
 """
 from __future__ import annotations
 
@@ -272,7 +273,8 @@ def _bwd_dq_kernel(
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
-    (input dtype) when NV == 1. DG (one K and one V block): also xq_t = q_t . dq_t, fp32 [B, T, H]."""
+    (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
+    xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel)."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -288,7 +290,10 @@ def _bwd_dq_kernel(
     v += (i_b * T * H + i_h) * V
     do += (i_b * T * H + i_h) * V
     dq += ((i_v * B + i_b) * T * H + i_h) * K
-    xq += i_b * T * H + i_h
+    if DECAY == 2:
+        xq += (i_b * T * H + i_h) * K
+    else:
+        xq += i_b * T * H + i_h
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -336,7 +341,11 @@ def _bwd_dq_kernel(
                  mask=m_t[:, None] & m_k[None, :])
         if DG:
             b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
+            if DECAY == 2:
+                tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
+                         mask=m_t[:, None] & m_k[None, :])
+            else:
+                tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
 
 
@@ -351,8 +360,9 @@ def _bwd_dkv_kernel(
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
     Grid (B*H*NS, V blocks, K blocks); dk: [NV, B, T, H, K], dv: [NK, B, T, H, V] fp32 partial sums, or
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
-    DG (scalar decay, one K and one V block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
-    carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V]."""
+    DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
+    carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
+    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K])."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -369,8 +379,12 @@ def _bwd_dkv_kernel(
     do += (i_b * T * H + i_h) * V
     dk += ((i_v * B + i_b) * T * H + i_h) * K
     dv += ((i_k * B + i_b) * T * H + i_h) * V
-    xq += i_b * T * H + i_h
-    dg += i_b * T * H + i_h
+    if DECAY == 2:
+        xq += (i_b * T * H + i_h) * K
+        dg += (i_b * T * H + i_h) * K
+    else:
+        xq += i_b * T * H + i_h
+        dg += i_b * T * H + i_h
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -386,7 +400,10 @@ def _bwd_dkv_kernel(
             b_Se = tl.load(s_in + (i_p + 1) * K * V + o_kv, mask=m_kv, other=0.0)
         else:
             b_Se = tl.load(ht + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
-        b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
+        if DECAY == 2:
+            b_carry = tl.sum(b_dS * b_Se, axis=1)                        # [BK]
+        else:
+            b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     NT = tl.cdiv(T, BT)
@@ -437,8 +454,16 @@ def _bwd_dkv_kernel(
         b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
         tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-        if DG:
-            # x_t = q_t . dq_t - k_t . dk_t; dg_t = its suffix sum within the chunk + the later tokens' carry
+        # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
+        # chunk + the later tokens' carry
+        if DG and DECAY == 2:
+            b_x = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0) \
+                - b_k.to(tl.float32) * b_dk
+            b_tot = tl.sum(b_x, axis=0)                                   # [BK]
+            b_dg = b_tot[None, :] - tl.cumsum(b_x, axis=0) + b_x + b_carry[None, :]
+            b_carry += b_tot
+            tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
+        elif DG:
             b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
             b_tot = tl.sum(b_x, axis=0)
             b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
@@ -533,8 +558,8 @@ def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
     128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64."""
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
     BT = 16 if decay == 2 else TUNE.get("BT", 64)
-    BK = min(max(16, triton.next_power_of_2(K)), 32 if decay == 2 else max_tile)
-    BV = min(max(16, triton.next_power_of_2(V)), 64 if decay == 2 else max_tile)
+    BK = min(max(16, triton.next_power_of_2(K)), min(32, max_tile) if decay == 2 else max_tile)
+    BV = min(max(16, triton.next_power_of_2(V)), min(64, max_tile) if decay == 2 else max_tile)
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
     cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
                num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
@@ -613,16 +638,16 @@ class _ChunkLinearAttention(torch.autograd.Function):
         grid = (B * H * NS, NV, NK)
         dummy = q
         gp = g if g is not None else dummy
-        # one V block: dq, dk written once in the input dtype; with scalar decay and one K block the
-        # kernels also finish dg. Otherwise fp32 partials over V blocks and the epilogue kernel.
-        direct = NV == 1 and (decay == 0 or (decay == 1 and NK == 1))
-        dg_in_kernel = direct and decay == 1
+        # one V block: dq, dk written once in the input dtype and the kernels finish dg (scalar decay
+        # also needs one K block: dg sums over K). Otherwise fp32 partials over V blocks and the epilogue.
+        direct = NV == 1 and (decay != 1 or NK == 1)
+        dg_in_kernel = direct and decay > 0
         if direct:
             dq, dk = torch.empty_like(q), torch.empty_like(k)
         else:
             dq = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
-        xq = torch.empty(B, T, H, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
+        xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         _launch(_bwd_dq_kernel, grid, q, k, v, gp, s_in if s_in is not None else dummy, do, dq, xq,
                 T, ctx.scale, USE_S0=s_in is not None, DG=dg_in_kernel, **seg, **cfg)
         dht_c = None if dht is None else dht.float().contiguous()

@@ -125,8 +125,9 @@ def test_triton_interpreted_no_initial_state(interpret, poison):
 
 # Sequence segments (NS > 1), forced here since the CPU default is one segment. (B, T, H, K, V, ns):
 # T = 1; scalar chunks BT = 64: T = 150 is 3 chunks, ns = 2 gives segments of 2 + 1 chunks (the last one
-# short, and the last chunk partial); per-channel BT = 16: T = 37 is 3 chunks in 3 segments.
-SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 37, 2, 24, 48, 3)]
+# short, and the last chunk partial); per-channel BT = 16: T = 37 is 3 chunks in 3 segments, and with
+# K = 40 two K blocks (BK = 32) that each finish their channels' dlog_decay.
+SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 37, 2, 24, 48, 3), (1, 37, 1, 40, 32, 2)]
 
 
 @pytest.mark.parametrize("decay", DECAYS)
