@@ -267,3 +267,26 @@ def test_triton_gpu_many_heads():
     """B*H = 70,400 > 65,535: B*H must sit on grid axis 0."""
     check(triton_impl, 1100, 20, 64, 16, 16, "scalar", torch.float32, device="cuda")
 
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("decay", DECAYS)
+def test_triton_gpu_many_segments_bf16(monkeypatch, decay):
+    """16 segments forced at T = 2048 (2 chunks of 64 or 8 chunks of 16 per segment), bf16."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", 16)
+    check(triton_impl, 2, 2048, 2, 64, 64, decay, torch.bfloat16, device="cuda")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("variant", [{"BT": 128}, {"max_tile": 64}, {"num_stages": 1}, {"ns": 1}], ids=str)
+def test_triton_gpu_tune_variants(monkeypatch, variant):
+    """The variants tune.py times, at K = V = 128 (one 128-wide block by default), bf16."""
+    from kernels.linear_attention import chunk
+
+    for name, value in variant.items():
+        monkeypatch.setitem(chunk.TUNE, name, value)
+    check(triton_impl, 2, 700, 2, 128, 128, "scalar", torch.bfloat16, device="cuda")
