@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import os
 
 import torch
@@ -533,7 +534,9 @@ def _launch(fn, grid, *args, **meta) -> None:
                            "first `import triton` (in the environment, or first thing in the test module)")
     key = (fn.__name__, mode)
     if key not in _JITTED:
-        _JITTED[key] = triton.jit(fn)
+        # batch size and segment counts only offset pointers / bound loops: one compilation for all values
+        params = inspect.signature(fn).parameters
+        _JITTED[key] = triton.jit(fn, do_not_specialize=[n for n in ("B", "NS", "SC") if n in params])
     LAUNCHES[mode] += 1
     # 128-wide tiles: the loads pipelined over num_stages buffers can exceed the shared memory; retry
     # (and remember) without pipelining rather than fail
