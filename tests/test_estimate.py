@@ -54,20 +54,32 @@ def test_shapeless_axes_multiply_without_composing(monkeypatch):
     assert two["shapes"] == one["shapes"]
 
 
-def test_unmeasured_shapes_are_scaled_by_tokens():
+def test_unmeasured_shapes_are_read_off_the_fitted_line():
     import tasks
 
     small, big = tasks.make("mqar", seq_len=16, num_kv_pairs=2), tasks.make("mqar", seq_len=64, num_kv_pairs=2)
+    one = dict(d_model=8, n_layers=1)
     items = {
-        "a": est.Item("train", "m1", "based", small, 4, "fp32", None, seconds=0.004),
-        "b": est.Item("train", "m2", "based", big, 4, "fp32", None),            # same model name: scaled
-        "c": est.Item("eval", "m2", "based", big, 4, "fp32", None),             # no eval measured: unknown
-        "d": est.Item("train", "m3", "attention", big, 4, "fp32", None, error="out of memory"),
+        "a": est.Item("train", "m1", "based", small, 4, "fp32", None, **one, seconds=0.004),
+        "b": est.Item("train", "m2", "based", big, 4, "fp32", None, **one),            # one point: through 0
+        "c": est.Item("eval", "m2", "based", big, 4, "fp32", None, **one),             # no eval measured
+        "d": est.Item("train", "m3", "attention", big, 4, "fp32", None, **one, error="out of memory"),
     }
     seconds = est.item_seconds(items)
     assert seconds["a"] == 0.004
     assert seconds["b"] == pytest.approx(0.004 * big.input_len / small.input_len)
     assert seconds["c"] is None and seconds["d"] is None
+    # two sizes: overhead + slope; a shape twice the larger one's work lies on that line
+    items["e"] = est.Item("train", "m4", "based", big, 4, "fp32", None, d_model=16, n_layers=1, seconds=0.010)
+    items["f"] = est.Item("train", "m5", "based", big, 4, "fp32", None, d_model=16, n_layers=2)
+    (wa, ta), (we, te) = (items["a"].work, 0.004), (items["e"].work, 0.010)
+    slope = (te - ta) / (we - wa)
+    assert est.item_seconds(items)["f"] == pytest.approx(te + slope * (items["f"].work - we))
+
+
+def test_spread_order_covers_the_range_first():
+    assert est._spread(list(range(9)))[:3] == [8, 0, 4]
+    assert sorted(est._spread(list(range(10)))) == list(range(10))
 
 
 def test_cli_writes_json_and_table(tmp_path):

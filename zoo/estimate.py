@@ -14,8 +14,8 @@ Early stopping is ignored, so the total is an upper bound for presets that stop 
 share a shape (model config, lengths, batch, vocabulary, precision) are timed once, and sweep axes
 that change no shape (lr, weight decay, seed) multiply the cost without being composed. When timing
 every shape would exceed `--budget-s`, the shapes are timed round-robin over models until the budget
-is spent and the rest are scaled from the same model's measured seconds per token (the output says
-how many shapes were measured). Data generation on the host (e.g. `train.fresh_data`) is not counted.
+is spent and the rest are read off a line fitted to the same model's measured shapes, seconds = a + b ·
+tokens · d_model² · layers (overhead plus size; the output says how many shapes were measured). Data generation on the host (e.g. `train.fresh_data`) is not counted.
 
 Writes `<out>/<preset>.json` and re-renders `<out>/README.md` (one row per preset in that folder).
 """
@@ -56,12 +56,19 @@ class Item:
     batch: int
     precision: str
     grad_clip: float | None
+    d_model: int = 1
+    n_layers: int = 1
     seconds: float | None = None   # measured; None until timed
     error: str | None = None
 
     @property
     def tokens(self) -> int:
         return self.batch * self.task.input_len
+
+    @property
+    def work(self) -> float:
+        """A size proxy for unmeasured shapes: tokens × d_model² × layers (the projections' FLOPs)."""
+        return float(self.tokens * self.d_model**2 * self.n_layers)
 
 
 @dataclass
@@ -98,6 +105,7 @@ def plan(cfg, items: dict[str, Item], device: torch.device, overrides: list[str]
     max_len = max(t.input_len for t in all_tasks)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_key = _key(model_cfg, vocab, max_len, base.head)
+    size = dict(d_model=int(model_cfg["d_model"]), n_layers=int(model_cfg["n_layers"]))
     precision = "bf16" if train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda") else "fp32"
 
     per_epoch = [math.ceil(n / train.batch_size) for _, n in segments]
@@ -111,12 +119,12 @@ def plan(cfg, items: dict[str, Item], device: torch.device, overrides: list[str]
     for (seg_task, _), n_batches in zip(segments, per_epoch):
         key = _key("train", model_key, seg_task.params(), train.batch_size, precision, train.grad_clip)
         items.setdefault(key, Item("train", model_key, cfg.model.name, seg_task, train.batch_size, precision,
-                                   train.grad_clip))
+                                   train.grad_clip, **size))
         cost.train.append((key, n_batches / spe))
     for slice_task, n in slices:
         batch = min(n, train.eval_batch_size)
         key = _key("eval", model_key, slice_task.params(), batch, precision)
-        items.setdefault(key, Item("eval", model_key, cfg.model.name, slice_task, batch, precision, None))
+        items.setdefault(key, Item("eval", model_key, cfg.model.name, slice_task, batch, precision, None, **size))
         cost.eval.append((key, math.ceil(n / train.eval_batch_size)))
     return cost
 
@@ -167,7 +175,9 @@ def measure(items: dict[str, Item], device: torch.device, steps: int, budget_s: 
     by_name: dict[str, list[str]] = defaultdict(list)
     for key, group in by_model.items():
         by_name[group[0].model_name].append(key)
-    order = [k for round_ in _round_robin(list(by_name.values())) for k in round_]
+    # per name, the largest and smallest shapes first, then ever finer in between (for the fit)
+    spread = [_spread(sorted(keys, key=lambda k: max(it.work for it in by_model[k]))) for keys in by_name.values()]
+    order = [k for round_ in _round_robin(spread) for k in round_]
     t_start = time.perf_counter()
     for i, model_key in enumerate(order):
         if time.perf_counter() - t_start > budget_s and i >= len(by_name):
@@ -197,26 +207,62 @@ def measure(items: dict[str, Item], device: torch.device, steps: int, budget_s: 
                         for it in group))
 
 
+def _spread(xs: list) -> list:
+    """[x0 .. xn] -> [xn, x0, x_mid, x_quarter, x_3quarter, ...]: every prefix spans the range."""
+    if len(xs) <= 2:
+        return xs[::-1]
+    out, seen, parts = [xs[-1], xs[0]], {0, len(xs) - 1}, [(0, len(xs) - 1)]
+    while parts:
+        lo, hi = parts.pop(0)
+        mid = (lo + hi) // 2
+        if mid not in seen:
+            seen.add(mid)
+            out.append(xs[mid])
+        if mid - lo > 1:
+            parts.append((lo, mid))
+        if hi - mid > 1:
+            parts.append((mid, hi))
+    return out
+
+
 def _round_robin(groups: list[list[str]]) -> list[list[str]]:
     """[[a1, a2], [b1]] -> [[a1, b1], [a2]]: each round visits every model name once."""
     return [[g[i] for g in groups if i < len(g)] for i in range(max(map(len, groups), default=0))]
 
 
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares seconds = a + b·work with a, b >= 0 (fixed overhead plus a part that grows with
+    size); one point, or points of one size, give a line through the origin."""
+    works = {w for w, _ in points}
+    if len(works) >= 2:
+        n = len(points)
+        mw, ms = sum(w for w, _ in points) / n, sum(t for _, t in points) / n
+        b = sum((w - mw) * (t - ms) for w, t in points) / sum((w - mw) ** 2 for w, _ in points)
+        a = ms - b * mw
+        if b >= 0 and a >= 0:
+            return a, b
+        if b < 0:
+            return ms, 0.0
+    return 0.0, sum(t * w for w, t in points) / sum(w * w for w, _ in points)
+
+
 def item_seconds(items: dict[str, Item]) -> dict[str, float | None]:
-    """Measured seconds, or scaled by tokens from the same model name's (else any) measured items
-    of the same kind; None where nothing comparable was measured."""
-    rate: dict[tuple, list[float]] = defaultdict(list)
+    """Measured seconds; an unmeasured shape gets `fit_line` over the same model name's measured
+    shapes of its kind (else every model's); None where nothing of its kind was measured or it ran
+    out of memory."""
+    points: dict[tuple, list[tuple[float, float]]] = defaultdict(list)
     for it in items.values():
         if it.seconds is not None:
-            rate[(it.kind, it.model_name)].append(it.seconds / it.tokens)
-            rate[(it.kind, None)].append(it.seconds / it.tokens)
+            points[(it.kind, it.model_name)].append((it.work, it.seconds))
+            points[(it.kind, None)].append((it.work, it.seconds))
+    lines = {k: fit_line(v) for k, v in points.items()}
     out = {}
     for key, it in items.items():
         if it.seconds is not None or it.error == "out of memory":
             out[key] = it.seconds
             continue
-        per_token = rate.get((it.kind, it.model_name)) or rate.get((it.kind, None))
-        out[key] = statistics.median(per_token) * it.tokens if per_token else None
+        line = lines.get((it.kind, it.model_name)) or lines.get((it.kind, None))
+        out[key] = line[0] + line[1] * it.work if line else None
     return out
 
 
