@@ -104,11 +104,12 @@ def _sm_count(device: torch.device) -> int:
 
 
 def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
-          block_t: int, block_d: int) -> tuple[int, int]:
-    """Chunk length and count: enough programs for ~4 waves of the SMs, chunks >= 4 tiles."""
+          block_t: int, block_d: int, warps: int = 4) -> tuple[int, int]:
+    """Chunk length and count: enough programs for ~16 warps per SM (4 programs of 4 warps),
+    chunks >= 4 tiles."""
     n_prog = Bsz * triton.cdiv(D, block_d)
     if chunk_len is None:
-        target = 4 * _sm_count(device)
+        target = 16 * _sm_count(device) // warps
         n_chunks = min(triton.cdiv(target, n_prog), triton.cdiv(T, 4 * block_t))
         n_chunks = max(n_chunks, 1)
         chunk_len = triton.cdiv(triton.cdiv(T, n_chunks), block_t) * block_t
@@ -116,9 +117,16 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
     return chunk_len, triton.cdiv(T, chunk_len)
 
 
-# (BLOCK_T, BLOCK_D, num_warps) by element size of b; picked by bench.tune() on an H100
-# (B=8 T=16384 D=2048: bf16 fwd+bwd 3.9 ms vs 4.8 ms for (32, 64, 4); fp32 4.8 vs 5.2 ms)
-TILES = {4: (32, 128, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
+# (BLOCK_T, BLOCK_D, num_warps) by element size of b. Why bf16 ran at half fp32's efficiency: both
+# were bound by the per-element cost of the scan, not by bytes. Triton's load layout gives each
+# thread one 16-byte vector along D (8 bf16 or 4 fp32 channels) and spreads the remaining lanes and
+# warps along T, so `associative_scan` over T became lane shuffles plus a cross-warp pass through
+# shared memory; the same per-element cost moves half the bytes in bf16. With BLOCK_D = 8 channels x
+# 32 lanes x num_warps (bf16) every thread holds whole columns [BLOCK_T, 8] and the scan over T is
+# sequential in registers (2 FMAs per element, no shuffles); short BLOCK_T keeps registers in check.
+# Before (H100, B=8 T=16384 D=2048, (64, 64, 4)): bf16 fwd+bwd 3.9 ms (37% of copy bandwidth), fp32
+# (32, 128, 4) 4.8 ms (57%). `python -m kernels.tune_scans` times the alternatives.
+TILES = {4: (32, 128, 4), 2: (8, 256, 1), 8: (32, 32, 4)}
 
 
 def _blocks(D: int, elem_size: int) -> tuple[int, int, int]:
@@ -139,7 +147,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     Bsz, T, D = b.shape
     block_t, block_d, warps = _blocks(D, b.element_size())
     n_dblk = triton.cdiv(D, block_d)
-    chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d)
+    chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d, warps)
     out = torch.empty_like(b)
     da = torch.empty(a.shape, dtype=da_dtype or a.dtype, device=a.device) if reverse else out
     dummy = out

@@ -10,20 +10,49 @@ Backward, with g_t = ∂L/∂h_t (total) and dy_t = ∂L/∂y_t:
 using a_t h_{t-1} = h_t - x_t, so the previous state is never needed (and nothing divides by a).
 
 The Mamba point (Section 3.3.2): the expanded state h [B, D, N, L] never reaches device memory.
-Each program owns one batch row, BLOCK_D channels of one group and, in the forward, one chunk of
-time; it walks time in tiles of BLOCK_T steps and composes the affine maps of a tile with
-`tl.associative_scan` (Blelloch 1990; Martin & Cundy 2018, arXiv 1709.04057) on a
-[BLOCK_D, BLOCK_N, BLOCK_T] register tile. The forward writes only y and, when a backward will
-follow, the state at the start of each tile ([B, D, L/BLOCK_T, N] fp32, 1/BLOCK_T of h); the
-backward walks tiles from the end, recomputes h inside the tile from that checkpoint and runs the
-reverse scan for g. dB, dC (summed over the channels of a group), dA, dD and dδ_bias are
-accumulated in fp32 with atomic adds.
+Every program owns one batch row and BLOCK_D channels of one group; the forward writes y and, when
+a backward will follow, the state entering every BLOCK_T-th step ([B, D, L/BLOCK_T, N] fp32); the
+backward walks those tiles from the end and recomputes h inside each from its checkpoint.
+
+Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s; fp32 FMA at
+128/clk/SM = 30 T/s; ~3.0 TB/s copy bandwidth), per element (b, d, t) with N states:
+  - forward, sequential in time: N exp2 + ~3N FMA (step, readout), plus softplus/silu per (b, d, t).
+    B=8 D=2048 L=4096 N=16 is 1.07 G state updates: exp2 0.29 ms, FMA ~0.1 ms; bytes (u, δ, z, B, C
+    read, y written, bf16) 0.54 GB = 0.18 ms. So the forward is bound by the exp unit, ~0.3 ms,
+    about 2x the copy time: "% of copy bandwidth" cannot exceed ~60% for the forward in bf16.
+  - backward: 2N exp2 (recompute + reverse step), ~10N FMA, N-wide reductions over d for dB and dC
+    (one atomic add per (program, n, t)); bytes (11 [B,D,L] + 6 [B,N,L] tensors) 1.5 GB = 0.5 ms;
+    exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
+  - a tree scan over BLOCK_T steps does ~log2(BLOCK_T) combines per element (3 mul each) plus
+    lane shuffles of two fp32 values per level, a masked reduction to extract the last column, and a
+    [BLOCK_D, N, BLOCK_T] register tile; measured (variant "tree", H100, bf16): fwd 4.5 ms, fwd+bwd
+    18.5 ms at that shape, i.e. ~15x above the exp2 bound.
+
+Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times all of them):
+  - "chan" (shipped): forward with one channel per thread. The state is [N, BLOCK_D] with
+    BLOCK_D = 32 x num_warps, so each thread holds the N states of its channel and C·h is a sum in
+    registers (no shuffles); u, δ, z, y move as [BLOCK_D, TT] tiles (TT adjacent steps: one vector
+    load per thread), B and C as [N, BLOCK_D, TT] broadcast loads; softplus/silu are computed once
+    per (d, t), not once per lane. A is passed transposed ([N, D]) so that its load has the
+    state's layout (checked in the TTGIR: no layout conversion inside the step loop). Backward:
+    the "seq" kernel.
+  - "seq": the state is [BLOCK_D, N] in registers and takes one step per iteration; the backward
+    recomputes the tile's states into a per-program scratch buffer ([BLOCK_T, BLOCK_D, N] fp32, a
+    few KiB, L1/L2-resident), then steps back through the tile with g in registers.
+  - "tree": tiles of BLOCK_T steps composed with `tl.associative_scan` (Blelloch 1990; Martin &
+    Cundy 2018, arXiv 1709.04057) on a [BLOCK_D, BLOCK_N, BLOCK_T] register tile; the backward runs
+    the reverse scan per tile.
+exp(ΔA) is computed as exp2(Δ (A log2 e)). dB, dC (summed over the channels of a group), dA, dD and
+dδ_bias are accumulated in fp32 with atomic adds (relaxed in the sequential backward).
 
 Long sequences with few (batch, channel) programs are cut into chunks in the forward (as in
 `kernels.linear_recurrence`): a state-only pass per chunk, a carry across chunks (a linear
 recurrence over chunks on [B, n_chunks, D·N]), and the final pass from each chunk's true state.
+The backward is not chunked over time: at B=8 D=2048 it has B·D/BLOCK_D = 2048 programs.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import triton
@@ -238,28 +267,331 @@ def _ss_bwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, d
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d)
 
 
-# register tile sizes: BLOCK_T, and BLOCK_D·BLOCK_N·BLOCK_T ~ elems for the forward / backward
-# picked by bench.tune() on an H100 (B=8 D=2048 L=4096 N=16 bf16: fwd 4.5 ms, fwd+bwd 18.5 ms;
-# BLOCK_D 8/4 gave 6.8 / 22.5 ms): small channel blocks, many programs
-TILES = dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4)
+@triton.jit
+def _delta_row(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """One time step of δ for BLOCK_D channels: (Δ, 0 where masked; δ + bias)."""
+    raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        raw = raw + bias
+    dt = raw
+    if SOFTPLUS:
+        # torch's softplus threshold: x for x > 20
+        dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
+    return tl.where(mask, dt, 0.0), raw
 
 
-def _blocks(N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
-    """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps)."""
+@triton.jit
+def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                       y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
+                       Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
+                       SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                       BLOCK_T: tl.constexpr):
+    # Sequential in time: the [BLOCK_D, BLOCK_N] state stays in registers and takes one step per
+    # time index (one exp2 and two FMAs per state element, one reduction over N for y).
+    # u, delta, z, y: [B, D, L]; A: [D, N]; B, C: [B, G, N, L]; ckpt: [B, D, n_tiles, N] (the state
+    # entering every BLOCK_T-th step); init, pend, hend: [B, n_chunks, D, N]; last: [B, D, N]
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    chunk = (pid // (n_dblk * G)) % n_chunks
+    bidx = pid // (n_dblk * G * n_chunks)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    # exp(ΔA) = exp2(Δ (A log2 e)): one MUFU op per state element and step
+    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * 1.4426950408889634
+    row = (bidx.to(tl.int64) * Dm + offs_d) * L                    # [BLOCK_D] row starts in [B*D, L]
+    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L     # [BLOCK_N] row starts of B, C
+    # B_t, C_t loaded as [BLOCK_D, BLOCK_N] with stride 0 along D: they arrive in the state's layout
+    bc_2d = bc_row[None, :] + tl.zeros([BLOCK_D, 1], dtype=tl.int64)
+    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    p = tl.full([BLOCK_D, BLOCK_N], 1.0, dtype=tl.float32)       # ∏ a over the chunk
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[:, None] * N + offs_n[None, :]
+    t_start = chunk * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    for t0 in range(t_start, t_end, BLOCK_T):
+        if SAVE:   # state entering this tile, for the backward's recompute
+            tl.store(ckpt_ptr + ck_row + (t0 // BLOCK_T) * N, h, mask=mask_dn)
+        for t in range(t0, tl.minimum(t0 + BLOCK_T, t_end)):
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+            dt, _ = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
+            # 1. discretise and step: h = exp(ΔA) h + Δ u B
+            a = tl.exp2(dt[:, None] * A2)
+            h = a * h + (dt * u)[:, None] * Bt
+            if STATE_ONLY:
+                p = p * a
+            else:
+                # 2. read out: y = C·h + D u, gated by silu(z)
+                Ct = tl.load(C_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
+                y = tl.sum(h * Ct, axis=1) + Dv * u
+                if HAS_Z:
+                    zz = tl.load(z_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+                    y = y * zz * tl.sigmoid(zz)
+                tl.store(y_ptr + row + t, y.to(y_ptr.dtype.element_ty), mask=mask_d)
+    if STATE_ONLY:
+        tl.store(pend_ptr + state_off, p, mask=mask_dn)
+        tl.store(hend_ptr + state_off, h, mask=mask_dn)
+    else:
+        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
+        tl.store(last_ptr + ((bidx.to(tl.int64) * Dm + offs_d) * N)[:, None] + offs_n[None, :], h,
+                 mask=mask_dn & is_last)
+
+
+@triton.jit
+def _ss_fwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
+                        SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_T: tl.constexpr, TT: tl.constexpr):
+    # Sequential in time with one channel per thread: the state is [BLOCK_N, BLOCK_D] (BLOCK_D = 32
+    # x num_warps), so each thread holds all N states of its channel and the readout C·h is a sum
+    # in registers. u, δ, z and y move as [BLOCK_D, TT] tiles (TT consecutive steps of a channel are
+    # adjacent: one vector load per thread), B and C as [BLOCK_N, BLOCK_D, TT] (the same addresses
+    # in every lane: broadcast loads); step j of a tile is picked with a compile-time mask, which
+    # folds to a register choice. Shapes as in `_ss_fwd_seq_kernel`.
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    chunk = (pid // (n_dblk * G)) % n_chunks
+    bidx = pid // (n_dblk * G * n_chunks)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    # A_ptr holds A transposed, [N, D]: contiguous along D, so the load's layout is the state's
+    # (channels across lanes) and no per-step layout conversion is needed
+    A2 = tl.load(A_ptr + offs_n[:, None] * Dm + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32) \
+        * 1.4426950408889634                                         # [BLOCK_N, BLOCK_D], A log2 e
+    row = (bidx.to(tl.int64) * Dm + offs_d) * L                      # [BLOCK_D]
+    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L      # [BLOCK_N]
+    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[None, :] * N + offs_n[:, None]
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_nd, other=0.0)
+    else:
+        h = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    p = tl.full([BLOCK_N, BLOCK_D], 1.0, dtype=tl.float32)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[None, :] * N + offs_n[:, None]
+    cols = tl.arange(0, TT)
+    zero_d = tl.zeros([BLOCK_D], dtype=tl.int32)
+    t_start = chunk * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    for t0 in range(t_start, t_end, BLOCK_T):
+        if SAVE:
+            tl.store(ckpt_ptr + ck_row + (t0 // BLOCK_T) * N, h, mask=mask_nd)
+        for s0 in range(t0, tl.minimum(t0 + BLOCK_T, t_end), TT):
+            offs_t = s0 + cols
+            mask_t = offs_t < t_end
+            m_dt = mask_d[:, None] & mask_t[None, :]                    # [BLOCK_D, TT]
+            off_dt = row[:, None] + offs_t[None, :]
+            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            DT, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+            DU = DT * U
+            # [BLOCK_N, BLOCK_D, TT]: B_t for every lane (stride 0 along D)
+            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
+            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & mask_t[None, None, :]
+            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
+            if not STATE_ONLY:
+                Ct = tl.load(C_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
+                Y = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            for j in tl.static_range(TT):
+                pick = (cols == j)[None, :]                              # [1, TT], a constant
+                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)           # [BLOCK_D]
+                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
+                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)   # [BLOCK_N, BLOCK_D]
+                a = tl.exp2(dt_j[None, :] * A2)                          # padded steps: dt = 0, a = 1
+                h = a * h + du_j[None, :] * b_j
+                if STATE_ONLY:
+                    p = p * a
+                else:
+                    c_j = tl.sum(tl.where(pick[None, :, :], Ct, 0.0), axis=2)
+                    y_j = tl.sum(h * c_j, axis=0)                        # [BLOCK_D], in registers
+                    Y = tl.where(pick, y_j[:, None], Y)
+            if not STATE_ONLY:
+                Y += Dv[:, None] * U
+                if HAS_Z:
+                    zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                    Y = Y * zz * tl.sigmoid(zz)
+                tl.store(y_ptr + off_dt, Y.to(y_ptr.dtype.element_ty), mask=m_dt)
+    if STATE_ONLY:
+        tl.store(pend_ptr + state_off, p, mask=mask_nd)
+        tl.store(hend_ptr + state_off, h, mask=mask_nd)
+    else:
+        is_last = (offs_n[:, None] * 0 + chunk) == n_chunks - 1
+        tl.store(last_ptr + ((bidx.to(tl.int64) * Dm + offs_d) * N)[None, :] + offs_n[:, None], h,
+                 mask=mask_nd & is_last)
+
+
+@triton.jit
+def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
+                       ckpt_ptr, dlast_ptr, hbuf_ptr,
+                       du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                       Dm, L, N, G, Dg, n_dblk, n_tiles,
+                       HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
+                       BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    # Sequential in time, tiles of BLOCK_T steps from the end. Per tile: (1) step forward from the
+    # checkpoint, writing h_t to this program's scratch hbuf [n_prog, BLOCK_T, BLOCK_D, BLOCK_N] fp32
+    # (a few KiB: stays in L1/L2); (2) step backward through the tile with g in registers.
+    # shapes as in the forward; dB, dC: [B, G, N, L] fp32; dA: [D, N]; dD, dbias: [D] fp32
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    bidx = pid // (n_dblk * G)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
+    mask_dn = mask_d[:, None] & mask_n[None, :]
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634
+    row = (bidx.to(tl.int64) * Dm + offs_d) * L
+    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L
+    # B_t, C_t are loaded as [BLOCK_D, BLOCK_N] (stride 0 along D: the same address in the lanes
+    # of one n), so they arrive in the state's layout instead of being converted every step
+    bc_2d = bc_row[None, :] + tl.zeros([BLOCK_D, 1], dtype=tl.int64)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    # gn = a_{t+1} g_{t+1}: the part of ∂L/∂h_t carried from the right (∂L/∂h_L at the end)
+    state_row = ((bidx.to(tl.int64) * Dm + offs_d) * N)[:, None] + offs_n[None, :]
+    if HAS_DLAST:
+        gn = tl.load(dlast_ptr + state_row, mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        gn = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[:, None] * N + offs_n[None, :]
+    hb = hbuf_ptr + pid.to(tl.int64) * BLOCK_T * BLOCK_D * BLOCK_N \
+        + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]      # [BLOCK_D, BLOCK_N] slot 0
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for k in range(0, n_tiles):
+        tile = n_tiles - 1 - k
+        t0 = tile * BLOCK_T
+        t1 = tl.minimum(t0 + BLOCK_T, L)
+        # 1. recompute h_t inside the tile from the checkpointed entering state
+        h = tl.load(ckpt_ptr + ck_row + tile * N, mask=mask_dn, other=0.0)
+        tl.debug_barrier()   # the previous tile's reads of hbuf are done before it is rewritten
+        for t in range(t0, t1):
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+            dt, _ = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
+            h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt
+            tl.store(hb + (t - t0) * BLOCK_D * BLOCK_N, h)
+        tl.debug_barrier()   # hbuf written by all threads before any reads it
+        # 2. reverse steps: g_t = a_{t+1} g_{t+1} + C_t dy_t
+        for j in range(0, t1 - t0):
+            t = t1 - 1 - j
+            u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+            dt, raw = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
+            h = tl.load(hb + (t - t0) * BLOCK_D * BLOCK_N)
+            a = tl.exp2(dt[:, None] * A2)
+            dtu = dt * u
+            x = dtu[:, None] * Bt
+            # output gate: out = y silu(z)
+            dout = tl.load(dout_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+            if HAS_Z:
+                y = tl.sum(h * Ct, axis=1) + Dv * u
+                zz = tl.load(z_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
+                sg = tl.sigmoid(zz)
+                tl.store(dz_ptr + row + t, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
+                         mask=mask_d)
+                dy = dout * zz * sg
+            else:
+                dy = dout
+            g = gn + Ct * dy[:, None]
+            # gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
+            s = g * (h - x)
+            gB = tl.sum(g * Bt, axis=1)                        # Σ_n g B: [BLOCK_D]
+            tl.atomic_add(dB_ptr + bc_row + t, tl.sum(g * dtu[:, None], axis=0), mask=mask_n, sem="relaxed")
+            tl.atomic_add(dC_ptr + bc_row + t, tl.sum(h * dy[:, None], axis=0), mask=mask_n, sem="relaxed")
+            ddt = gB * u + tl.sum(s * A, axis=1)
+            dA_acc += s * dt[:, None]
+            dD_acc += dy * u
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(raw)
+            ddt = tl.where(mask_d, ddt, 0.0)
+            dbias_acc += ddt
+            tl.store(du_ptr + row + t, (gB * dt + dy * Dv).to(du_ptr.dtype.element_ty), mask=mask_d)
+            tl.store(ddl_ptr + row + t, ddt.to(ddl_ptr.dtype.element_ty), mask=mask_d)
+            gn = a * g
+    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+# Tiles, per variant ("seq": sequential in time, the shipped path; "tree": the associative-scan
+# kernels, kept for `kernels.tune_scans`). "seq": (BLOCK_D, num_warps) per direction and BLOCK_T, the
+# checkpoint spacing (= the backward's recompute tile); "tree": BLOCK_T and BLOCK_D·BLOCK_N·BLOCK_T
+# register elements per direction (tuned on an H100: B=8 D=2048 L=4096 N=16 bf16 fwd 4.5 ms,
+# fwd+bwd 18.5 ms). `python -m kernels.tune_scans` times alternatives.
+VARIANT = "chan"
+TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd_block_d=8, bwd_warps=1),
+             seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
+             tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4))
+
+
+def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
+    """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant."""
     block_n = triton.next_power_of_2(N)
-    if INTERPRETED:   # the interpreter scans element by element
+    cfg = TILES[variant]
+    if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
         return 2, block_n, 8, 4
-    block_t = TILES["block_t"]
-    budget = TILES["bwd_elems" if backward else "fwd_elems"]
-    block_d = max(1, min(16, budget // (block_n * block_t), triton.next_power_of_2(Dg)))
-    return block_d, block_n, block_t, TILES["bwd_warps" if backward else "fwd_warps"]
+    block_t = cfg["block_t"]
+    warps = cfg["bwd_warps" if backward else "fwd_warps"]
+    if variant == "chan" and not backward:
+        block_d = 32 * warps                      # one channel per thread
+    elif variant in ("seq", "chan"):
+        block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
+    else:
+        budget = cfg["bwd_elems" if backward else "fwd_elems"]
+        block_d = max(1, min(16, budget // (block_n * block_t)))
+    return min(block_d, triton.next_power_of_2(Dg)), block_n, block_t, warps
+
+
+# variant -> (forward, backward) kernels; all write/read the same checkpoints [B, D, L/BLOCK_T, N]
+_KERNELS = {"chan": (_ss_fwd_chan_kernel, _ss_bwd_seq_kernel), "seq": (_ss_fwd_seq_kernel, _ss_bwd_seq_kernel),
+            "tree": (_ss_fwd_kernel, _ss_bwd_kernel)}
 
 
 class SelectiveScanFn(torch.autograd.Function):
     """Saves inputs and the per-tile entering states; the backward recomputes h per tile."""
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len):
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, variant):
         grouped = B.dim() == 4
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         B4 = (B if grouped else B[:, None]).contiguous()               # [B, G, N, L]
@@ -272,11 +604,20 @@ class SelectiveScanFn(torch.autograd.Function):
         Dg = Dm // G
         save = any(ctx.needs_input_grad)
         # forward and backward must agree on BLOCK_T (the checkpoint spacing)
-        block_d, block_n, block_t, warps = _blocks(N, Dg, backward=False)
+        block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
         n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         if chunk_len is None:
-            n_chunks = max(1, min(triton.cdiv(4 * _sm_count(u.device), n_prog), triton.cdiv(n_tiles, 4)))
+            # "seq": about one wave of 48 warps per SM (~75% occupancy: the step loop hides its
+            # latency with other programs); "tree": ~4 programs per SM. Chunks of >= 4 tiles.
+            # "chan": its step is bound by the exp2 unit, and a chunked forward runs the state pass
+            # twice, so chunk only when there is less than one warp per SM sub-partition.
+            sm = _sm_count(u.device)
+            if variant == "chan":
+                n_chunks = max(1, min(4 * sm // (warps * n_prog), n_tiles // 4))
+            else:
+                target = 48 * sm // warps if variant == "seq" else 4 * sm
+                n_chunks = max(1, min(triton.cdiv(target, n_prog), triton.cdiv(n_tiles, 4)))
             chunk_len = triton.cdiv(n_tiles, n_chunks) * block_t
         chunk_len = triton.cdiv(max(1, min(chunk_len, L)), block_t) * block_t
         n_chunks = triton.cdiv(L, chunk_len)
@@ -287,25 +628,30 @@ class SelectiveScanFn(torch.autograd.Function):
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
                      num_warps=warps)
-        args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
+        if variant == "chan":   # A transposed, [N, D]; TT time steps per vector load
+            flags["TT"] = min(TILES["chan"]["tt"], block_t)
+        A_fwd = A.t().contiguous() if variant == "chan" else A
+        args = (u, delta, A_fwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
+        fwd_kernel = _KERNELS[variant][0]
         init = None
         if n_chunks > 1:
             # 1. state-only pass per chunk; 2. carry across chunks (a linear recurrence over chunks)
             pend = torch.empty(Bsz, n_chunks, Dm, N, dtype=torch.float32, device=u.device)
             hend = torch.empty_like(pend)
-            _ss_fwd_kernel[grid](*args, dummy, dummy, dummy, dummy, pend, hend,
-                                 Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
-                                 HAS_INIT=False, STATE_ONLY=True, SAVE=False, **flags)
+            fwd_kernel[grid](*args, dummy, dummy, dummy, dummy, pend, hend,
+                             Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                             HAS_INIT=False, STATE_ONLY=True, SAVE=False, **flags)
             carried = lr_scan(pend.view(Bsz, n_chunks, Dm * N), hend.view(Bsz, n_chunks, Dm * N), None)
             init = torch.cat([torch.zeros_like(carried[:, :1]), carried[:, :-1]], dim=1).contiguous()
         # 3. final pass: y, per-tile checkpoints, last state
-        _ss_fwd_kernel[grid](*args, y, init if init is not None else dummy, ckpt, last, dummy, dummy,
-                             Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
-                             HAS_INIT=init is not None, STATE_ONLY=False, SAVE=save, **flags)
+        fwd_kernel[grid](*args, y, init if init is not None else dummy, ckpt, last, dummy, dummy,
+                         Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                         HAS_INIT=init is not None, STATE_ONLY=False, SAVE=save, **flags)
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt if save else None)
         ctx.softplus, ctx.grouped, ctx.block_t = bool(delta_softplus), grouped, block_t
+        ctx.variant = variant
         ctx.set_materialize_grads(False)   # an unused h_L brings dlast=None, not zeros
         return y, last
 
@@ -315,9 +661,10 @@ class SelectiveScanFn(torch.autograd.Function):
         Bsz, Dm, L = u.shape
         N, G = A.shape[1], B4.shape[1]
         Dg = Dm // G
-        block_d, block_n, block_t, warps = _blocks(N, Dg, backward=True)
+        block_d, block_n, block_t, warps = _blocks(ctx.variant, N, Dg, backward=True)
         assert block_t == ctx.block_t, "forward and backward tiles must match the checkpoints"
         n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
+        n_prog = Bsz * G * n_dblk
         f32 = dict(dtype=torch.float32, device=u.device)
         du, ddelta = torch.empty_like(u), torch.empty_like(delta)
         dz = torch.empty_like(z) if z is not None else None
@@ -326,10 +673,12 @@ class SelectiveScanFn(torch.autograd.Function):
         dummy = dA
         if dy is None:
             dy = torch.zeros_like(u)
-        _ss_bwd_kernel[(Bsz * G * n_dblk,)](
+        # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
+        scratch = (torch.empty(n_prog * block_t * block_d * block_n, **f32),) if ctx.variant != "tree" else ()
+        _KERNELS[ctx.variant][1][(n_prog,)](
             u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,
-            dlast.contiguous() if dlast is not None else dummy,
+            dlast.contiguous() if dlast is not None else dummy, *scratch,
             du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias,
             Dm, L, N, G, Dg, n_dblk, n_tiles,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
@@ -340,15 +689,21 @@ class SelectiveScanFn(torch.autograd.Function):
             dB, dC = dB[:, 0], dC[:, 0]
         return (du, ddelta, dA.to(A.dtype), dB, dC,
                 dD.to(D.dtype) if D is not None else None, dz,
-                dbias.to(delta_bias.dtype) if delta_bias is not None else None, None, None)
+                dbias.to(delta_bias.dtype) if delta_bias is not None else None, None, None, None)
 
 
 def triton_selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                           C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                           delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
-                          return_last_state: bool = False, chunk_len: int | None = None):
+                          return_last_state: bool = False, chunk_len: int | None = None,
+                          variant: Literal["chan", "seq", "tree"] | None = None):
     """Triton selective scan; signature and shapes of `naive_selective_scan`.
 
-    chunk_len: time steps per forward program (None = choose to fill the GPU); for tests."""
-    y, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len)
+    chunk_len: time steps per forward program (None = choose to fill the GPU); for tests.
+    variant: "chan" (sequential in time, one channel per thread), "seq" (sequential in time,
+    [BLOCK_D, N] per program) or "tree" (associative scan); None = `VARIANT`."""
+    variant = variant or VARIANT
+    if variant not in _KERNELS:
+        raise ValueError(f"triton_selective_scan(variant={variant!r}): expected one of {sorted(_KERNELS)}")
+    y, last = SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, variant)
     return (y, last) if return_last_state else y

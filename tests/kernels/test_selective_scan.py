@@ -98,14 +98,48 @@ def test_triton_path_is_interpreted_on_cpu():
     assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
 
 
+VARIANTS = ["chan", "seq", "tree"]   # sequential in time (chan: shipped; seq) and the associative scan
+
+
+def test_shipped_variant_is_chan():
+    assert ss.triton_scan.VARIANT == "chan"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("Bsz,D,L,N,G,dtype,full,decay,chunk_len", CASES)
-def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, poison):
+def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, variant, poison):
     inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay)
     ref = fwd_bwd(naive_selective_scan, inputs, cot, full, upcast=True)
-    impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len)  # noqa: E731
+    impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len, variant=variant)  # noqa: E731
     out = fwd_bwd(impl, inputs, cot, full)
     assert out["y"].dtype == dtype and out["h_last"].dtype == torch.float32
     assert_close(out, ref, TOL[dtype], loose=("dA",) if decay == "near0" else ())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("Bsz,D,L,N,G,full,decay,chunk_len", [
+    (2, 5, 41, 7, None, True, "mixed", 16),     # several recompute tiles per backward program, 3 chunks
+    (1, 6, 23, 2, 3, True, "near1", None),
+])
+def test_triton_y_only_matches_naive(Bsz, D, L, N, G, full, decay, chunk_len, variant, poison):
+    """Only y is used: the backward runs without ∂L/∂h_L (dlast is None)."""
+    inputs, (cot, _) = make_inputs(Bsz, D, L, N, G, torch.float32, full=full, decay=decay)
+    wrt = [x for x in inputs if x is not None]
+    xd = [None if x is None else x.detach().double().requires_grad_() for x in inputs]
+    y_ref = naive_selective_scan(*xd, delta_softplus=full)
+    ref = torch.autograd.grad(y_ref, [x for x in xd if x is not None], cot.double())
+    y = ss.triton_selective_scan(*inputs, delta_softplus=full, chunk_len=chunk_len, variant=variant)
+    out = torch.autograd.grad(y, wrt, cot)
+    assert rel_rms(y, y_ref) <= TOL[torch.float32]
+    for name, o, r in zip(NAMES[2:], out, ref):
+        assert torch.isfinite(o).all(), name
+        assert rel_rms(o, r) <= TOL[torch.float32], name
+
+
+def test_rejects_unknown_variant():
+    inputs, _ = make_inputs(1, 2, 3, 2, None, torch.float32)
+    with pytest.raises(ValueError, match="variant"):
+        ss.triton_selective_scan(*inputs, variant="blelloch")
 
 
 def test_dispatch_runs_triton_under_interpreter(monkeypatch):
@@ -140,6 +174,7 @@ def test_rejects_bad_groups():
 
 @pytest.mark.gpu
 @cuda
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", list(GPU_TOL))
 @pytest.mark.parametrize("Bsz,D,L,N,G,full,decay", [
     (2, 64, 1000, 16, None, True, "mixed"),
@@ -148,9 +183,9 @@ def test_rejects_bad_groups():
     (1, 32, 257, 64, None, True, "near1"),
     (4200, 64, 3, 16, None, True, "mixed"),    # B*D/BLOCK_D > 65535 programs on grid axis 0
 ])
-def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype):
+def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant):
     inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay, device="cuda")
     ref = fwd_bwd(chunked_selective_scan, inputs, cot, full, upcast=True)
-    out = fwd_bwd(ss.triton_selective_scan, inputs, cot, full)
+    out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant=variant), inputs, cot, full)
     assert ss.use_triton(inputs[0])
     assert_close(out, ref, GPU_TOL[dtype], loose=("dA",) if decay == "near0" else ())
