@@ -35,7 +35,8 @@ Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times all of the
     load per thread), B and C as [N, BLOCK_D, TT] broadcast loads; softplus/silu are computed once
     per (d, t), not once per lane. A is passed transposed ([N, D]) so that its load has the
     state's layout (checked in the TTGIR: no layout conversion inside the step loop). Backward:
-    the "seq" kernel.
+    the "seq" kernel, or (TILES["chan"]["bwd"] = "chan") its own one-channel-per-thread kernel, whose
+    sums over channels for dB, dC cross all 32 lanes every step.
   - "seq": the state is [BLOCK_D, N] in registers and takes one step per iteration; the backward
     recomputes the tile's states into a per-program scratch buffer ([BLOCK_T, BLOCK_D, N] fp32, a
     few KiB, L1/L2-resident), then steps back through the tile with g in registers.
@@ -553,15 +554,165 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
-# Tiles, per variant ("seq": sequential in time, the shipped path; "tree": the associative-scan
-# kernels, kept for `kernels.tune_scans`). "seq": (BLOCK_D, num_warps) per direction and BLOCK_T, the
-# checkpoint spacing (= the backward's recompute tile); "tree": BLOCK_T and BLOCK_D·BLOCK_N·BLOCK_T
-# register elements per direction (tuned on an H100: B=8 D=2048 L=4096 N=16 bf16 fwd 4.5 ms,
-# fwd+bwd 18.5 ms). `python -m kernels.tune_scans` times alternatives.
+@triton.jit
+def _ss_bwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
+                        ckpt_ptr, dlast_ptr, hbuf_ptr,
+                        du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_tiles,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, TT: tl.constexpr):
+    # The backward of "chan": one channel per thread, state and g as [BLOCK_N, BLOCK_D] (A_ptr holds
+    # A transposed, [N, D]); [BLOCK_D, TT] tiles for the per-(d, t) tensors as in the forward.
+    # Per tile of BLOCK_T steps (from the end): (1) recompute h_t from the checkpoint into this
+    # program's scratch hbuf [n_prog, BLOCK_T, BLOCK_N, BLOCK_D] (each thread reads back what it
+    # wrote); (2) step backward through the tile. The sums over channels (dB, dC) cross lanes.
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    bidx = pid // (n_dblk * G)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_n = offs_n < N
+    mask_nd = mask_n[:, None] & mask_d[None, :]
+    A = tl.load(A_ptr + offs_n[:, None] * Dm + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32)
+    A2 = A * 1.4426950408889634
+    row = (bidx.to(tl.int64) * Dm + offs_d) * L
+    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    state_row = ((bidx.to(tl.int64) * Dm + offs_d) * N)[None, :] + offs_n[:, None]   # [N, D] in [B, D, N]
+    if HAS_DLAST:
+        gn = tl.load(dlast_ptr + state_row, mask=mask_nd, other=0.0).to(tl.float32)
+    else:
+        gn = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[None, :] * N + offs_n[:, None]
+    hb = hbuf_ptr + pid.to(tl.int64) * BLOCK_T * BLOCK_N * BLOCK_D \
+        + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
+    cols = tl.arange(0, TT)
+    zero_d = tl.zeros([BLOCK_D], dtype=tl.int32)
+    dA_acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for k in range(0, n_tiles):
+        tile = n_tiles - 1 - k
+        t0 = tile * BLOCK_T
+        t1 = tl.minimum(t0 + BLOCK_T, L)
+        h = tl.load(ckpt_ptr + ck_row + tile * N, mask=mask_nd, other=0.0)
+        tl.debug_barrier()
+        # 1. recompute h_t inside the tile (padded steps have Δ = 0: h unchanged, never read)
+        for s0 in range(t0, t1, TT):
+            offs_t = s0 + cols
+            m_dt = mask_d[:, None] & (offs_t < t1)[None, :]
+            off_dt = row[:, None] + offs_t[None, :]
+            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            DT, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+            DU = DT * U
+            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
+            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & (offs_t < t1)[None, None, :]
+            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
+            for j in tl.static_range(TT):
+                pick = (cols == j)[None, :]
+                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)
+                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
+                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)
+                h = tl.exp2(dt_j[None, :] * A2) * h + du_j[None, :] * b_j
+                tl.store(hb + (s0 + j - t0) * (BLOCK_N * BLOCK_D), h)
+        tl.debug_barrier()
+        # 2. reverse steps: g_t = a_{t+1} g_{t+1} + C_t dy_t; gn = a_{t+1} g_{t+1}
+        n_sub = tl.cdiv(t1 - t0, TT)
+        for q in range(0, n_sub):
+            s0 = t0 + (n_sub - 1 - q) * TT
+            offs_t = s0 + cols
+            m_dt = mask_d[:, None] & (offs_t < t1)[None, :]
+            off_dt = row[:, None] + offs_t[None, :]
+            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+            DU = DT * U
+            DOUT = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            if HAS_Z:
+                Z = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                SG = tl.sigmoid(Z)
+                DY = DOUT * Z * SG
+            else:
+                DY = DOUT
+            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
+            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & (offs_t < t1)[None, None, :]
+            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
+            DUo = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            DDT = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            Yt = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
+            for jj in tl.static_range(TT):
+                j = TT - 1 - jj
+                pick = (cols == j)[None, :]
+                valid = (offs_n * 0 + s0 + j) < t1                        # padded steps add nothing
+                u_j = tl.sum(tl.where(pick, U, 0.0), axis=1)
+                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)
+                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
+                dy_j = tl.sum(tl.where(pick, DY, 0.0), axis=1)
+                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)
+                c_j = tl.sum(tl.where(pick[None, :, :], Ct, 0.0), axis=2)
+                h = tl.load(hb + (s0 + j - t0) * (BLOCK_N * BLOCK_D))
+                a = tl.exp2(dt_j[None, :] * A2)
+                if HAS_Z:
+                    Yt = tl.where(pick, tl.sum(h * c_j, axis=0)[:, None], Yt)
+                g = gn + c_j * dy_j[None, :]
+                s = tl.where(valid[:, None], g * (h - du_j[None, :] * b_j), 0.0)  # g_t a_t h_{t-1}
+                gB = tl.sum(g * b_j, axis=0)                               # [BLOCK_D]
+                m_bc = mask_n & valid
+                tl.atomic_add(dB_ptr + bc_row + s0 + j, tl.sum(g * du_j[None, :], axis=1), mask=m_bc,
+                              sem="relaxed")
+                tl.atomic_add(dC_ptr + bc_row + s0 + j, tl.sum(h * dy_j[None, :], axis=1), mask=m_bc,
+                              sem="relaxed")
+                dA_acc += s * dt_j[None, :]
+                DUo = tl.where(pick, (gB * dt_j)[:, None], DUo)
+                DDT = tl.where(pick, (gB * u_j + tl.sum(s * A, axis=0))[:, None], DDT)
+                gn = a * g
+            DUo += DY * Dv[:, None]
+            dD_acc += tl.sum(DY * U, axis=1)
+            if HAS_Z:
+                Yt += Dv[:, None] * U
+                tl.store(dz_ptr + off_dt, (DOUT * Yt * SG * (1.0 + Z * (1.0 - SG))).to(dz_ptr.dtype.element_ty),
+                         mask=m_dt)
+            if SOFTPLUS:
+                DDT = DDT * tl.sigmoid(RAW)
+            DDT = tl.where(m_dt, DDT, 0.0)
+            dbias_acc += tl.sum(DDT, axis=1)
+            tl.store(du_ptr + off_dt, DUo.to(du_ptr.dtype.element_ty), mask=m_dt)
+            tl.store(ddl_ptr + off_dt, DDT.to(ddl_ptr.dtype.element_ty), mask=m_dt)
+    tl.atomic_add(dA_ptr + offs_d[None, :] * N + offs_n[:, None], dA_acc, mask=mask_nd, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+
+
+# Tiles per variant (see the module docstring; "tree" is kept for `kernels.tune_scans`, which times
+# all of them). BLOCK_T (block_t) is the checkpoint spacing = the backward's recompute tile.
+# "chan": forward BLOCK_D = 32 x fwd_warps, tt steps per vector load; backward "seq" (BLOCK_D
+# bwd_block_d, bwd_warps) or "chan" (BLOCK_D = 32 x bwd_warps; compiles to 255 registers with
+# spills on sm_90 at tt=2, hence not the default until measured). "seq": (BLOCK_D, num_warps) per
+# direction; bwd_block_d=8 with 1 warp keeps the sums over D inside the warp (no barriers in the
+# step loop, checked in the PTX). "tree": BLOCK_T and BLOCK_D·BLOCK_N·BLOCK_T register elements per
+# direction (tuned on an H100: B=8 D=2048 L=4096 N=16 bf16 fwd 4.5 ms, fwd+bwd 18.5 ms).
 VARIANT = "chan"
-TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd_block_d=8, bwd_warps=1),
+TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
              seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4))
+
+
+def _fwd_kernel_name(variant: str, N: int) -> str:
+    """The forward kernel a variant runs: "chan" keeps all N states of a channel in one thread's
+    registers, which spills beyond N = 32 (sm_90: 255 registers); there the "seq" forward runs
+    (same checkpoints, so the backward is unchanged)."""
+    return "seq" if variant == "chan" and triton.next_power_of_2(N) > 32 else variant
 
 
 def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
@@ -571,8 +722,11 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
         return 2, block_n, 8, 4
     block_t = cfg["block_t"]
+    if not backward and _fwd_kernel_name(variant, N) != variant:     # "chan" with N > 32
+        seq = TILES["seq"]
+        return min(seq["fwd_block_d"], triton.next_power_of_2(Dg)), block_n, block_t, seq["fwd_warps"]
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
-    if variant == "chan" and not backward:
+    if variant == "chan" and (not backward or (cfg["bwd"] == "chan" and block_n <= 32)):
         block_d = 32 * warps                      # one channel per thread
     elif variant in ("seq", "chan"):
         block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
@@ -605,6 +759,7 @@ class SelectiveScanFn(torch.autograd.Function):
         save = any(ctx.needs_input_grad)
         # forward and backward must agree on BLOCK_T (the checkpoint spacing)
         block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
+        fwd_name = _fwd_kernel_name(variant, N)
         n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         if chunk_len is None:
@@ -613,10 +768,10 @@ class SelectiveScanFn(torch.autograd.Function):
             # "chan": its step is bound by the exp2 unit, and a chunked forward runs the state pass
             # twice, so chunk only when there is less than one warp per SM sub-partition.
             sm = _sm_count(u.device)
-            if variant == "chan":
+            if fwd_name == "chan":
                 n_chunks = max(1, min(4 * sm // (warps * n_prog), n_tiles // 4))
             else:
-                target = 48 * sm // warps if variant == "seq" else 4 * sm
+                target = 48 * sm // warps if fwd_name == "seq" else 4 * sm
                 n_chunks = max(1, min(triton.cdiv(target, n_prog), triton.cdiv(n_tiles, 4)))
             chunk_len = triton.cdiv(n_tiles, n_chunks) * block_t
         chunk_len = triton.cdiv(max(1, min(chunk_len, L)), block_t) * block_t
@@ -628,13 +783,13 @@ class SelectiveScanFn(torch.autograd.Function):
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
                      num_warps=warps)
-        if variant == "chan":   # A transposed, [N, D]; TT time steps per vector load
+        if fwd_name == "chan":   # A transposed, [N, D]; TT time steps per vector load
             flags["TT"] = min(TILES["chan"]["tt"], block_t)
-        A_fwd = A.t().contiguous() if variant == "chan" else A
+        A_fwd = A.t().contiguous() if fwd_name == "chan" else A
         args = (u, delta, A_fwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
-        fwd_kernel = _KERNELS[variant][0]
+        fwd_kernel = _KERNELS[fwd_name][0]
         init = None
         if n_chunks > 1:
             # 1. state-only pass per chunk; 2. carry across chunks (a linear recurrence over chunks)
@@ -675,15 +830,18 @@ class SelectiveScanFn(torch.autograd.Function):
             dy = torch.zeros_like(u)
         # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
         scratch = (torch.empty(n_prog * block_t * block_d * block_n, **f32),) if ctx.variant != "tree" else ()
-        _KERNELS[ctx.variant][1][(n_prog,)](
-            u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
+        kernel, A_bwd, extra = _KERNELS[ctx.variant][1], A, {}
+        if ctx.variant == "chan" and TILES["chan"]["bwd"] == "chan" and block_n <= 32:
+            kernel, A_bwd, extra = _ss_bwd_chan_kernel, A.t().contiguous(), dict(TT=min(TILES["chan"]["tt"], block_t))
+        kernel[(n_prog,)](
+            u, delta, A_bwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,
             dlast.contiguous() if dlast is not None else dummy, *scratch,
             du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias,
             Dm, L, N, G, Dg, n_dblk, n_tiles,
             HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
             SOFTPLUS=ctx.softplus, HAS_DLAST=dlast is not None,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps)
+            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps, **extra)
         dB, dC = dB.to(B4.dtype), dC.to(C4.dtype)
         if not ctx.grouped:
             dB, dC = dB[:, 0], dC[:, 0]

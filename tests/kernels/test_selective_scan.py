@@ -98,7 +98,17 @@ def test_triton_path_is_interpreted_on_cpu():
     assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
 
 
-VARIANTS = ["chan", "seq", "tree"]   # sequential in time (chan: shipped; seq) and the associative scan
+# sequential in time ("chan": shipped; "chan-bwdchan": with its one-channel-per-thread backward;
+# "seq") and the associative scan ("tree")
+VARIANTS = ["chan", "chan-bwdchan", "seq", "tree"]
+
+
+def _variant(name, monkeypatch):
+    """The triton_selective_scan variant for a test id; switches the "chan" backward if asked."""
+    if name == "chan-bwdchan":
+        monkeypatch.setitem(ss.triton_scan.TILES["chan"], "bwd", "chan")
+        return "chan"
+    return name
 
 
 def test_shipped_variant_is_chan():
@@ -107,7 +117,8 @@ def test_shipped_variant_is_chan():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("Bsz,D,L,N,G,dtype,full,decay,chunk_len", CASES)
-def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, variant, poison):
+def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, variant, poison, monkeypatch):
+    variant = _variant(variant, monkeypatch)
     inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay)
     ref = fwd_bwd(naive_selective_scan, inputs, cot, full, upcast=True)
     impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len, variant=variant)  # noqa: E731
@@ -121,8 +132,9 @@ def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, va
     (2, 5, 41, 7, None, True, "mixed", 16),     # several recompute tiles per backward program, 3 chunks
     (1, 6, 23, 2, 3, True, "near1", None),
 ])
-def test_triton_y_only_matches_naive(Bsz, D, L, N, G, full, decay, chunk_len, variant, poison):
+def test_triton_y_only_matches_naive(Bsz, D, L, N, G, full, decay, chunk_len, variant, poison, monkeypatch):
     """Only y is used: the backward runs without ∂L/∂h_L (dlast is None)."""
+    variant = _variant(variant, monkeypatch)
     inputs, (cot, _) = make_inputs(Bsz, D, L, N, G, torch.float32, full=full, decay=decay)
     wrt = [x for x in inputs if x is not None]
     xd = [None if x is None else x.detach().double().requires_grad_() for x in inputs]
@@ -183,7 +195,8 @@ def test_rejects_bad_groups():
     (1, 32, 257, 64, None, True, "near1"),
     (4200, 64, 3, 16, None, True, "mixed"),    # B*D/BLOCK_D > 65535 programs on grid axis 0
 ])
-def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant):
+def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant, monkeypatch):
+    variant = _variant(variant, monkeypatch)
     inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay, device="cuda")
     ref = fwd_bwd(chunked_selective_scan, inputs, cot, full, upcast=True)
     out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant=variant), inputs, cot, full)
