@@ -83,38 +83,10 @@ def run(quick: bool) -> list[dict]:
 
 
 def tune() -> list[dict]:
-    """Time a few tile configurations (triton_scan.TILES) at B=8 D=2048 L=4096 N=16, bf16, after
-    checking each against the fp64 fallback at a small shape."""
-    from triton.testing import do_bench
-
-    from . import triton_scan
-    default, rows = dict(triton_scan.TILES), []
-    configs = [(8, 4, 32, 4, 4), (4, 2, 32, 4, 4), (16, 8, 32, 8, 8), (8, 4, 16, 4, 4), (4, 4, 64, 4, 4),
-               (8, 4, 32, 2, 2), (16, 4, 16, 4, 4), (4, 2, 32, 2, 2)]   # (fwd BLOCK_D, bwd BLOCK_D, BLOCK_T, warps)
-    for fd, bd, bt, fw, bw in configs:
-        triton_scan.TILES.update(block_t=bt, fwd_elems=fd * 16 * bt, bwd_elems=bd * 16 * bt,
-                                 fwd_warps=fw, bwd_warps=bw)
-        for Bsz, D, L, check in ((2, 64, 300, True), (8, 2048, 4096, False)):
-            dev = dict(device="cuda", dtype=torch.bfloat16)
-            xs = [torch.randn(Bsz, D, L, **dev), 0.5 * torch.randn(Bsz, D, L, **dev) - 4,
-                  -8 * torch.rand(D, 16, device="cuda"), torch.randn(Bsz, 16, L, **dev),
-                  torch.randn(Bsz, 16, L, **dev), torch.randn(D, device="cuda"),
-                  torch.randn(Bsz, D, L, **dev), torch.randn(D, device="cuda")]
-            xs = [x.requires_grad_() for x in xs]
-            cot = torch.randn(Bsz, D, L, **dev)
-            f = lambda *x: triton_selective_scan(*x, delta_softplus=True)  # noqa: E731
-            if check:
-                out = torch.autograd.grad(f(*xs), xs, cot)
-                xd = [x.detach().double().requires_grad_() for x in xs]
-                ref = torch.autograd.grad(chunked_selective_scan(*xd, delta_softplus=True), xd, cot.double())
-                err = max(((o.double() - r).norm() / r.norm()).item() for o, r in zip(out, ref))
-                continue
-            fwd = do_bench(lambda: f(*xs))
-            fb = do_bench(lambda: torch.autograd.grad(f(*xs), xs, cot))
-        rows.append(dict(config=(fd, bd, bt, fw, bw), fwd_ms=fwd, fwdbwd_ms=fb, max_grad_err=err))
-        print(rows[-1], flush=True)
-    triton_scan.TILES.update(default)
-    return rows
+    """Variants and tiles of triton_scan, timed at the issue's shapes after a check against the
+    fallback: `kernels.tune_scans` (which `python -m kernels.tune_scans` runs for both scan ops)."""
+    from .. import tune_scans
+    return tune_scans.tune_selective_scan(copy_bandwidth())
 
 
 if __name__ == "__main__":
