@@ -124,6 +124,10 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 # shared memory; the same per-element cost moves half the bytes in bf16. With BLOCK_D = 8 channels x
 # 32 lanes x num_warps (bf16) every thread holds whole columns [BLOCK_T, 8] and the scan over T is
 # sequential in registers (2 FMAs per element, no shuffles); short BLOCK_T keeps registers in check.
+# Compiled for sm_90 (triton 3.9, D divisible by 16), the tile loop of bf16 (64, 64, 4) holds 224 lane
+# shuffles and 7 barriers and fp32 (32, 128, 4) 72 and 7; bf16 (8, 256, 1) none (121 / 168 registers
+# forward / backward, no spills). fp32 keeps its measured tile until `kernels.tune_scans` has timed
+# the in-register ones ((8, 256, 1), (8, 128, 1), ...) on the GPU.
 # Before (H100, B=8 T=16384 D=2048, (64, 64, 4)): bf16 fwd+bwd 3.9 ms (37% of copy bandwidth), fp32
 # (32, 128, 4) 4.8 ms (57%). `python -m kernels.tune_scans` times the alternatives.
 TILES = {4: (32, 128, 4), 2: (8, 256, 1), 8: (32, 32, 4)}
