@@ -43,6 +43,7 @@ from .presets import compose_each, grid_runs, sweep_grid
 
 # Swept keys that change neither shapes nor step counts: runs differing only in these cost the same.
 SHAPELESS = {"train.lr", "train.weight_decay", "train.betas", "seed"}
+SLOW_S = 2.0  # a shape whose `steps` timed steps would take longer than this is timed by one step
 from .train import TrainConfig, param_groups, resolve_device, scored_loss
 
 
@@ -157,9 +158,14 @@ def time_item(item: Item, model: nn.Module, device: torch.device, steps: int) ->
                 nn.utils.clip_grad_norm_(model.parameters(), item.grad_clip)
             optimizer.step()
     with torch.no_grad() if item.kind == "eval" else torch.enable_grad():
-        for _ in range(2):                      # warm-up: kernel compilation, allocator
-            step()
+        step()                                  # warm-up: kernel compilation, allocator
         _sync(device)
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        once = time.perf_counter() - t0
+        if once * steps > SLOW_S:               # a long step (e.g. a 2^20-token eval) is timed once
+            return once
         t0 = time.perf_counter()
         for _ in range(steps):
             step()

@@ -398,9 +398,9 @@ def _bwd_dkv_kernel(
     if DG:
         # dg at the next segment's first token (or rowsum(dS_T * S_T) for the last segment)
         if i_s < NS - 1:
-            b_Se = tl.load(s_in + (i_p + 1) * K * V + o_kv, mask=m_kv, other=0.0)
-        else:
-            b_Se = tl.load(ht + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
+            b_Se = tl.load(s_in + (i_p + 1) * K * V + o_kv, mask=m_kv, other=0.0).to(tl.float32)
+        else:   # (s_in may be a placeholder of the input dtype when NS == 1: both branches fp32)
+            b_Se = tl.load(ht + i_bh * K * V + o_kv, mask=m_kv, other=0.0).to(tl.float32)
         if DECAY == 2:
             b_carry = tl.sum(b_dS * b_Se, axis=1)                        # [BK]
         else:
