@@ -456,9 +456,13 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    # Sequential in time, tiles of BLOCK_T steps from the end. Per tile: (1) step forward from the
-    # checkpoint, writing h_t to this program's scratch hbuf [n_prog, BLOCK_T, BLOCK_D, BLOCK_N] fp32
-    # (a few KiB: stays in L1/L2); (2) step backward through the tile with g in registers.
+    # Sequential in time, tiles of BLOCK_T steps from the end. Per tile: (0) Δ, sigmoid(δ + bias) and
+    # sigmoid(z) for the whole [BLOCK_D, BLOCK_T] tile, once per element, into this program's scratch
+    # (in the [BLOCK_D, BLOCK_N] state layout a per-channel value is held by the BLOCK_N lanes of its
+    # row, so computing them per step would cost every lane the exp/log/rcp); (1) step forward from
+    # the checkpoint, writing h_t to the scratch; (2) step backward through the tile with g in
+    # registers. Scratch per program: [BLOCK_T, BLOCK_D, BLOCK_N] h, then [3, BLOCK_T, BLOCK_D], fp32
+    # (a few KiB: stays in L1/L2).
     # shapes as in the forward; dB, dC: [B, G, N, L] fp32; dA: [D, N]; dD, dbias: [D] fp32
     pid = tl.program_id(0)
     dblk = pid % n_dblk
@@ -490,8 +494,11 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     else:
         gn = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[:, None] * N + offs_n[None, :]
-    hb = hbuf_ptr + pid.to(tl.int64) * BLOCK_T * BLOCK_D * BLOCK_N \
-        + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]      # [BLOCK_D, BLOCK_N] slot 0
+    scr = hbuf_ptr + pid.to(tl.int64) * (BLOCK_T * BLOCK_D * BLOCK_N + 3 * BLOCK_T * BLOCK_D)
+    hb = scr + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]     # [BLOCK_D, BLOCK_N] slot 0
+    pre = scr + BLOCK_T * BLOCK_D * BLOCK_N + tl.arange(0, BLOCK_D)           # [BLOCK_D] at step 0
+    cols_t = tl.arange(0, BLOCK_T)
+    pre_tile = scr + BLOCK_T * BLOCK_D * BLOCK_N + cols_t[None, :] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None]
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -501,10 +508,21 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         t1 = tl.minimum(t0 + BLOCK_T, L)
         # 1. recompute h_t inside the tile from the checkpointed entering state
         h = tl.load(ckpt_ptr + ck_row + tile * N, mask=mask_dn, other=0.0)
-        tl.debug_barrier()   # the previous tile's reads of hbuf are done before it is rewritten
+        tl.debug_barrier()   # the previous tile's reads of the scratch are done before it is rewritten
+        # 0. per-(d, t) terms of the tile, once per element
+        m_dt = mask_d[:, None] & (t0 + cols_t < t1)[None, :]
+        off_dt = row[:, None] + (t0 + cols_t)[None, :]
+        DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+        tl.store(pre_tile, DT)
+        if SOFTPLUS:
+            tl.store(pre_tile + BLOCK_T * BLOCK_D, tl.sigmoid(RAW))
+        if HAS_Z:
+            tl.store(pre_tile + 2 * BLOCK_T * BLOCK_D,
+                     tl.sigmoid(tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)))
+        tl.debug_barrier()
         for t in range(t0, t1):
             u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
-            dt, _ = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            dt = tl.load(pre + (t - t0) * BLOCK_D)
             Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
             h = tl.exp2(dt[:, None] * A2) * h + (dt * u)[:, None] * Bt
             tl.store(hb + (t - t0) * BLOCK_D * BLOCK_N, h)
@@ -513,7 +531,7 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         for j in range(0, t1 - t0):
             t = t1 - 1 - j
             u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
-            dt, raw = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            dt = tl.load(pre + (t - t0) * BLOCK_D)
             Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
             Ct = tl.load(C_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
             h = tl.load(hb + (t - t0) * BLOCK_D * BLOCK_N)
@@ -525,7 +543,7 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
             if HAS_Z:
                 y = tl.sum(h * Ct, axis=1) + Dv * u
                 zz = tl.load(z_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
-                sg = tl.sigmoid(zz)
+                sg = tl.load(pre + 2 * BLOCK_T * BLOCK_D + (t - t0) * BLOCK_D)
                 tl.store(dz_ptr + row + t, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
                          mask=mask_d)
                 dy = dout * zz * sg
@@ -541,7 +559,7 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
             dA_acc += s * dt[:, None]
             dD_acc += dy * u
             if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(raw)
+                ddt = ddt * tl.load(pre + BLOCK_T * BLOCK_D + (t - t0) * BLOCK_D)
             ddt = tl.where(mask_d, ddt, 0.0)
             dbias_acc += ddt
             tl.store(du_ptr + row + t, (gB * dt + dy * Dv).to(du_ptr.dtype.element_ty), mask=mask_d)
@@ -829,7 +847,8 @@ class SelectiveScanFn(torch.autograd.Function):
         if dy is None:
             dy = torch.zeros_like(u)
         # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
-        scratch = (torch.empty(n_prog * block_t * block_d * block_n, **f32),) if ctx.variant != "tree" else ()
+        # (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms for "seq"; "chan" uses less)
+        scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if ctx.variant != "tree" else ()
         kernel, A_bwd, extra = _KERNELS[ctx.variant][1], A, {}
         if ctx.variant == "chan" and TILES["chan"]["bwd"] == "chan" and block_n <= 32:
             kernel, A_bwd, extra = _ss_bwd_chan_kernel, A.t().contiguous(), dict(TT=min(TILES["chan"]["tt"], block_t))
