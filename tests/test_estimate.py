@@ -26,7 +26,7 @@ def test_grid_runs_is_the_cartesian_product_of_the_sweep():
 def test_cost_model_sums_steps_and_evals(monkeypatch):
     """Total = steps x step time + evals x eval batches x batch time, checked against the config."""
     t_train, t_eval = 0.01, 0.002
-    monkeypatch.setattr(est, "time_item", lambda item, model, device, steps: t_train if item.kind == "train" else t_eval)
+    monkeypatch.setattr(est, "time_item", lambda item, model, device, steps, warm_up=True: t_train if item.kind == "train" else t_eval)
     result = est.estimate("smoke/zoology_fig2", [], device=CPU, steps=1, budget_s=60, log=lambda *_: None)
     expected = 0.0
     for cfg in compose_each("smoke/zoology_fig2", grid_runs("smoke/zoology_fig2")):

@@ -135,8 +135,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_item(item: Item, model: nn.Module, device: torch.device, steps: int) -> float:
-    """Seconds per training step (or per eval forward) on one real batch of the item's task."""
+def time_item(item: Item, model: nn.Module, device: torch.device, steps: int, warm_up: bool = True) -> float:
+    """Seconds per training step (or per eval forward) on one real batch of the item's task; one
+    untimed step first when `warm_up` (kernel compilation, allocator)."""
     data = item.task.generate(item.batch, 0, split="train" if item.kind == "train" else "test").to(device)
     autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=item.precision == "bf16")  # noqa: E731
     if item.kind == "eval":
@@ -158,7 +159,8 @@ def time_item(item: Item, model: nn.Module, device: torch.device, steps: int) ->
                 nn.utils.clip_grad_norm_(model.parameters(), item.grad_clip)
             optimizer.step()
     with torch.no_grad() if item.kind == "eval" else torch.enable_grad():
-        step()                                  # warm-up: kernel compilation, allocator
+        if warm_up:
+            step()
         _sync(device)
         t0 = time.perf_counter()
         step()
@@ -198,9 +200,11 @@ def measure(items: dict[str, Item], device: torch.device, steps: int, budget_s: 
             for item in group:
                 item.error = f"build: {type(e).__name__}: {e}"
             continue
-        for item in group:
+        seen = set()
+        for item in sorted(group, key=lambda it: (it.kind, it.tokens)):   # the smallest of a kind warms up
             try:
-                item.seconds = time_item(item, model, device, steps)
+                item.seconds = time_item(item, model, device, steps, warm_up=item.kind not in seen)
+                seen.add(item.kind)
             except torch.OutOfMemoryError:
                 item.error = "out of memory"
             except Exception as e:  # noqa: BLE001

@@ -1,0 +1,106 @@
+"""Where an op's time goes on the GPU: `python -m kernels.profile [--ops la,ss,lr] [--iters 20]`.
+
+For each op at the benchmark's long shape and one Zoology shape (bf16), runs forward+backward under
+`torch.profiler` and prints, per iteration: the wall time (host included, as `do_bench` sees a
+host-bound op), the summed time of the GPU kernels, and the five most expensive kernels. A wall time
+well above the kernel sum means launch/host overhead, not the kernels, sets the speed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def _cases(ops: set[str]):
+    dev = dict(device="cuda", dtype=torch.bfloat16)
+    if "la" in ops:
+        from . import chunked_linear_attention
+
+        for B, T, H, K in [(8, 4096, 8, 64), (8, 4096, 8, 128), (256, 256, 4, 64)]:
+            for decay in ("scalar", "channel"):
+                q, k, v = (torch.randn(B, T, H, K, **dev, requires_grad=True) for _ in range(3))
+                gshape = (B, T, H) if decay == "scalar" else (B, T, H, K)
+                g = (F.logsigmoid(torch.randn(gshape, device="cuda")) / 8).to(torch.bfloat16).requires_grad_()
+                args = (q, k, v, g)
+                yield (f"linear_attention {decay} B={B} T={T} H={H} K=V={K}",
+                       lambda a=args: chunked_linear_attention(*a, K**-0.5), args)
+    if "ss" in ops:
+        from . import selective_scan
+
+        for B, D, L, N in [(8, 2048, 4096, 16), (256, 256, 256, 16)]:
+            u = torch.randn(B, D, L, **dev, requires_grad=True)
+            delta = (0.5 * torch.randn(B, D, L, **dev) - 4).requires_grad_()
+            A = (-torch.rand(D, N, device="cuda") * 8).requires_grad_()
+            Bm, Cm = (torch.randn(B, N, L, **dev, requires_grad=True) for _ in range(2))
+            Dv, bias = (torch.randn(D, device="cuda", requires_grad=True) for _ in range(2))
+            z = torch.randn(B, D, L, **dev, requires_grad=True)
+            args = (u, delta, A, Bm, Cm, Dv, z, bias)
+            yield (f"selective_scan B={B} D={D} L={L} N={N}",
+                   lambda a=args: selective_scan(*a[:5], D=a[5], z=a[6], delta_bias=a[7], delta_softplus=True), args)
+    if "lr" in ops:
+        from . import linear_recurrence
+
+        for B, T, D in [(8, 4096, 2048), (256, 256, 256)]:
+            a = torch.sigmoid(torch.randn(B, T, D, device="cuda")).to(torch.bfloat16).requires_grad_()
+            b = torch.randn(B, T, D, **dev, requires_grad=True)
+            yield f"linear_recurrence B={B} T={T} D={D}", lambda a_=a, b_=b: linear_recurrence(a_, b_), (a, b)
+
+
+def _step(fn, leaves, cot):
+    out = fn()
+    out = out[0] if isinstance(out, tuple) else out
+    out.backward(cot if cot is not None and cot.shape == out.shape else torch.ones_like(out))
+    for t in leaves:
+        t.grad = None
+
+
+def profile(name, fn, leaves, iters: int) -> None:
+    out = fn()
+    out = out[0] if isinstance(out, tuple) else out
+    cot = torch.randn_like(out)
+    for _ in range(3):
+        _step(fn, leaves, cot)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        _step(fn, leaves, cot)
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - t0) / iters * 1e3
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(iters):
+            _step(fn, leaves, cot)
+        torch.cuda.synchronize()
+    kernels = []
+    for e in prof.key_averages():
+        t = getattr(e, "self_device_time_total", None)
+        t = getattr(e, "self_cuda_time_total", 0) if t is None else t
+        if t > 0:
+            kernels.append((t / iters / 1e3, e.count // iters, e.key))
+    kernels.sort(reverse=True)
+    total = sum(t for t, _, _ in kernels)
+    print(f"\n{name}: wall {wall:.3f} ms/iter, GPU kernels {total:.3f} ms/iter ({len(kernels)} kinds)")
+    for t, n, key in kernels[:6]:
+        print(f"   {t:8.3f} ms  x{n:<3d} {key[:110]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", default="la,ss,lr")
+    parser.add_argument("--iters", type=int, default=20)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("python -m kernels.profile needs a CUDA GPU")
+    print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
+    for name, fn, leaves in _cases(set(args.ops.split(","))):
+        try:
+            profile(name, fn, leaves, args.iters)
+        except Exception as e:  # noqa: BLE001 - one op failing must not hide the others
+            print(f"\n{name}: failed: {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    main()
