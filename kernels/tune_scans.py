@@ -124,7 +124,7 @@ def tune_linear_recurrence(copy_bw: float) -> list[dict]:
             ref = [h_ref, *torch.autograd.grad(h_ref, xd, cot.float())]
             del h_ref, xd
             for cfg in LR_CFGS[size]:
-                triton_scan.TILES[size] = cfg
+                triton_scan.TILES[size] = triton_scan.TILES_LONG[size] = cfg
                 try:
                     h = triton_linear_recurrence(a, b, h0)
                     err = _rel([h, *torch.autograd.grad(h, [a, b, h0], cot)], ref)

@@ -128,16 +128,21 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 # shuffles and 7 barriers and fp32 (32, 128, 4) 72 and 7; bf16 (8, 256, 1) none (121 / 168 registers
 # forward / backward, no spills). fp32 keeps its measured tile until `kernels.tune_scans` has timed
 # the in-register ones ((8, 256, 1), (8, 128, 1), ...) on the GPU.
-# Before (H100, B=8 T=16384 D=2048, (64, 64, 4)): bf16 fwd+bwd 3.9 ms (37% of copy bandwidth), fp32
-# (32, 128, 4) 4.8 ms (57%). `python -m kernels.tune_scans` times the alternatives.
-TILES = {4: (32, 128, 4), 2: (8, 256, 1), 8: (32, 32, 4)}
+# Measured with `python -m kernels.tune_scans` (H100, torch 2.11, triton 3.6, fwd+bwd): bf16 at
+# B=8 T=4096 D=2048: (4, 256, 1) 0.77 ms (46% of copy bandwidth) vs (64, 64, 4) 1.07 ms; but at the
+# Zoology shape B=256 T=256 D=256 the shuffle tile wins, (64, 64, 4) 0.59 ms vs (4, 256, 1) 3.0 ms
+# (short sequences: few steps per thread, many programs). fp32: (16, 256, 4) is best or within 5%
+# at both (0.69 / 1.23 ms). So the tile depends on the sequence length: TILES_LONG from T >= LONG_T.
+TILES = {4: (16, 256, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
+TILES_LONG = {4: (16, 256, 4), 2: (4, 256, 1), 8: (32, 32, 4)}
+LONG_T = 1024
 
 
-def _blocks(D: int, elem_size: int) -> tuple[int, int, int]:
+def _blocks(D: int, elem_size: int, T: int = 0) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_D, num_warps); small tiles in the interpreter (it scans element by element)."""
     if INTERPRETED:
         return 16, min(16, triton.next_power_of_2(D)), 4
-    block_t, block_d, warps = TILES[elem_size]
+    block_t, block_d, warps = (TILES_LONG if T >= LONG_T else TILES)[elem_size]
     return block_t, min(block_d, triton.next_power_of_2(D)), warps
 
 
@@ -149,7 +154,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     Forward (reverse=False): returns h [B, T, D] in b's dtype.
     Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da)."""
     Bsz, T, D = b.shape
-    block_t, block_d, warps = _blocks(D, b.element_size())
+    block_t, block_d, warps = _blocks(D, b.element_size(), T)
     n_dblk = triton.cdiv(D, block_d)
     chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d, warps)
     out = torch.empty_like(b)
