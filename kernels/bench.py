@@ -31,10 +31,11 @@ COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_
 log = logging.getLogger("kernels.bench")
 
 
-def collect(quick: bool) -> list[dict]:
-    """Rows from every importable bench module; a module that is missing or fails is logged and skipped."""
+def collect(quick: bool, modules: list[str] = MODULES, on_rows=None) -> list[dict]:
+    """Rows from every importable bench module; a module that is missing or fails is logged and skipped.
+    `on_rows(rows so far)` is called after each module (the tables are rewritten as they grow)."""
     rows = []
-    for name in MODULES:
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ImportError as e:
@@ -44,6 +45,8 @@ def collect(quick: bool) -> list[dict]:
             rows += module.run(quick)
         except Exception:  # one op's failure must not lose the others' rows
             log.error("%s.run failed:\n%s", name, traceback.format_exc())
+        if on_rows is not None:
+            on_rows(rows)
     return rows
 
 
@@ -80,11 +83,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few shapes only")
     parser.add_argument("--out", default="results/bench", help="output folder")
+    parser.add_argument("--ops", default=",".join(m.split(".")[1] for m in MODULES),
+                        help="comma-separated ops (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not torch.cuda.is_available():
         raise SystemExit("python -m kernels.bench needs a CUDA GPU (times are measured with triton.testing.do_bench)")
-    print(write(collect(args.quick), pathlib.Path(args.out)))
+    modules = [f"kernels.{op}.bench" for op in args.ops.split(",")]
+    unknown = sorted(set(modules) - set(MODULES))
+    if unknown:
+        raise SystemExit(f"--ops: unknown {unknown}; choose from {[m.split('.')[1] for m in MODULES]}")
+    out = pathlib.Path(args.out)
+    print(write(collect(args.quick, modules, on_rows=lambda rows: write(rows, out)), out))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def _cases(ops: set[str]):
                 g = (F.logsigmoid(torch.randn(gshape, device="cuda")) / 8).to(torch.bfloat16).requires_grad_()
                 args = (q, k, v, g)
                 yield (f"linear_attention {decay} B={B} T={T} H={H} K=V={K}",
-                       lambda a=args: chunked_linear_attention(*a, K**-0.5), args)
+                       lambda a=args, sc=K**-0.5: chunked_linear_attention(*a, sc), args)
     if "ss" in ops:
         from . import selective_scan
 

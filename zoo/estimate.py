@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import platform
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -139,7 +138,7 @@ def time_item(item: Item, model: nn.Module, device: torch.device, steps: int, wa
     """Seconds per training step (or per eval forward) on one real batch of the item's task; one
     untimed step first when `warm_up` (kernel compilation, allocator)."""
     data = item.task.generate(item.batch, 0, split="train" if item.kind == "train" else "test").to(device)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=item.precision == "bf16")  # noqa: E731
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=item.precision == "bf16")
     if item.kind == "eval":
         model.eval()
         with torch.no_grad():
