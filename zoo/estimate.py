@@ -43,6 +43,7 @@ from .presets import compose_each, grid_runs, sweep_grid
 # Swept keys that change neither shapes nor step counts: runs differing only in these cost the same.
 SHAPELESS = {"train.lr", "train.weight_decay", "train.betas", "seed"}
 SLOW_S = 2.0  # a shape whose `steps` timed steps would take longer than this is timed by one step
+RETIME_S = 5.0  # ... and by a second one (the faster counts) when that step took less than this
 from .train import TrainConfig, param_groups, resolve_device, scored_loss
 
 
@@ -165,7 +166,12 @@ def time_item(item: Item, model: nn.Module, device: torch.device, steps: int, wa
         step()
         _sync(device)
         once = time.perf_counter() - t0
-        if once * steps > SLOW_S:               # a long step (e.g. a 2^20-token eval) is timed once
+        if once * steps > SLOW_S:               # a long step (e.g. a 2^20-token eval) is timed once,
+            if once < RETIME_S:                 # or twice: a new shape can compile a kernel on first use
+                t0 = time.perf_counter()
+                step()
+                _sync(device)
+                once = min(once, time.perf_counter() - t0)
             return once
         t0 = time.perf_counter()
         for _ in range(steps):
