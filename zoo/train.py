@@ -7,6 +7,7 @@ optimizer on CUDA, and the loop syncs with the host only at log intervals.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .data import Datasets
 from .metrics import HEADLINE, Tally, macro_accuracy
 from .results import CHECKPOINT, METRICS, atomic_write, read_metrics, write_metrics
 
+log = logging.getLogger(__name__)
 LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check)
 
 
@@ -157,19 +159,43 @@ def evaluate(model: nn.Module, data: Datasets, batch_size: int, autocast, metric
     model.eval()
     pooled, out = Tally(), {}
     for name, batch in data.slices.items():
-        tally = Tally()
-        for start in range(0, len(batch), batch_size):
-            part = batch[start:start + batch_size]
-            with autocast():
-                loss_sum, logits, mask = scored_loss(model, part)
-            rows = mask.nonzero(as_tuple=True)[0]
-            preds, targets = logits.argmax(-1), part.labels[mask]
-            tally.add(loss_sum, preds == targets, rows, len(part),
-                      macro=macro_accuracy(preds, targets, logits.shape[-1], ignore_index=None))
-        out[name] = tally.summary(metric or data.slice_tasks[name].metric)
+        slice_metric = metric or data.slice_tasks[name].metric
+        try:
+            tally = _evaluate_slice(model, batch, batch_size, autocast)
+        except torch.OutOfMemoryError:
+            # e.g. a 2^20-token extrapolation slice: the paper reports such cells as OOM; training goes on
+            log.warning(f"eval slice {name!r} ({tuple(batch.inputs.shape)}) ran out of memory even one example "
+                        f"at a time; it is recorded with accuracy null")
+            out[name] = {"accuracy": None, "metric": slice_metric, "error": "out of memory"}
+            continue
+        out[name] = tally.summary(slice_metric)
         pooled.merge(tally)
     model.train(was_training)
     return {"slices": out, "overall": pooled.summary(metric or data.task.metric)}
+
+
+def _evaluate_slice(model: nn.Module, batch: Batch, batch_size: int, autocast) -> Tally:
+    """Tally one slice in batches of `batch_size`, halving the batch (down to 1) when the device runs
+    out of memory; raises OutOfMemoryError if one example does not fit."""
+    tally, start = Tally(), 0
+    while start < len(batch):
+        part = batch[start:start + batch_size]
+        try:
+            with autocast():
+                loss_sum, logits, mask = scored_loss(model, part)
+        except torch.OutOfMemoryError:
+            if batch_size == 1:
+                raise
+            batch_size = max(1, batch_size // 2)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        rows = mask.nonzero(as_tuple=True)[0]
+        preds, targets = logits.argmax(-1), part.labels[mask]
+        tally.add(loss_sum, preds == targets, rows, len(part),
+                  macro=macro_accuracy(preds, targets, logits.shape[-1], ignore_index=None))
+        start += len(part)
+    return tally
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState) -> None:
