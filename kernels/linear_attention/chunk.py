@@ -60,6 +60,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._host import cdiv, next_power_of_2
+
 # Launch counts by mode ("interpret" / "compiled"); tests assert that the interpreter really ran.
 LAUNCHES: collections.Counter = collections.Counter()
 
@@ -558,11 +560,18 @@ def _stage_key(key, args, meta) -> tuple:
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
     """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small.
     Scalar / no decay, 16-bit inputs: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a
-    128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64."""
+    128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64.
+    Cached per (shape, TUNE) (host overhead): the caller gets its own copy."""
+    return dict(_config_cached(K, V, decay, dtype, tuple(sorted(TUNE.items()))))
+
+
+@functools.lru_cache(maxsize=512)
+def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) -> dict:
+    TUNE = dict(tune)  # noqa: N806 - the snapshot of the module's TUNE this entry was computed for
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
     BT = 16 if decay == 2 else TUNE.get("BT", 64)
-    BK = min(max(16, triton.next_power_of_2(K)), min(32, max_tile) if decay == 2 else max_tile)
-    BV = min(max(16, triton.next_power_of_2(V)), min(64, max_tile) if decay == 2 else max_tile)
+    BK = min(max(16, next_power_of_2(K)), min(32, max_tile) if decay == 2 else max_tile)
+    BV = min(max(16, next_power_of_2(V)), min(64, max_tile) if decay == 2 else max_tile)
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
     cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
                num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
@@ -579,7 +588,7 @@ def _sm_count(index: int) -> int:
 def _segments(programs: int, T: int, BT: int, device: torch.device) -> tuple[int, int]:
     """(NS, SC): NS segments of SC chunks each, so that programs * NS fills the GPU (about SEG_TARGET
     programs per SM), with at least MIN_SEG_CHUNKS chunks per segment; NS = 1 on the CPU unless forced."""
-    NT = triton.cdiv(T, BT)
+    NT = cdiv(T, BT)
     ns = TUNE.get("ns")
     if ns is None:
         if device.type != "cuda":
@@ -587,8 +596,8 @@ def _segments(programs: int, T: int, BT: int, device: torch.device) -> tuple[int
         index = device.index if device.index is not None else torch.cuda.current_device()
         want = TUNE.get("seg_target", SEG_TARGET) * _sm_count(index)
         ns = min(want // programs, NT // MIN_SEG_CHUNKS)
-    sc = triton.cdiv(NT, max(1, min(int(ns), NT)))
-    return triton.cdiv(NT, sc), sc
+    sc = cdiv(NT, max(1, min(int(ns), NT)))
+    return cdiv(NT, sc), sc
 
 
 class _ChunkLinearAttention(torch.autograd.Function):
@@ -601,7 +610,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         g = None if g is None else g.contiguous()                  # loaded as fp32 in the kernels
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
-        NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
+        NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
         NS, SC = _segments(B * H * NV * NK, T, cfg["BT"], q.device)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials summed here
@@ -617,7 +626,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
             _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
                     gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg)
-            _launch(_scan_kernel, (B * H, triton.cdiv(K * V, SCAN_BLOCK)), s_in,
+            _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
         _launch(_fwd_kernel, (B * H * NS, NV, NK), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
@@ -636,7 +645,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         decay, NS, dev = ctx.decay, ctx.ns, q.device
         do = torch.zeros_like(v) if do is None else do.to(v.dtype).contiguous()
         cfg = _config(K, V, decay, q.dtype)
-        NK, NV = triton.cdiv(K, cfg["BK"]), triton.cdiv(V, cfg["BV"])
+        NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
         seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
         grid = (B * H * NS, NV, NK)
         dummy = q
@@ -660,7 +669,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
             _launch(_local_state_kernel, grid, q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
                     **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
-            _launch(_scan_kernel, (B * H, triton.cdiv(K * V, SCAN_BLOCK)), ds0,
+            _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
         dv = torch.empty_like(v) if NK == 1 else torch.empty(NK, B, T, H, V, device=dev, dtype=torch.float32)
@@ -678,7 +687,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dg_last = (dht_c * ht).sum(-1) if dht is not None and g is not None else torch.zeros(
                 B, H, K, device=dev, dtype=torch.float32)
             _launch(_bwd_dg_kernel, (B * H,), q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV, H=H, K=K,
-                    BT=32, BK=max(16, triton.next_power_of_2(K)), DECAY=decay, num_warps=4)
+                    BT=32, BK=max(16, next_power_of_2(K)), DECAY=decay, num_warps=4)
         return (dq, dk, dv, dg if g is not None else None, dh0 if ctx.has_h0 else None, None)
 
 

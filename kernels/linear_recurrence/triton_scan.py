@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._host import cdiv, next_power_of_2
+
 
 @triton.jit
 def affine_combine(a1, b1, a2, b2):
@@ -107,14 +109,14 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
           block_t: int, block_d: int, warps: int = 4) -> tuple[int, int]:
     """Chunk length and count: enough programs for ~16 warps per SM (4 programs of 4 warps),
     chunks >= 4 tiles."""
-    n_prog = Bsz * triton.cdiv(D, block_d)
+    n_prog = Bsz * cdiv(D, block_d)
     if chunk_len is None:
         target = 16 * _sm_count(device) // warps
-        n_chunks = min(triton.cdiv(target, n_prog), triton.cdiv(T, 4 * block_t))
+        n_chunks = min(cdiv(target, n_prog), cdiv(T, 4 * block_t))
         n_chunks = max(n_chunks, 1)
-        chunk_len = triton.cdiv(triton.cdiv(T, n_chunks), block_t) * block_t
+        chunk_len = cdiv(cdiv(T, n_chunks), block_t) * block_t
     chunk_len = max(1, min(chunk_len, T))
-    return chunk_len, triton.cdiv(T, chunk_len)
+    return chunk_len, cdiv(T, chunk_len)
 
 
 # (BLOCK_T, BLOCK_D, num_warps) by element size of b. Why bf16 ran at half fp32's efficiency: both
@@ -141,9 +143,9 @@ LONG_T = 1024
 def _blocks(D: int, elem_size: int, T: int = 0) -> tuple[int, int, int]:
     """(BLOCK_T, BLOCK_D, num_warps); small tiles in the interpreter (it scans element by element)."""
     if INTERPRETED:
-        return 16, min(16, triton.next_power_of_2(D)), 4
+        return 16, min(16, next_power_of_2(D)), 4
     block_t, block_d, warps = (TILES_LONG if T >= LONG_T else TILES)[elem_size]
-    return block_t, min(block_d, triton.next_power_of_2(D)), warps
+    return block_t, min(block_d, next_power_of_2(D)), warps
 
 
 def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reverse: bool = False,
@@ -155,7 +157,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da)."""
     Bsz, T, D = b.shape
     block_t, block_d, warps = _blocks(D, b.element_size(), T)
-    n_dblk = triton.cdiv(D, block_d)
+    n_dblk = cdiv(D, block_d)
     chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d, warps)
     out = torch.empty_like(b)
     da = torch.empty(a.shape, dtype=da_dtype or a.dtype, device=a.device) if reverse else out

@@ -59,6 +59,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .._host import cdiv, next_power_of_2
+
 from ..linear_recurrence.triton_scan import INTERPRETED, _sm_count, affine_combine, lr_scan
 
 
@@ -734,19 +736,19 @@ def _fwd_kernel_name(variant: str, N: int) -> str:
     """The forward kernel a variant runs: "chan" keeps all N states of a channel in one thread's
     registers, which spills beyond N = 32 (sm_90: 255 registers); there the "seq" forward runs
     (same checkpoints, so the backward is unchanged)."""
-    return "seq" if variant == "chan" and triton.next_power_of_2(N) > 32 else variant
+    return "seq" if variant == "chan" and next_power_of_2(N) > 32 else variant
 
 
 def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant."""
-    block_n = triton.next_power_of_2(N)
+    block_n = next_power_of_2(N)
     cfg = TILES[variant]
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
         return 2, block_n, 8, 4
     block_t = cfg["block_t"]
     if not backward and _fwd_kernel_name(variant, N) != variant:     # "chan" with N > 32
         seq = TILES["seq"]
-        return min(seq["fwd_block_d"], triton.next_power_of_2(Dg)), block_n, block_t, seq["fwd_warps"]
+        return min(seq["fwd_block_d"], next_power_of_2(Dg)), block_n, block_t, seq["fwd_warps"]
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
     if variant == "chan" and (not backward or (cfg["bwd"] == "chan" and block_n <= 32)):
         block_d = 32 * warps                      # one channel per thread
@@ -755,7 +757,7 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
     else:
         budget = cfg["bwd_elems" if backward else "fwd_elems"]
         block_d = max(1, min(16, budget // (block_n * block_t)))
-    return min(block_d, triton.next_power_of_2(Dg)), block_n, block_t, warps
+    return min(block_d, next_power_of_2(Dg)), block_n, block_t, warps
 
 
 # variant -> (forward, backward) kernels; all write/read the same checkpoints [B, D, L/BLOCK_T, N]
@@ -782,7 +784,7 @@ class SelectiveScanFn(torch.autograd.Function):
         # forward and backward must agree on BLOCK_T (the checkpoint spacing)
         block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
         fwd_name = _fwd_kernel_name(variant, N)
-        n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
+        n_dblk, n_tiles = cdiv(Dg, block_d), cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         if chunk_len is None:
             # "seq": about one wave of 48 warps per SM (~75% occupancy: the step loop hides its
@@ -794,10 +796,10 @@ class SelectiveScanFn(torch.autograd.Function):
                 n_chunks = max(1, min(4 * sm // (warps * n_prog), n_tiles // 4))
             else:
                 target = 48 * sm // warps if fwd_name == "seq" else 4 * sm
-                n_chunks = max(1, min(triton.cdiv(target, n_prog), triton.cdiv(n_tiles, 4)))
-            chunk_len = triton.cdiv(n_tiles, n_chunks) * block_t
-        chunk_len = triton.cdiv(max(1, min(chunk_len, L)), block_t) * block_t
-        n_chunks = triton.cdiv(L, chunk_len)
+                n_chunks = max(1, min(cdiv(target, n_prog), cdiv(n_tiles, 4)))
+            chunk_len = cdiv(n_tiles, n_chunks) * block_t
+        chunk_len = cdiv(max(1, min(chunk_len, L)), block_t) * block_t
+        n_chunks = cdiv(L, chunk_len)
         y = torch.empty_like(u)
         last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device)
         ckpt = torch.empty(Bsz, Dm, n_tiles, N, dtype=torch.float32, device=u.device) if save else last
@@ -840,7 +842,7 @@ class SelectiveScanFn(torch.autograd.Function):
         Dg = Dm // G
         block_d, block_n, block_t, warps = _blocks(ctx.variant, N, Dg, backward=True)
         assert block_t == ctx.block_t, "forward and backward tiles must match the checkpoints"
-        n_dblk, n_tiles = triton.cdiv(Dg, block_d), triton.cdiv(L, block_t)
+        n_dblk, n_tiles = cdiv(Dg, block_d), cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         f32 = dict(dtype=torch.float32, device=u.device)
         du, ddelta = torch.empty_like(u), torch.empty_like(delta)
