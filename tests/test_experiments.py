@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import tasks
 import zoo
 from zoo.config import register_resolvers
-from zoo.data import task_params
+from zoo.data import task_specs
 from zoo.model import from_config
 from zoo.presets import compose_each, compose_preset, sweep_grid
 from zoo.train import TrainConfig
@@ -37,10 +37,7 @@ def missing_components(cfg) -> list[str]:
 
 def check_config(cfg) -> None:
     """What a run would build, without data: the task and every slice/segment, the model, TrainConfig."""
-    task = OmegaConf.to_container(cfg.task, resolve=True)
-    base = tasks.make(task["name"], **task_params(task))
-    for spec in [*(task["segments"] or []), *(task["slices"] or {}).values()]:
-        base.replace(**{k: v for k, v in (spec or {}).items() if k != "num_examples"})
+    base, _, _ = task_specs(OmegaConf.to_container(cfg.task, resolve=True))
     TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     from_config(cfg.model, vocab_size=min(base.vocab_size, 64), max_seq_len=8, head=base.head)
 

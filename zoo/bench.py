@@ -24,7 +24,7 @@ from tasks import IGNORE
 
 from .model import build_model
 from .run import versions
-from .train import scored_loss
+from .train import autocast_for, train_step
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "bench"
 
@@ -51,15 +51,6 @@ def plain_step(model, optimizer, batch_cpu, device):
     inputs, labels = batch_cpu.inputs.to(device), batch_cpu.labels.to(device)
     logits = model(inputs)
     loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), ignore_index=IGNORE)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-
-
-def zoo_step(model, optimizer, batch):
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss_sum, _, mask = scored_loss(model, batch)
-    loss = loss_sum / mask.sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -92,7 +83,8 @@ def bench_model(name: str, *, d_model: int, seq_len: int, kv: int, batch: int, s
                 sec = time_steps(lambda: plain_step(model, optimizer, next(host), device), steps)
         else:  # batches resident on the device
             resident = itertools.cycle([b.to(device) for b in parts])
-            sec = time_steps(lambda: zoo_step(model, optimizer, next(resident)), steps)
+            autocast = autocast_for("bf16", device)
+            sec = time_steps(lambda: train_step(model, next(resident), optimizer, None, autocast), steps)
         rows.append({"model": name, "impl": impl, "d_model": d_model, "seq_len": seq_len, "kv_pairs": kv,
                      "batch": batch, "ms_per_step": 1e3 * sec, "steps_per_s": 1 / sec,
                      "tokens_per_s": batch * seq_len / sec})

@@ -86,24 +86,31 @@ def generate_cached(task: Task, num_examples: int, seed: int, split: str) -> Bat
     return batch
 
 
-def build_datasets(task_cfg: dict, seed: int) -> Datasets:
-    """Generate (or load from the cache) every training segment and eval slice of a task config."""
-    name = task_cfg["name"]
-    base = tasks.make(name, **task_params(task_cfg))
-    segment_specs = task_cfg.get("segments") or [{"num_examples": task_cfg["num_train"]}]
-    segments, segment_tasks = [], []
-    for i, spec in enumerate(segment_specs):
+def task_specs(task_cfg: dict) -> tuple[Task, list[tuple[Task, int]], dict[str, tuple[Task, int]]]:
+    """The task of a config, its training segments and its eval slices as (task, examples), without
+    generating data. A slice whose overrides the task rejects is an error naming the slice."""
+    base = tasks.make(task_cfg["name"], **task_params(task_cfg))
+    segments = []
+    for spec in task_cfg.get("segments") or [{"num_examples": task_cfg["num_train"]}]:
         spec = dict(spec)
         n = int(spec.pop("num_examples", task_cfg["num_train"]))
-        segment_tasks.append((base.replace(**spec), n))
-        segments.append(generate_cached(segment_tasks[-1][0], n, derive_seed(seed, "train", i), "train"))
-    slices, slice_tasks = {}, {}
+        segments.append((base.replace(**spec), n))
+    slices = {}
     for slice_name, overrides in (task_cfg.get("slices") or {"test": {}}).items():
         overrides = dict(overrides or {})
         n = int(overrides.pop("num_examples", task_cfg["num_test"]))
         try:
-            slice_tasks[slice_name] = base.replace(**overrides)
+            slices[slice_name] = (base.replace(**overrides), n)
         except (TypeError, ValueError) as e:
             raise ValueError(f"task.slices.{slice_name}: {e}") from e
-        slices[slice_name] = generate_cached(slice_tasks[slice_name], n, derive_seed(seed, "test", slice_name), "test")
-    return Datasets(base, segments, slices, slice_tasks, segment_tasks)
+    return base, segments, slices
+
+
+def build_datasets(task_cfg: dict, seed: int) -> Datasets:
+    """Generate (or load from the cache) every training segment and eval slice of a task config."""
+    base, segment_tasks, slice_specs = task_specs(task_cfg)
+    segments = [generate_cached(task, n, derive_seed(seed, "train", i), "train")
+                for i, (task, n) in enumerate(segment_tasks)]
+    slices = {name: generate_cached(task, n, derive_seed(seed, "test", name), "test")
+              for name, (task, n) in slice_specs.items()}
+    return Datasets(base, segments, slices, {name: task for name, (task, _) in slice_specs.items()}, segment_tasks)

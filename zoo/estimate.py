@@ -36,15 +36,15 @@ from torch import nn
 
 import tasks
 
-from .data import task_params
+from .data import task_specs
 from .model import from_config
 from .presets import compose_each, grid_runs, sweep_grid
+from .train import TrainConfig, autocast_for, param_groups, resolve_device, scored_loss, total_steps, train_step
 
 # Swept keys that change neither shapes nor step counts: runs differing only in these cost the same.
 SHAPELESS = {"train.lr", "train.weight_decay", "train.betas", "seed"}
 SLOW_S = 2.0  # a shape whose `steps` timed steps would take longer than this is timed by one step
 RETIME_S = 5.0  # ... and by a second one (the faster counts) when that step took less than this
-from .train import TrainConfig, param_groups, resolve_device, scored_loss
 
 
 @dataclass
@@ -88,30 +88,20 @@ def _key(*parts) -> str:
 
 def plan(cfg, items: dict[str, Item], device: torch.device, overrides: list[str]) -> RunCost:
     """The cost structure of one composed run config; registers its shapes in `items`."""
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     train = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
-    base = tasks.make(task_cfg["name"], **task_params(task_cfg))
-    segments = []
-    for spec in task_cfg.get("segments") or [{"num_examples": task_cfg["num_train"]}]:
-        spec = dict(spec)
-        n = int(spec.pop("num_examples", task_cfg["num_train"]))
-        segments.append((base.replace(**spec), n))
-    slices = []
-    for overrides_s in (task_cfg.get("slices") or {"test": {}}).values():
-        overrides_s = dict(overrides_s or {})
-        n = int(overrides_s.pop("num_examples", task_cfg["num_test"]))
-        slices.append((base.replace(**overrides_s), n))
+    base, segments, slice_specs = task_specs(OmegaConf.to_container(cfg.task, resolve=True))
+    slices = list(slice_specs.values())
     all_tasks = [t for t, _ in segments + slices]
     vocab = max(t.vocab_size for t in all_tasks)
     max_len = max(t.input_len for t in all_tasks)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     model_key = _key(model_cfg, vocab, max_len, base.head)
     size = dict(d_model=int(model_cfg["d_model"]), n_layers=int(model_cfg["n_layers"]))
-    precision = "bf16" if train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda") else "fp32"
+    precision = train.precision if train.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
 
     per_epoch = [math.ceil(n / train.batch_size) for _, n in segments]
     spe = sum(per_epoch)
-    steps = spe * train.epochs if train.max_steps is None else min(train.max_steps, spe * max(train.epochs, 1))
+    steps = total_steps(train, spe)
     if train.eval_every:
         evals = steps // train.eval_every + (steps % train.eval_every > 0)
     else:
@@ -139,25 +129,19 @@ def time_item(item: Item, model: nn.Module, device: torch.device, steps: int, wa
     """Seconds per training step (or per eval forward) on one real batch of the item's task; one
     untimed step first when `warm_up` (kernel compilation, allocator)."""
     data = item.task.generate(item.batch, 0, split="train" if item.kind == "train" else "test").to(device)
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=item.precision == "bf16")
+    autocast = autocast_for(item.precision, device)
     if item.kind == "eval":
         model.eval()
-        with torch.no_grad():
-            def step():
-                with autocast():
-                    scored_loss(model, data)
+
+        def step():
+            with autocast():
+                scored_loss(model, data)
     else:
         model.train()
         optimizer = torch.optim.AdamW(param_groups(model, 0.1, False), lr=1e-4, fused=device.type == "cuda")
 
         def step():
-            with autocast():
-                loss_sum, _, mask = scored_loss(model, data)
-            optimizer.zero_grad(set_to_none=True)
-            (loss_sum / mask.sum().clamp(min=1)).backward()
-            if item.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), item.grad_clip)
-            optimizer.step()
+            train_step(model, data, optimizer, item.grad_clip, autocast)
     with torch.no_grad() if item.kind == "eval" else torch.enable_grad():
         if warm_up:
             step()

@@ -198,6 +198,36 @@ def _evaluate_slice(model: nn.Module, batch: Batch, batch_size: int, autocast) -
     return tally
 
 
+def autocast_for(precision: str, device: torch.device) -> Callable:
+    """A context-manager factory: bf16 autocast when `precision` is bf16, or auto on CUDA."""
+    enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def total_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Training steps of a run: epochs × steps per epoch, capped by `max_steps`."""
+    if cfg.max_steps is None:
+        return steps_per_epoch * cfg.epochs
+    return min(cfg.max_steps, steps_per_epoch * max(cfg.epochs, 1))
+
+
+def train_step(model: nn.Module, batch: Batch, optimizer, grad_clip: float | None, autocast,
+               clip_model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimizer step on the mean loss over scored positions; returns (loss sum, scored
+    positions, mean loss), on the device (no host sync). `clip_model` owns the parameters (the
+    uncompiled module when `model` is torch.compile'd)."""
+    with autocast():
+        loss_sum, _, mask = scored_loss(model, batch)
+    n_scored = mask.sum()
+    loss = loss_sum / n_scored.clamp(min=1)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        nn.utils.clip_grad_norm_((clip_model or model).parameters(), grad_clip)
+    optimizer.step()
+    return loss_sum, n_scored, loss
+
+
 def save_checkpoint(path: Path, model, optimizer, scheduler, state: TrainState) -> None:
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                "scheduler": scheduler.state_dict(), "state": state.__dict__,
@@ -220,15 +250,14 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
     steps); returns the final state (`status`: completed or diverged)."""
     from .progress import Progress
 
-    use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)  # noqa: E731
+    autocast = autocast_for(cfg.precision, device)
     data = data.to(device)
     model.to(device)
     step_model = torch.compile(model) if cfg.compile else model
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.decay_embeddings), lr=cfg.lr,
                                   betas=tuple(cfg.betas), fused=device.type == "cuda")
     steps_per_epoch = sum(math.ceil(len(seg) / cfg.batch_size) for seg in data.segments)
-    total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * max(cfg.epochs, 1))
+    total = total_steps(cfg, steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total, steps_per_epoch))
 
     ckpt, metrics_path = run_dir / CHECKPOINT, run_dir / METRICS
@@ -270,15 +299,7 @@ def train(model: nn.Module, data: Datasets, cfg: TrainConfig, *, run_dir: Path, 
             batches = epoch_batches(data, cfg.batch_size, seed, state.epoch, cfg.shuffle, device)
             for seg, idx in batches[state.batch_in_epoch:]:
                 batch = data.segments[seg][idx]
-                with autocast():
-                    loss_sum, _, mask = scored_loss(step_model, batch)
-                n_scored = mask.sum()
-                loss = loss_sum / n_scored.clamp(min=1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
+                loss_sum, n_scored, loss = train_step(step_model, batch, optimizer, cfg.grad_clip, autocast, model)
                 scheduler.step()
                 # record the first non-finite loss without a host sync
                 bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), state.step, bad_step)
