@@ -76,6 +76,8 @@ def profile(name, fn, leaves, iters: int) -> None:
         torch.cuda.synchronize()
     kernels = []
     for e in prof.key_averages():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue  # host ranges (e.g. an autograd Function) also carry their launches' device time
         t = getattr(e, "self_device_time_total", None)
         t = getattr(e, "self_cuda_time_total", 0) if t is None else t
         if t > 0:
