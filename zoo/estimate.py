@@ -299,7 +299,10 @@ def estimate(preset: str, overrides: list[str], *, device: torch.device, steps: 
         train_steps=sum(c.steps for c in costs) * repeats,
         gpu_hours=sum(r["seconds"] for r in known) * repeats / 3600,
         gpu_hours_by_model={m: s / 3600 for m, s in sorted(by_model.items())},
-        device=device_label(device), errors=errors, timed_steps=steps, per_run=per_run)
+        device=device_label(device), errors=errors, timed_steps=steps, per_run=per_run,
+        timings=[dict(kind=it.kind, model=it.model_name, seq_len=it.task.input_len, batch=it.batch,
+                      d_model=it.d_model, n_layers=it.n_layers, ms=None if it.seconds is None else it.seconds * 1e3,
+                      error=it.error) for it in items.values() if it.seconds is not None or it.error])
 
 
 def device_label(device: torch.device) -> str:
