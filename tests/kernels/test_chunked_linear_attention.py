@@ -11,7 +11,11 @@ import math
 import pytest
 import torch
 
-from kernels.linear_attention import chunk_linear_attention_torch, chunked_linear_attention, naive_linear_attention
+from kernels.linear_attention import (
+    chunk_linear_attention_torch,
+    chunked_linear_attention,
+    naive_linear_attention,
+)
 
 # relative RMS error allowed, per input dtype (fp16/bf16 round A and S to the input dtype for tl.dot)
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -25,7 +29,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def make_inputs(B, T, H, K, V, decay, dtype, *, strength=1.0, h0=True, device="cpu"):
     """Seeded inputs; log_decay = -strength * U(0, 1), so strength=20 decays by up to e^-20 per step."""
     gen = torch.Generator().manual_seed(B * 1000 + T * 10 + K + V)
-    rand = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    rand = lambda *s: torch.randn(*s, generator=gen)
     x = {"q": rand(B, T, H, K), "k": rand(B, T, H, K), "v": rand(B, T, H, V)}
     if decay == "scalar":
         x["log_decay"] = -strength * torch.rand(B, T, H, generator=gen)

@@ -5,7 +5,7 @@ from kernels._host import cdiv, next_power_of_2
 
 
 def test_cdiv_and_next_power_of_2_match_triton():
-    for a in range(0, 300):
+    for a in range(300):
         assert next_power_of_2(a) == triton.next_power_of_2(a) if a > 0 else next_power_of_2(a) == 1
         for b in (1, 3, 16, 64, 127):
             assert cdiv(a, b) == triton.cdiv(a, b)

@@ -3,35 +3,14 @@ against the fp64 step loop, on h and every gradient (da, db, dinitial_state)."""
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
 import torch
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
-    os.environ["TRITON_INTERPRET"] = "1"
-
 lr = importlib.import_module("kernels.linear_recurrence")   # the module (kernels re-exports the function)
-from kernels.linear_recurrence import chunked_linear_recurrence, naive_linear_recurrence  # noqa: E402
+from kernels.linear_recurrence import chunked_linear_recurrence, naive_linear_recurrence
 
-if os.environ.get("TRITON_INTERPRET") == "1" and lr.triton_scan and not lr.triton_scan.INTERPRETED:
-    # imported earlier in this session without the interpreter: re-decorate the kernels
-    importlib.reload(lr.triton_scan)
-    importlib.reload(lr)
-
-# leave the variable as it was for the rest of the session (other tests must keep the fast CPU path);
-# this module's tests switch the interpreter on for their own duration
-if _PREVIOUS is None:
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def _interpreter_on_cpu(monkeypatch):
-    if not torch.cuda.is_available():
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+pytestmark = pytest.mark.usefixtures("interpret_on_cpu")
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}   # relative RMS error
 GPU_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
@@ -47,7 +26,7 @@ def make_inputs(B, T, D, dtype, decay="mixed", h0=True, device="cpu", seed=0):
     b = torch.randn(B, T, D, generator=gen)
     init = torch.randn(B, D, generator=gen) if h0 else None
     dh = torch.randn(B, T, D, generator=gen)
-    cast = lambda x: None if x is None else x.to(device, dtype).requires_grad_()  # noqa: E731
+    cast = lambda x: None if x is None else x.to(device, dtype).requires_grad_()
     return [cast(a), cast(b), cast(init)], dh.to(device)
 
 

@@ -3,36 +3,15 @@ against the fp64 step loop, on y, h_L and every gradient (du, ddelta, dA, dB, dC
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
 import torch
 
-_PREVIOUS = os.environ.get("TRITON_INTERPRET")
-if not torch.cuda.is_available():       # run the Triton kernels in the interpreter on CPU
-    os.environ["TRITON_INTERPRET"] = "1"
-
 lr = importlib.import_module("kernels.linear_recurrence")   # the module (kernels re-exports the function)
 ss = importlib.import_module("kernels.selective_scan")
-from kernels.selective_scan import chunked_selective_scan, naive_selective_scan  # noqa: E402
+from kernels.selective_scan import chunked_selective_scan, naive_selective_scan
 
-if os.environ.get("TRITON_INTERPRET") == "1" and ss.triton_scan and not ss.triton_scan.INTERPRETED:
-    # imported earlier in this session without the interpreter: re-decorate the kernels
-    for module in (lr.triton_scan, lr, ss.triton_scan, ss):
-        importlib.reload(module)
-
-# leave the variable as it was for the rest of the session (other tests must keep the fast CPU path);
-# this module's tests switch the interpreter on for their own duration
-if _PREVIOUS is None:
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _PREVIOUS
-
-
-@pytest.fixture(autouse=True)
-def _interpreter_on_cpu(monkeypatch):
-    if not torch.cuda.is_available():
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+pytestmark = pytest.mark.usefixtures("interpret_on_cpu")
 
 TOL = {torch.float32: 1e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}   # relative RMS error
 GPU_TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
@@ -46,7 +25,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def make_inputs(Bsz, D, L, N, G, dtype, *, full=True, decay="mixed", device="cpu", seed=0):
     """[u, delta, A, B, C, D, z, delta_bias] (the last three None unless full) and the cotangents."""
     gen = torch.Generator().manual_seed(seed)
-    rnd = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    rnd = lambda *s: torch.randn(*s, generator=gen)
     A = -torch.rand(D, N, generator=gen) * {"mixed": 2.0, "near0": 200.0, "near1": 1e-3}[decay]
     delta = 0.5 * rnd(Bsz, D, L) + (2.0 if decay == "near0" else 0.0)   # softplus(δ) ~ 2: exp(ΔA) ~ 0
     bc_shape = (Bsz, N, L) if G is None else (Bsz, G, N, L)
@@ -121,7 +100,7 @@ def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, va
     variant = _variant(variant, monkeypatch)
     inputs, cot = make_inputs(Bsz, D, L, N, G, dtype, full=full, decay=decay)
     ref = fwd_bwd(naive_selective_scan, inputs, cot, full, upcast=True)
-    impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len, variant=variant)  # noqa: E731
+    impl = lambda *a, **k: ss.triton_selective_scan(*a, **k, chunk_len=chunk_len, variant=variant)
     out = fwd_bwd(impl, inputs, cot, full)
     assert out["y"].dtype == dtype and out["h_last"].dtype == torch.float32
     assert_close(out, ref, TOL[dtype], loose=("dA",) if decay == "near0" else ())
