@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from mixer_grads import fwd_bwd
 
 import zoo
 from zoo.mixers.attention import Attention, alibi_slopes
@@ -25,17 +26,6 @@ TOL = dict(rtol=1e-4, atol=1e-5)  # fp32, parallel vs step-by-step
 
 
 # ---------------------------------------------------------------- helpers
-
-def fwd_bwd(module: torch.nn.Module, fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Output, input gradient and every parameter gradient of sum(fn(x) * w), w fixed and seeded."""
-    module.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_(True)
-    y = fn(x)
-    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    (y * w).sum().backward()
-    out = {"y": y.detach(), "dx": x.grad}
-    out.update({f"d.{n}": p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
-    return out
 
 
 def assert_parallel_matches_loop(module: torch.nn.Module, loop, x: torch.Tensor, tol=TOL) -> None:

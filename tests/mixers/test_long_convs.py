@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mixer_grads import fwd_bwd
 
 import zoo
 from zoo.mixers._fftconv import causal_conv_direct, fft_causal_conv
 from zoo.mixers.attention import Attention
 from zoo.mixers.h3 import H3
 from zoo.mixers.hyena import Hyena
-from zoo.mixers.m2 import M2, MonarchLinear, monarch_causal_conv, monarch_dft, monarch_size
+from zoo.mixers.m2 import (
+    M2,
+    MonarchLinear,
+    monarch_causal_conv,
+    monarch_dft,
+    monarch_size,
+)
 from zoo.mixers.s4d import S4D
 
 TOL = 1e-4  # fp32, relative error ||a - b|| / ||b|| (FFT round-off is ~1e-6 at these sizes)
@@ -20,18 +27,6 @@ B, T, D = 2, 23, 16  # T odd and not a power of two: exercises the padding
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-
-
-def fwd_bwd(fn, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Output and the gradients of x and of every parameter, for a fixed random cotangent."""
-    module.zero_grad()
-    x = x.detach().clone().requires_grad_(True)
-    y = fn(x)
-    cotangent = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    (y * cotangent).sum().backward()
-    out = {"y": y.detach(), "dx": x.grad}
-    out.update({f"d{n}": p.grad.clone() for n, p in module.named_parameters()})
-    return out
 
 
 def assert_same(ref: dict, got: dict, tol: float = TOL) -> None:
@@ -82,21 +77,21 @@ def test_monarch_linear_is_block_structured():
 def test_s4d_fft_matches_recurrence(output):
     mixer = S4D(D, layer_idx=0, d_state=8, output=output)
     x = torch.randn(B, T, D)
-    assert_same(fwd_bwd(mixer.recurrent_reference, mixer, x), fwd_bwd(mixer, mixer, x))
+    assert_same(fwd_bwd(mixer, mixer.recurrent_reference, x), fwd_bwd(mixer, mixer, x))
 
 
 @pytest.mark.parametrize("head_dim", [1, 2])
 def test_h3_fft_matches_recurrence(head_dim):
     mixer = H3(D, layer_idx=0, d_state=8, head_dim=head_dim)  # N = 8 < T: the shift SSM forgets
     x = torch.randn(B, T, D)
-    assert_same(fwd_bwd(mixer.recurrent_reference, mixer, x), fwd_bwd(mixer, mixer, x))
+    assert_same(fwd_bwd(mixer, mixer.recurrent_reference, x), fwd_bwd(mixer, mixer, x))
 
 
 @pytest.mark.parametrize("order", [1, 2, 3])
 def test_hyena_fft_matches_direct(order):
     mixer = Hyena(D, layer_idx=0, order=order, emb_dim=5, filter_order=8, l_max=32)
     x = torch.randn(B, T, D)
-    direct = fwd_bwd(lambda z: mixer(z, long_conv=causal_conv_direct), mixer, x)
+    direct = fwd_bwd(mixer, lambda z: mixer(z, long_conv=causal_conv_direct), x)
     assert_same(direct, fwd_bwd(mixer, mixer, x))
 
 
@@ -105,7 +100,7 @@ def test_m2_monarch_matches_fft_and_direct():
     x = torch.randn(B, T, D)
     monarch = fwd_bwd(mixer, mixer, x)
     for conv in (fft_causal_conv, causal_conv_direct):
-        assert_same(fwd_bwd(lambda z: mixer(z, long_conv=conv), mixer, x), monarch)
+        assert_same(fwd_bwd(mixer, lambda z: mixer(z, long_conv=conv), x), monarch)
 
 
 def test_hyena_filter_decays_and_extends_past_l_max():

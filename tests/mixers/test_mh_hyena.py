@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from mixer_grads import fwd_bwd
 
 import zoo
 from zoo.mixers._fftconv import causal_conv_direct
@@ -16,18 +17,6 @@ B, T, D = 2, 23, 16  # T odd and not a power of two: exercises the FFT padding
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
-
-
-def fwd_bwd(fn, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Output and the gradients of x and of every parameter, for a fixed random cotangent."""
-    module.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_(True)
-    y = fn(x)
-    cotangent = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    (y * cotangent).sum().backward()
-    out = {"y": y.detach(), "dx": x.grad}
-    out.update({f"d{n}": p.grad.clone() for n, p in module.named_parameters()})
-    return out
 
 
 def assert_same(ref: dict, got: dict, tol: float = TOL) -> None:
@@ -58,7 +47,7 @@ def kv_cache_loop(m: MHHyena, x: torch.Tensor) -> torch.Tensor:
 def test_mh_hyena_fft_matches_direct_convolution(num_heads):
     m = MHHyena(D, layer_idx=0, num_heads=num_heads, emb_dim=5, filter_order=8, l_max=32)
     x = torch.randn(B, T, D)
-    direct = fwd_bwd(lambda z: m(z, long_conv=causal_conv_direct), m, x)
+    direct = fwd_bwd(m, lambda z: m(z, long_conv=causal_conv_direct), x)
     assert_same(direct, fwd_bwd(m, m, x))
 
 
@@ -66,7 +55,7 @@ def test_mh_hyena_fft_matches_direct_convolution(num_heads):
 def test_mh_hyena_matches_kv_cache_loop(num_heads, seq_len):
     m = MHHyena(D, layer_idx=0, num_heads=num_heads, emb_dim=5, filter_order=8, l_max=16)
     x = torch.randn(B, seq_len, D)
-    assert_same(fwd_bwd(lambda z: kv_cache_loop(m, z), m, x), fwd_bwd(m, m, x))
+    assert_same(fwd_bwd(m, lambda z: kv_cache_loop(m, z), x), fwd_bwd(m, m, x))
 
 
 def test_mh_hyena_heads_are_independent():

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from mixer_grads import fwd_bwd
 
 from zoo.mixers.nsa import NSA
 
@@ -60,17 +61,6 @@ def nsa_loop(m: NSA, x: torch.Tensor) -> torch.Tensor:
             rows.append(torch.stack(outs))
     o = torch.stack(rows).view(B, H, T, m.head_dim)
     return m.out(o.transpose(1, 2).reshape(B, T, D))
-
-
-def fwd_bwd(module: torch.nn.Module, fn, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    module.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_(True)
-    y = fn(x)
-    w = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    (y * w).sum().backward()
-    out = {"y": y.detach(), "dx": x.grad}
-    out.update({f"d.{n}": p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
-    return out
 
 
 CONFIGS = {  # name: (kwargs, T)
