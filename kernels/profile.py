@@ -4,10 +4,12 @@ For each op at the benchmark's long shape and one Zoology shape (bf16), runs for
 `torch.profiler` and prints, per iteration: the wall time (host included, as `do_bench` sees a
 host-bound op), the summed time of the GPU kernels, and the five most expensive kernels. A wall time
 well above the kernel sum means launch/host overhead, not the kernels, sets the speed.
+`--host` (CPU) times the Python work of a linear-attention forward+backward with its launches stubbed.
 """
 from __future__ import annotations
 
 import argparse
+import platform
 import time
 
 import torch
@@ -89,11 +91,38 @@ def profile(name, fn, leaves, iters: int) -> None:
         print(f"   {t:8.3f} ms  x{n:<3d} {key[:110]}")
 
 
+def host_overhead(iters: int = 2000) -> float:
+    """Microseconds of Python per chunked-linear-attention forward+backward outside the kernel
+    launches (launches stubbed out; tiny CPU tensors, scalar decay): our autograd Function's own
+    host work, which a small GPU problem cannot hide."""
+    from .linear_attention import chunk
+
+    q, k, v = (torch.randn(1, 64, 1, 64, requires_grad=True) for _ in range(3))
+    g = (-torch.rand(1, 64, 1)).requires_grad_()
+    cot = torch.ones(1, 64, 1, 64)
+    launch, chunk._launch = chunk._launch, lambda *a, **kw: None
+    try:
+        for _ in range(10):
+            chunk._ChunkLinearAttention.apply(q, k, v, g, None, 0.125)[0].backward(cot)
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            chunk._ChunkLinearAttention.apply(q, k, v, g, None, 0.125)[0].backward(cot)
+        return (time.perf_counter() - t0) / iters * 1e6
+    finally:
+        chunk._launch = launch
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ops", default="la,ss,lr")
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--host", action="store_true",
+                        help="CPU only: the Python time of a linear-attention fwd+bwd without its launches")
     args = parser.parse_args()
+    if args.host:
+        print(f"linear attention fwd+bwd, host work without launches: {host_overhead():.0f} us "
+              f"(torch {torch.__version__}, {platform.processor() or 'cpu'})")
+        return
     if not torch.cuda.is_available():
         raise SystemExit("python -m kernels.profile needs a CUDA GPU")
     print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}")
