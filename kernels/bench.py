@@ -31,6 +31,41 @@ COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_
 log = logging.getLogger("kernels.bench")
 
 
+def copy_bandwidth_gbps() -> float:
+    """Device-to-device copy bandwidth (read + write of a 1 GiB buffer), GB/s: the yardstick of frac_copy_bw."""
+    from triton.testing import do_bench
+
+    x = torch.empty(2**28, device="cuda")
+    y = torch.empty_like(x)
+    return 2 * x.numel() * x.element_size() / do_bench(lambda: y.copy_(x)) / 1e6
+
+
+def time_fwd_bwd(fn, inputs, cot, rep: int = 50) -> tuple[float, float, str]:
+    """(fwd_ms, fwdbwd_ms, note) of fn(*inputs) with triton.testing.do_bench (median); the backward is
+    torch.autograd.grad w.r.t. the inputs that require grad. NaN and a note when out of memory."""
+    from triton.testing import do_bench
+
+    wrt = [x for x in inputs if isinstance(x, torch.Tensor) and x.requires_grad]
+    try:
+        fwd = do_bench(lambda: fn(*inputs), warmup=5, rep=rep)
+        fwdbwd = do_bench(lambda: torch.autograd.grad(fn(*inputs), wrt, cot), warmup=5, rep=rep)
+        return fwd, fwdbwd, ""
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return math.nan, math.nan, "out of memory"
+
+
+def rel_error(outs, refs) -> float:
+    """Worst relative RMS error ||o - r|| / ||r|| over matching tensors; inf if an output is not finite."""
+    worst = 0.0
+    for o, r in zip(outs, refs, strict=True):
+        o, r = o.double(), r.double()
+        if not torch.isfinite(o).all():
+            return math.inf
+        worst = max(worst, ((o - r).norm() / r.norm().clamp_min(1e-30)).item())
+    return worst
+
+
 def collect(quick: bool, modules: list[str] = MODULES, on_rows=None) -> list[dict]:
     """Rows from every importable bench module; a module that is missing or fails is logged and skipped.
     `on_rows(rows so far)` is called after each module (the tables are rewritten as they grow)."""

@@ -19,15 +19,17 @@ import math
 
 import torch
 
+from .bench import copy_bandwidth_gbps, rel_error, time_fwd_bwd
+
 SS_SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16)]            # (B, D, L, N)
 LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 # selective scan, triton_scan.TILES[variant] entries (the first of each is the shipped default):
 # "chan": one channel per thread in the forward (BLOCK_D = 32 x fwd_warps), TT steps per vector load
 # with the "seq" backward (bwd_block_d, bwd_warps) or its own one-channel-per-thread backward
-SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
+SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
+           dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
            dict(block_t=32, fwd_warps=1, tt=4, bwd="seq", bwd_block_d=8, bwd_warps=1),
            dict(block_t=32, fwd_warps=2, tt=2, bwd="seq", bwd_block_d=4, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
            dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=2),
            dict(block_t=16, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
            dict(block_t=32, fwd_warps=1, tt=2, bwd="chan", bwd_block_d=32, bwd_warps=1),
@@ -35,17 +37,13 @@ SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_war
 # "seq": [BLOCK_D, N] state per program, one step per iteration
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
-# linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size
-LR_CFGS = {2: [(64, 64, 4), (8, 256, 1), (4, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
-           4: [(32, 128, 4), (16, 256, 4), (8, 128, 1), (16, 128, 1), (8, 256, 2), (16, 512, 4)]}
+# linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
+# shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
+LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
+           4: [(16, 256, 4), (32, 128, 4), (8, 128, 1), (16, 128, 1), (8, 256, 2), (16, 512, 4)]}
 TOL = {torch.float32: 1e-4, torch.bfloat16: 2e-2}
 DEVICE = "cuda"   # a test may run the script's logic on the CPU under TRITON_INTERPRET=1
 
-
-def _rel(out, ref) -> float:
-    """Worst relative RMS error over matching tensors."""
-    return max(((o.double() - r.double()).norm() / r.double().norm().clamp_min(1e-12)).item()
-               for o, r in zip(out, ref))
 
 
 def _cfg_str(cfg: dict) -> str:
@@ -54,12 +52,6 @@ def _cfg_str(cfg: dict) -> str:
              "tt": "tt", "fwd_elems": "fe", "bwd_elems": "be"}
     return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items())
 
-
-def _time(fn, wrt, cot) -> tuple[float, float]:
-    from triton.testing import do_bench
-    fwd = do_bench(fn, warmup=5, rep=40)
-    fwdbwd = do_bench(lambda: torch.autograd.grad(fn(), wrt, cot), warmup=5, rep=40)
-    return fwd, fwdbwd
 
 
 def _ss_inputs(Bsz, D, L, N, dtype, seed=0):
@@ -73,7 +65,11 @@ def _ss_inputs(Bsz, D, L, N, dtype, seed=0):
 
 
 def tune_selective_scan(copy_bw: float) -> list[dict]:
-    from .selective_scan import chunked_selective_scan, triton_scan, triton_selective_scan
+    from .selective_scan import (
+        chunked_selective_scan,
+        triton_scan,
+        triton_selective_scan,
+    )
     default = {k: dict(v) for k, v in triton_scan.TILES.items()}
     variants = [("tree", default["tree"])] + [("chan", c) for c in SS_CHAN] + [("seq", c) for c in SS_SEQ]
     rows, dtype = [], torch.bfloat16
@@ -88,11 +84,11 @@ def tune_selective_scan(copy_bw: float) -> list[dict]:
         all_bytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * 2
         for variant, cfg in variants:
             triton_scan.TILES[variant] = dict(cfg)
-            f = lambda xs=xs, v=variant: triton_selective_scan(*xs, delta_softplus=True, variant=v)  # noqa: E731
+            f = lambda *x, v=variant: triton_selective_scan(*x, delta_softplus=True, variant=v)  # noqa: E731
             try:
                 y = triton_selective_scan(*xs_c, delta_softplus=True, variant=variant)
-                err = _rel([y, *torch.autograd.grad(y, xs_c, cot_c)], ref)
-                fwd, fb = _time(f, xs, cot)
+                err = rel_error([y, *torch.autograd.grad(y, xs_c, cot_c)], ref)
+                fwd, fb, _ = time_fwd_bwd(f, xs, cot, rep=40)
             except Exception as e:  # a config that does not compile or run loses, the others go on  # noqa: BLE001
                 print(f"{variant} {_cfg_str(cfg)} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
                 err = fwd = fb = math.nan
@@ -108,7 +104,11 @@ def tune_selective_scan(copy_bw: float) -> list[dict]:
 
 
 def tune_linear_recurrence(copy_bw: float) -> list[dict]:
-    from .linear_recurrence import chunked_linear_recurrence, triton_linear_recurrence, triton_scan
+    from .linear_recurrence import (
+        chunked_linear_recurrence,
+        triton_linear_recurrence,
+        triton_scan,
+    )
     default, rows = dict(triton_scan.TILES), []
     for B, T, D in LR_SHAPES:
         for dtype in (torch.bfloat16, torch.float32):
@@ -127,8 +127,8 @@ def tune_linear_recurrence(copy_bw: float) -> list[dict]:
                 triton_scan.TILES[size] = triton_scan.TILES_LONG[size] = cfg
                 try:
                     h = triton_linear_recurrence(a, b, h0)
-                    err = _rel([h, *torch.autograd.grad(h, [a, b, h0], cot)], ref)
-                    fwd, fb = _time(lambda a=a, b=b, h0=h0: triton_linear_recurrence(a, b, h0), [a, b, h0], cot)
+                    err = rel_error([h, *torch.autograd.grad(h, [a, b, h0], cot)], ref)
+                    fwd, fb, _ = time_fwd_bwd(triton_linear_recurrence, [a, b, h0], cot, rep=40)
                 except Exception as e:  # noqa: BLE001
                     print(f"{cfg} failed: {type(e).__name__}: {str(e)[:300]}", flush=True)
                     err = fwd = fb = math.nan
@@ -187,8 +187,7 @@ def main() -> None:
         raise SystemExit("kernels.tune_scans needs a CUDA GPU")
     import triton
 
-    from .linear_recurrence.bench import copy_bandwidth
-    copy_bw = copy_bandwidth()
+    copy_bw = copy_bandwidth_gbps()
     print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; triton {triton.__version__}; "
           f"copy bandwidth {copy_bw:.0f} GB/s\n", flush=True)
     print("| " + " | ".join(KEYS) + " |\n|" + "---|" * len(KEYS), flush=True)

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..bench import copy_bandwidth_gbps
 from .chunk_torch import chunk_linear_attention_torch
 
 ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
@@ -65,15 +66,6 @@ def _impls(decay: str) -> dict:
         impls["fla"] = fla
     return impls
 
-
-def copy_bandwidth_gbps() -> float:
-    """Device-to-device copy bandwidth (read + write) of a 1 GiB buffer, GB/s."""
-    from triton.testing import do_bench
-
-    x = torch.empty(2**29, dtype=torch.float16, device="cuda")
-    y = torch.empty_like(x)
-    ms = do_bench(lambda: y.copy_(x))
-    return 2 * x.numel() * x.element_size() / ms / 1e6
 
 
 def _time(fn, args, grads: bool) -> float:

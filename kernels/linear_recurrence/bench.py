@@ -10,31 +10,17 @@ import math
 
 import torch
 
-from . import chunked_linear_recurrence, naive_linear_recurrence, triton_linear_recurrence
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd
+from . import (
+    chunked_linear_recurrence,
+    naive_linear_recurrence,
+    triton_linear_recurrence,
+)
 
 SHAPES = [(256, 256, 256), (8, 4096, 2048), (8, 16384, 2048)]   # (B, T, D): Zoology-size and long
 STEP_LOOP_T = 256      # the step loop is timed on this many steps and extrapolated linearly in T
 
 
-def copy_bandwidth() -> float:
-    """Device copy bandwidth, GB/s (read + write of a 1 GiB buffer)."""
-    from triton.testing import do_bench
-    x = torch.empty(2**28, device="cuda")
-    y = torch.empty_like(x)
-    return 2 * x.numel() * 4 / do_bench(lambda: y.copy_(x)) / 1e6
-
-
-def time_fwd_bwd(fn, inputs, cot) -> tuple[float, float, str]:
-    """(fwd_ms, fwdbwd_ms, note) with triton.testing.do_bench; NaN and a note when out of memory."""
-    from triton.testing import do_bench
-    wrt = [x for x in inputs if x is not None and x.requires_grad]
-    try:
-        fwd = do_bench(lambda: fn(*inputs), warmup=5, rep=50)
-        fwdbwd = do_bench(lambda: torch.autograd.grad(fn(*inputs), wrt, cot), warmup=5, rep=50)
-        return fwd, fwdbwd, ""
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return math.nan, math.nan, "out of memory"
 
 
 def _fla_hgrn():
@@ -48,7 +34,7 @@ def _fla_hgrn():
 
 def run(quick: bool) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
-    copy_bw = copy_bandwidth()
+    copy_bw = copy_bandwidth_gbps()
     impls = {"triton": triton_linear_recurrence, "torch-chunked": chunked_linear_recurrence,
              # compiled with one chunk: log2(T) scan steps (a loop over T/64 chunks would be unrolled)
              "torch-compile": torch.compile(lambda a, b, h0: chunked_linear_recurrence(a, b, h0, chunk=a.shape[1])),

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..linear_recurrence.bench import copy_bandwidth, time_fwd_bwd
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd
 from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
 
 SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
@@ -29,7 +29,7 @@ def _mamba_ssm():
 
 def run(quick: bool) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
-    copy_bw = copy_bandwidth()
+    copy_bw = copy_bandwidth_gbps()
     compiled = torch.compile(chunked_selective_scan)
     impls = {"triton": triton_selective_scan, "torch-chunked": chunked_selective_scan,
              "torch-compile": compiled, "torch-step-loop": naive_selective_scan,
@@ -86,7 +86,7 @@ def tune() -> list[dict]:
     """Variants and tiles of triton_scan, timed at the issue's shapes after a check against the
     fallback: `kernels.tune_scans` (which `python -m kernels.tune_scans` runs for both scan ops)."""
     from .. import tune_scans
-    return tune_scans.tune_selective_scan(copy_bandwidth())
+    return tune_scans.tune_selective_scan(copy_bandwidth_gbps())
 
 
 if __name__ == "__main__":

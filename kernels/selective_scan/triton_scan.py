@@ -60,8 +60,12 @@ import triton
 import triton.language as tl
 
 from .._host import cdiv, next_power_of_2
-
-from ..linear_recurrence.triton_scan import INTERPRETED, _sm_count, affine_combine, lr_scan
+from ..linear_recurrence.triton_scan import (
+    INTERPRETED,
+    _sm_count,
+    affine_combine,
+    lr_scan,
+)
 
 
 @triton.jit
