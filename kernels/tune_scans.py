@@ -1,6 +1,6 @@
 """Tile/variant tuning for the scan kernels on a GPU: `python -m kernels.tune_scans` (~2-4 min, H100).
 
-For `selective_scan` (variants "tree", "chan" and "seq" of `triton_scan`, a few tile configs each) and `linear_recurrence`
+For `selective_scan` (variants "tree", "chan", "seq" and "time" of `triton_scan`, a few tile configs each) and `linear_recurrence`
 (a few (BLOCK_T, BLOCK_D, num_warps) per dtype) at the shapes of issue #7 (Zoology B=256 L=256 D=256
 N=16; long B=8 L=4096 D=2048 N=16), it
   1. checks each variant once against the PyTorch fallback in fp32 (relative RMS error of the output
@@ -10,7 +10,7 @@ N=16; long B=8 L=4096 D=2048 N=16), it
   3. prints one table (GB/s by the bytes the op must move, as in the bench modules: selective scan
      fwd 4·BDL + 2·BNL, fwd+bwd 11·BDL + 6·BNL elements; linear recurrence 3 and 8 ·BTD) and the best
      correct variant per shape, with the TILES entry that selects it.
-`--only ss|lr` runs one op.
+`--only ss|lr` runs one op; `--variants time,chan` only those selective-scan variants.
 """
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_wa
 # "seq": [BLOCK_D, N] state per program, one step per iteration
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
+# "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
+SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=4, bwd_block_d=4, bwd_warps=4),
+           dict(block_t=256, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=4),
+           dict(block_t=256, fwd_block_d=2, fwd_warps=4, bwd_block_d=2, bwd_warps=4),
+           dict(block_t=512, fwd_block_d=4, fwd_warps=4, bwd_block_d=4, bwd_warps=8),
+           dict(block_t=128, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=4),
+           dict(block_t=256, fwd_block_d=8, fwd_warps=8, bwd_block_d=16, bwd_warps=8),
+           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd_block_d=4, bwd_warps=2)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
@@ -64,14 +72,16 @@ def _ss_inputs(Bsz, D, L, N, dtype, seed=0):
     return [x.requires_grad_() for x in xs], torch.randn(Bsz, D, L, **dev)
 
 
-def tune_selective_scan(copy_bw: float) -> list[dict]:
+def tune_selective_scan(copy_bw: float, only_variants: set[str] | None = None) -> list[dict]:
     from .selective_scan import (
         chunked_selective_scan,
         triton_scan,
         triton_selective_scan,
     )
     default = {k: dict(v) for k, v in triton_scan.TILES.items()}
-    variants = [("tree", default["tree"])] + [("chan", c) for c in SS_CHAN] + [("seq", c) for c in SS_SEQ]
+    variants = [("tree", default["tree"])] + [("chan", c) for c in SS_CHAN] + [("seq", c) for c in SS_SEQ] \
+        + [("time", c) for c in SS_TIME]
+    variants = [(v, c) for v, c in variants if only_variants is None or v in only_variants]
     rows, dtype = [], torch.bfloat16
     for Bsz, D, L, N in SS_SHAPES:
         # correctness slice: same D (same tiles), shorter L and B; fp32 reference from the same inputs
@@ -182,6 +192,7 @@ def summarise(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["ss", "lr"], default=None)
+    parser.add_argument("--variants", default=None, help="selective-scan variants to time, e.g. time,chan")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.tune_scans needs a CUDA GPU")
@@ -193,7 +204,7 @@ def main() -> None:
     print("| " + " | ".join(KEYS) + " |\n|" + "---|" * len(KEYS), flush=True)
     rows = []
     if args.only in (None, "ss"):
-        rows += tune_selective_scan(copy_bw)
+        rows += tune_selective_scan(copy_bw, set(args.variants.split(",")) if args.variants else None)
     if args.only in (None, "lr"):
         rows += tune_linear_recurrence(copy_bw)
     summarise(rows)

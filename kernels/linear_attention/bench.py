@@ -1,11 +1,13 @@
 """Benchmark rows for chunked linear attention (collected by `python -m kernels.bench`).
 
 Implementations, bf16 inputs, forward and forward+backward (triton.testing.do_bench, median ms):
-  triton         ours (kernels.linear_attention.chunk), scalar and per-channel decay
+  triton         ours (kernels.linear_attention.chunk), no, scalar and per-channel decay
   torch-chunk    the chunked PyTorch path (kernels.linear_attention.chunk_torch)
   torch-quadratic  o = ((Q K^T * scale) . D) V with the masked [T, T] decay matrix D (scalar decay)
   sdpa           F.scaled_dot_product_attention(causal): softmax attention, the yardstick
-  fla            FLA's chunk_gla / chunk_simple_gla if importable (skipped otherwise)
+  fla            FLA's chunk_linear_attn (normalize=False) / chunk_simple_gla / chunk_gla if importable
+                 (skipped otherwise); a backward FLA refuses (FLA 0.6: gated kernels on Hopper with
+                 triton < 3.7.1) is recorded as such, with its forward time
 Bytes the algorithm must move: q, k, v, log_decay read and o written once (forward); the backward
 reads them again with do and writes dq, dk, dv, dlog_decay, about 3x the forward bytes in all.
 GB/s = those bytes / fwd+bwd time, and frac_copy_bw = GB/s / the measured device copy bandwidth.
@@ -44,9 +46,12 @@ def _fla(decay: str):
     """FLA's chunk kernels with our argument order, or None if FLA is not installed."""
     try:
         from fla.ops.gla import chunk_gla
+        from fla.ops.linear_attn import chunk_linear_attn
         from fla.ops.simple_gla import chunk_simple_gla
     except ImportError:
         return None
+    if decay == "none":
+        return lambda q, k, v, g, scale: chunk_linear_attn(q, k, v, scale=scale, normalize=False)[0]
     if decay == "channel":
         return lambda q, k, v, g, scale: chunk_gla(q, k, v, g, scale=scale)[0]
     return lambda q, k, v, g, scale: chunk_simple_gla(q, k, v, g, scale=scale)[0]
@@ -55,10 +60,11 @@ def _fla(decay: str):
 def _impls(decay: str) -> dict:
     from . import chunked_linear_attention
 
-    impls = {
-        "triton": lambda q, k, v, g, scale: chunked_linear_attention(q, k, v, g, scale),
-        "torch-chunk": lambda q, k, v, g, scale: chunk_linear_attention_torch(q, k, v, g, scale)[0],
-    }
+    impls = {"triton": lambda q, k, v, g, scale: chunked_linear_attention(q, k, v, g, scale)}
+    if decay == "none":
+        impls["sdpa"] = _sdpa
+    else:
+        impls["torch-chunk"] = lambda q, k, v, g, scale: chunk_linear_attention_torch(q, k, v, g, scale)[0]
     if decay == "scalar":
         impls["torch-quadratic"] = _quadratic
     fla = _fla(decay)
@@ -96,8 +102,7 @@ def run(quick: bool = False) -> list[dict]:
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
         scale = K**-0.5
-        cases = [(d, name, fn) for d in ("scalar", "channel") for name, fn in _impls(d).items()]
-        cases.append(("none", "sdpa", _sdpa))
+        cases = [(d, name, fn) for d in ("scalar", "channel", "none") for name, fn in _impls(d).items()]
         for decay, name, fn in cases:
             g = None
             if decay != "none":
@@ -119,6 +124,10 @@ def run(quick: bool = False) -> list[dict]:
                 row["frac_copy_bw"] = row["gbps"] / copy_bw
             except torch.OutOfMemoryError:
                 row["note"] += "; out of memory"
+            except RuntimeError as e:   # FLA refusing a kernel on this GPU/triton
+                if name != "fla":
+                    raise
+                row["note"] += f"; backward refused: {str(e).splitlines()[0][:120]}"
             torch.cuda.empty_cache()
             rows.append(row)
     return rows

@@ -718,6 +718,205 @@ def _ss_bwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
+@triton.jit
+def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
+                        SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_T: tl.constexpr):
+    # Time along the lanes: u, δ, z, y move as [BLOCK_D, BLOCK_T] tiles (contiguous in t: coalesced),
+    # and a loop over the N states scans each state's [BLOCK_D, BLOCK_T] slice with
+    # `tl.associative_scan`, B_n and C_n being [BLOCK_T] rows shared by the BLOCK_D channels. The
+    # carried state enters the scan through its first step (x_0 += a_0 h_carry), so the scan yields
+    # h_t itself, and y accumulates C_n h_n over the loop. One exp2 per (d, n, t); softplus and the
+    # gate once per (d, t). Shapes as in `_ss_fwd_seq_kernel`.
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    chunk = (pid // (n_dblk * G)) % n_chunks
+    bidx = pid // (n_dblk * G * n_chunks)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
+    row = bidx.to(tl.int64) * Dm + offs_d                            # [BLOCK_D] rows of [B*D, L]
+    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
+    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    cols = tl.arange(0, BLOCK_T)
+    first = (cols == 0)[None, :]
+    last = (cols == BLOCK_T - 1)[None, :]
+    sum_dt = tl.zeros([BLOCK_D], dtype=tl.float32)                  # Σ Δ over the chunk (STATE_ONLY)
+    t_start = chunk * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    for t0 in range(t_start, t_end, BLOCK_T):
+        offs_t = t0 + cols
+        mask_t = offs_t < t_end
+        m_dt = mask_d[:, None] & mask_t[None, :]
+        off_dt = row[:, None] * L + offs_t[None, :]
+        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
+        du = dt * u
+        if SAVE:   # state entering this tile, for the backward's recompute
+            tl.store(ckpt_ptr + (row[:, None] * n_tiles + t0 // BLOCK_T) * N + offs_n[None, :], h, mask=mask_dn)
+        if STATE_ONLY:
+            sum_dt += tl.sum(dt, axis=1)
+        y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
+        h_out = h
+        for n in range(0, N):
+            pick = offs_n[None, :] == n
+            a2 = tl.load(A_ptr + offs_d * N + n, mask=mask_d, other=0.0).to(tl.float32) * 1.4426950408889634
+            b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+            a = tl.exp2(dt * a2[:, None])
+            x = du * b[None, :]
+            x = tl.where(first, x + a * tl.sum(tl.where(pick, h, 0.0), axis=1)[:, None], x)
+            _, hs = tl.associative_scan((a, x), 1, affine_combine)
+            h_out = tl.where(pick, tl.sum(tl.where(last, hs, 0.0), axis=1)[:, None], h_out)
+            if not STATE_ONLY:
+                c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+                y += hs * c[None, :]
+        h = h_out
+        if not STATE_ONLY:
+            if HAS_D:
+                y += Dv[:, None] * u
+            if HAS_Z:
+                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
+    if STATE_ONLY:
+        # ∏ exp(Δ_t A) over the chunk = exp(A Σ Δ_t)
+        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+        tl.store(pend_ptr + state_off, tl.exp(A * sum_dt[:, None]), mask=mask_dn)
+        tl.store(hend_ptr + state_off, h, mask=mask_dn)
+    else:
+        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
+        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+
+
+@triton.jit
+def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
+                        ckpt_ptr, dlast_ptr,
+                        du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_tiles,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
+    # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
+    # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
+    # dΔ, the recomputed y for dz) accumulate over the loop, Σ_d terms (dB, dC) are atomic adds.
+    # Shapes as in `_ss_bwd_kernel`.
+    pid = tl.program_id(0)
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    bidx = pid // (n_dblk * G)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
+    row = bidx.to(tl.int64) * Dm + offs_d
+    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    # gc = ∂L/∂h at the first step right of the current tile (∂L/∂h_L for the last tile)
+    if HAS_DLAST:
+        gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    else:
+        gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    cols = tl.arange(0, BLOCK_T)
+    first = (cols == 0)[None, :]
+    last = (cols == BLOCK_T - 1)[None, :]
+    for k in range(0, n_tiles):
+        tile = n_tiles - 1 - k
+        offs_t = tile * BLOCK_T + cols
+        mask_t = offs_t < L
+        m_dt = mask_d[:, None] & mask_t[None, :]
+        off_dt = row[:, None] * L + offs_t[None, :]
+        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+        dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+        # Δ_{t+1}: the decay a_{t+1} that carries g_{t+1} back to g_t (0 past the end: a = 1)
+        dt_next, _ = _delta(dl_ptr, off_dt + 1, mask_d[:, None] & (offs_t + 1 < L)[None, :], bias,
+                            HAS_BIAS, SOFTPLUS)
+        du = dt * u
+        dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+        if HAS_Z:
+            zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            sg = tl.sigmoid(zz)
+            dy = dout * zz * sg
+        else:
+            dy = dout
+        dy = tl.where(m_dt, dy, 0.0)
+        idx = tl.broadcast_to(offs_t[None, :], [BLOCK_D, BLOCK_T])
+        gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
+        sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
+        y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
+        gc_out = gc
+        ck = (row * n_tiles + tile) * N
+        for n in range(0, N):
+            pick = offs_n[None, :] == n
+            A_n = tl.load(A_ptr + offs_d * N + n, mask=mask_d, other=0.0).to(tl.float32)
+            a2 = A_n * 1.4426950408889634
+            h0 = tl.load(ckpt_ptr + ck + n, mask=mask_d, other=0.0)
+            b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+            c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+            # 1. h_t inside the tile
+            a = tl.exp2(dt * a2[:, None])
+            x = du * b[None, :]
+            _, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
+            # 2. g_t, the gradient reaching h_t
+            a_next = tl.exp2(dt_next * a2[:, None])
+            cg = dy * c[None, :]
+            cg = tl.where(last, cg + a_next * tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None], cg)
+            _, g, _ = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+            gc_out = tl.where(pick, tl.sum(tl.where(first, g, 0.0), axis=1)[:, None], gc_out)
+            # 3. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
+            s = g * (hs - x)
+            gB += g * b[None, :]
+            sA += s * A_n[:, None]
+            dA_acc += tl.where(pick, tl.sum(s * dt, axis=1)[:, None], 0.0)
+            tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t, sem="relaxed")
+            tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t, sem="relaxed")
+            if HAS_Z:
+                y += hs * c[None, :]
+        gc = gc_out
+        if HAS_Z:
+            y += Dv[:, None] * u
+            tl.store(dz_ptr + off_dt, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
+                     mask=m_dt)
+        ddt = gB * u + sA
+        if SOFTPLUS:
+            ddt = ddt * tl.sigmoid(raw)
+        ddt = tl.where(m_dt, ddt, 0.0)
+        dD_acc += tl.sum(dy * u, axis=1)
+        dbias_acc += tl.sum(ddt, axis=1)
+        tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
+        tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
+    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
+    if HAS_D:
+        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+    if HAS_BIAS:
+        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+
+
 # Tiles per variant (see the module docstring; "tree" is kept for `kernels.tune_scans`, which times
 # all of them). BLOCK_T (block_t) is the checkpoint spacing = the backward's recompute tile.
 # "chan": forward BLOCK_D = 32 x fwd_warps, tt steps per vector load; backward "seq" (BLOCK_D
@@ -733,7 +932,8 @@ def _ss_bwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 VARIANT = "chan"
 TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
              seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
-             tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4))
+             tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4),
+             time=dict(block_t=256, fwd_block_d=4, fwd_warps=4, bwd_block_d=4, bwd_warps=4))
 
 
 def _fwd_kernel_name(variant: str, N: int) -> str:
@@ -756,7 +956,7 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
     if variant == "chan" and (not backward or (cfg["bwd"] == "chan" and block_n <= 32)):
         block_d = 32 * warps                      # one channel per thread
-    elif variant in ("seq", "chan"):
+    elif variant in ("seq", "chan", "time"):
         block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
     else:
         budget = cfg["bwd_elems" if backward else "fwd_elems"]
@@ -766,7 +966,7 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
 
 # variant -> (forward, backward) kernels; all write/read the same checkpoints [B, D, L/BLOCK_T, N]
 _KERNELS = {"chan": (_ss_fwd_chan_kernel, _ss_bwd_seq_kernel), "seq": (_ss_fwd_seq_kernel, _ss_bwd_seq_kernel),
-            "tree": (_ss_fwd_kernel, _ss_bwd_kernel)}
+            "tree": (_ss_fwd_kernel, _ss_bwd_kernel), "time": (_ss_fwd_time_kernel, _ss_bwd_time_kernel)}
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -858,7 +1058,7 @@ class SelectiveScanFn(torch.autograd.Function):
             dy = torch.zeros_like(u)
         # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
         # (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms for "seq"; "chan" uses less)
-        scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if ctx.variant != "tree" else ()
+        scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if ctx.variant in ("seq", "chan") else ()
         kernel, A_bwd, extra = _KERNELS[ctx.variant][1], A, {}
         if ctx.variant == "chan" and TILES["chan"]["bwd"] == "chan" and block_n <= 32:
             kernel, A_bwd, extra = _ss_bwd_chan_kernel, A.t().contiguous(), dict(TT=min(TILES["chan"]["tt"], block_t))
@@ -883,12 +1083,13 @@ def triton_selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
                           C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                           delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                           return_last_state: bool = False, chunk_len: int | None = None,
-                          variant: Literal["chan", "seq", "tree"] | None = None):
+                          variant: Literal["chan", "seq", "tree", "time"] | None = None):
     """Triton selective scan; signature and shapes of `naive_selective_scan`.
 
     chunk_len: time steps per forward program (None = choose to fill the GPU); for tests.
     variant: "chan" (sequential in time, one channel per thread), "seq" (sequential in time,
-    [BLOCK_D, N] per program) or "tree" (associative scan); None = `VARIANT`."""
+    [BLOCK_D, N] per program), "tree" (associative scan over a [BLOCK_D, N, BLOCK_T] tile) or "time"
+    (associative scan over a [BLOCK_D, BLOCK_T] tile per state); None = `VARIANT`."""
     variant = variant or VARIANT
     if variant not in _KERNELS:
         raise ValueError(f"triton_selective_scan(variant={variant!r}): expected one of {sorted(_KERNELS)}")

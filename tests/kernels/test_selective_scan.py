@@ -79,7 +79,7 @@ def test_triton_path_is_interpreted_on_cpu():
 
 # sequential in time ("chan": shipped; "chan-bwdchan": with its one-channel-per-thread backward;
 # "seq") and the associative scan ("tree")
-VARIANTS = ["chan", "chan-bwdchan", "seq", "tree"]
+VARIANTS = ["chan", "chan-bwdchan", "seq", "tree", "time"]
 
 
 def _variant(name, monkeypatch):
