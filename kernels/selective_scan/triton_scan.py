@@ -781,7 +781,7 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             a = tl.exp2(dt * a2[:, None])
             x = du * b[None, :]
             x = tl.where(first, x + a * tl.sum(tl.where(pick, h, 0.0), axis=1)[:, None], x)
-            _, hs = tl.associative_scan((a, x), 1, affine_combine)
+            _pa, hs = tl.associative_scan((a, x), 1, affine_combine)
             h_out = tl.where(pick, tl.sum(tl.where(last, hs, 0.0), axis=1)[:, None], h_out)
             if not STATE_ONLY:
                 c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
@@ -881,12 +881,12 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             # 1. h_t inside the tile
             a = tl.exp2(dt * a2[:, None])
             x = du * b[None, :]
-            _, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
+            _pa, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
             # 2. g_t, the gradient reaching h_t
             a_next = tl.exp2(dt_next * a2[:, None])
             cg = dy * c[None, :]
             cg = tl.where(last, cg + a_next * tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None], cg)
-            _, g, _ = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+            _pg, g, _i = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
             gc_out = tl.where(pick, tl.sum(tl.where(first, g, 0.0), axis=1)[:, None], gc_out)
             # 3. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
             s = g * (hs - x)
