@@ -725,13 +725,14 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
                         SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_T: tl.constexpr):
+                        BLOCK_T: tl.constexpr, CK: tl.constexpr):
     # Time along the lanes: u, δ, z, y move as [BLOCK_D, BLOCK_T] tiles (contiguous in t: coalesced),
     # and a loop over the N states scans each state's [BLOCK_D, BLOCK_T] slice with
     # `tl.associative_scan`, B_n and C_n being [BLOCK_T] rows shared by the BLOCK_D channels. The
     # carried state enters the scan through its first step (x_0 += a_0 h_carry), so the scan yields
     # h_t itself, and y accumulates C_n h_n over the loop. One exp2 per (d, n, t); softplus and the
-    # gate once per (d, t). Shapes as in `_ss_fwd_seq_kernel`.
+    # gate once per (d, t). Shapes as in `_ss_fwd_seq_kernel`, except that checkpoints are CK steps
+    # apart (CK divides BLOCK_T): the state after every CK-th step is a masked store of the scan.
     pid = tl.program_id(0)
     dblk = pid % n_dblk
     grp = (pid // n_dblk) % G
@@ -769,7 +770,11 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         dt, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
         du = dt * u
         if SAVE:   # state entering this tile, for the backward's recompute
-            tl.store(ckpt_ptr + (row[:, None] * n_tiles + t0 // BLOCK_T) * N + offs_n[None, :], h, mask=mask_dn)
+            tl.store(ckpt_ptr + (row[:, None] * n_tiles + t0 // CK) * N + offs_n[None, :], h, mask=mask_dn)
+            # states entering the checkpoints inside the tile: after steps CK-1, 2CK-1, ...
+            m_ck = mask_d[:, None] & ((cols + 1) % CK == 0)[None, :] & (cols < BLOCK_T - 1)[None, :] \
+                & (offs_t + 1 < t_end)[None, :]
+            off_ck = (row[:, None] * n_tiles + (offs_t[None, :] + 1) // CK) * N
         if STATE_ONLY:
             sum_dt += tl.sum(dt, axis=1)
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
@@ -783,6 +788,8 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             x = tl.where(first, x + a * tl.sum(tl.where(pick, h, 0.0), axis=1)[:, None], x)
             _pa, hs = tl.associative_scan((a, x), 1, affine_combine)
             h_out = tl.where(pick, tl.sum(tl.where(last, hs, 0.0), axis=1)[:, None], h_out)
+            if SAVE and CK < BLOCK_T:
+                tl.store(ckpt_ptr + off_ck + n, hs, mask=m_ck)
             if not STATE_ONLY:
                 c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
                 y += hs * c[None, :]
@@ -811,12 +818,15 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         Dm, L, N, G, Dg, n_dblk, n_tiles,
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
     # dΔ, the recomputed y for dz) accumulate over the loop, Σ_d terms (dB, dC) are atomic adds.
-    # Shapes as in `_ss_bwd_kernel`.
+    # REV_INDEX: the reverse scan carries the time index so that its combine cannot depend on the
+    # argument order triton uses for reverse scans; else `affine_combine` with reverse=True (first
+    # argument = the earlier one in scan order, i.e. the later time step; tested against the
+    # reference on both the interpreter and the GPU). Shapes as in `_ss_bwd_kernel`.
     pid = tl.program_id(0)
     dblk = pid % n_dblk
     grp = (pid // n_dblk) % G
@@ -886,7 +896,10 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             a_next = tl.exp2(dt_next * a2[:, None])
             cg = dy * c[None, :]
             cg = tl.where(last, cg + a_next * tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None], cg)
-            _pg, g, _i = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+            if REV_INDEX:
+                _pg, g, _i = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+            else:
+                _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
             gc_out = tl.where(pick, tl.sum(tl.where(first, g, 0.0), axis=1)[:, None], gc_out)
             # 3. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
             s = g * (hs - x)
@@ -933,7 +946,8 @@ VARIANT = "chan"
 TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
              seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4),
-             time=dict(block_t=256, fwd_block_d=4, fwd_warps=4, bwd_block_d=4, bwd_warps=4))
+             time=dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2,
+                       rev="index"))
 
 
 def _fwd_kernel_name(variant: str, N: int) -> str:
@@ -943,13 +957,25 @@ def _fwd_kernel_name(variant: str, N: int) -> str:
     return "seq" if variant == "chan" and next_power_of_2(N) > 32 else variant
 
 
+TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
+
+
+def _time_bwd_seq(variant: str) -> bool:
+    """True when the "time" forward is followed by the sequential ("seq") backward."""
+    return variant == "time" and TILES["time"]["bwd"] == "seq"
+
+
 def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant."""
     block_n = next_power_of_2(N)
     cfg = TILES[variant]
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
-        return 2, block_n, 8, 4
+        # "time" with the "seq" backward: checkpoints every 4 steps inside tiles of 8
+        return 2, block_n, 4 if backward and _time_bwd_seq(variant) else 8, 4
     block_t = cfg["block_t"]
+    if backward and _time_bwd_seq(variant):
+        block_t = TIME_SEQ_CK
+        return min(cfg["bwd_block_d"], next_power_of_2(Dg)), block_n, block_t, cfg["bwd_warps"]
     if not backward and _fwd_kernel_name(variant, N) != variant:     # "chan" with N > 32
         seq = TILES["seq"]
         return min(seq["fwd_block_d"], next_power_of_2(Dg)), block_n, block_t, seq["fwd_warps"]
@@ -985,8 +1011,10 @@ class SelectiveScanFn(torch.autograd.Function):
         N, G = A.shape[1], B4.shape[1]
         Dg = Dm // G
         save = any(ctx.needs_input_grad)
-        # forward and backward must agree on BLOCK_T (the checkpoint spacing)
+        # forward and backward must agree on the checkpoint spacing: the backward's BLOCK_T (which is
+        # the forward's, except for "time" with the "seq" backward)
         block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
+        ck = _blocks(variant, N, Dg, backward=True)[2]
         fwd_name = _fwd_kernel_name(variant, N)
         n_dblk, n_tiles = cdiv(Dg, block_d), cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
@@ -1004,6 +1032,7 @@ class SelectiveScanFn(torch.autograd.Function):
             chunk_len = cdiv(n_tiles, n_chunks) * block_t
         chunk_len = cdiv(max(1, min(chunk_len, L)), block_t) * block_t
         n_chunks = cdiv(L, chunk_len)
+        n_tiles = cdiv(L, ck)                                           # checkpoints
         y = torch.empty_like(u)
         last = torch.empty(Bsz, Dm, N, dtype=torch.float32, device=u.device)
         ckpt = torch.empty(Bsz, Dm, n_tiles, N, dtype=torch.float32, device=u.device) if save else last
@@ -1013,6 +1042,8 @@ class SelectiveScanFn(torch.autograd.Function):
                      num_warps=warps)
         if fwd_name == "chan":   # A transposed, [N, D]; TT time steps per vector load
             flags["TT"] = min(TILES["chan"]["tt"], block_t)
+        if fwd_name == "time":
+            flags["CK"] = ck
         A_fwd = A.t().contiguous() if fwd_name == "chan" else A
         args = (u, delta, A_fwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
@@ -1033,7 +1064,7 @@ class SelectiveScanFn(torch.autograd.Function):
                          Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
                          HAS_INIT=init is not None, STATE_ONLY=False, SAVE=save, **flags)
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt if save else None)
-        ctx.softplus, ctx.grouped, ctx.block_t = bool(delta_softplus), grouped, block_t
+        ctx.softplus, ctx.grouped, ctx.block_t = bool(delta_softplus), grouped, ck
         ctx.variant = variant
         ctx.set_materialize_grads(False)   # an unused h_L brings dlast=None, not zeros
         return y, last
@@ -1058,8 +1089,14 @@ class SelectiveScanFn(torch.autograd.Function):
             dy = torch.zeros_like(u)
         # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
         # (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms for "seq"; "chan" uses less)
-        scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if ctx.variant in ("seq", "chan") else ()
+        seq_bwd = ctx.variant in ("seq", "chan") or _time_bwd_seq(ctx.variant)
+        scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if seq_bwd else ()
         kernel, A_bwd, extra = _KERNELS[ctx.variant][1], A, {}
+        if ctx.variant == "time":
+            if seq_bwd:
+                kernel = _ss_bwd_seq_kernel
+            else:
+                extra = dict(REV_INDEX=TILES["time"]["rev"] == "index")
         if ctx.variant == "chan" and TILES["chan"]["bwd"] == "chan" and block_n <= 32:
             kernel, A_bwd, extra = _ss_bwd_chan_kernel, A.t().contiguous(), dict(TT=min(TILES["chan"]["tt"], block_t))
         kernel[(n_prog,)](

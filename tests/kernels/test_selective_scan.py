@@ -79,14 +79,20 @@ def test_triton_path_is_interpreted_on_cpu():
 
 # sequential in time ("chan": shipped; "chan-bwdchan": with its one-channel-per-thread backward;
 # "seq") and the associative scan ("tree")
-VARIANTS = ["chan", "chan-bwdchan", "seq", "tree", "time"]
+VARIANTS = ["chan", "chan-bwdchan", "seq", "tree", "time", "time-bwdseq", "time-revplain"]
 
 
 def _variant(name, monkeypatch):
-    """The triton_selective_scan variant for a test id; switches the "chan" backward if asked."""
+    """The triton_selective_scan variant for a test id; switches a variant's backward if asked."""
     if name == "chan-bwdchan":
         monkeypatch.setitem(ss.triton_scan.TILES["chan"], "bwd", "chan")
         return "chan"
+    if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
+        return "time"
+    if name == "time-revplain":     # reverse scan relying on triton's argument order
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", "plain")
+        return "time"
     return name
 
 
