@@ -14,8 +14,24 @@ G_C = G at the chunk's last token,
 
 Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so log_decay = -20 per
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
-a tl.dot, with BT = 64; for per-channel decay it is formed exactly as a [BT, BT, BK] tensor, with BT = 16
-(instead of GLA's secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows).
+a tl.dot, with BT = 64. Per-channel decay uses GLA's secondary chunking (sec. 4.2, Fig. 3): chunks of
+BT = 64 (64-deep tl.dots for (3) and q~ S) split into sub-chunks of BC = 16 tokens. A block of (1) with t
+in sub-chunk i and s in an earlier sub-chunk j < i is factored at r, the token before sub-chunk i,
+
+    exp(G_t - G_s) = exp(G_t - G_r) * exp(G_r - G_s)            s <= r < t,
+
+a tl.dot of q_t exp(G_t - G_r) [BC, BK] with k_s exp(G_r - G_s) (all j < i at once: [BK, BT], zero rows
+for s > r). Each exponent is the sum of g_u over the tokens between its two ends (r < u <= t, s < u <= r),
+computed from cumulative sums over just those tokens rather than as a difference of cumulative sums over
+the chunk: it is <= 0 exactly (fp32 sums of non-positive numbers are non-positive, and an inclusive sum
+minus its own first term stays <= 0), and its rounding scales with the decay between its ends, not with
+|G| over the chunk. Both factors are in [0, 1]: nothing overflows at any decay, and where one
+underflows to 0 the true product, at most that factor, is below fp32's smallest number too. The
+diagonal blocks (i == j) are formed exactly as [BC, BC, BK] tensors as in (1), the s > t exponents set
+to -inf. The backward uses the same blocks; for dk, dv it walks sub-chunks j of columns and factors at
+the last token of j instead (any r with s <= r < t will do). exp(G_C - G_s) in (3) is likewise a reverse
+cumulative sum. Accumulation is in fp32 throughout (tl.dot operands are rounded to the input dtype, as
+for scalar decay).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 summed on the host.
@@ -125,7 +141,9 @@ def _fwd_kernel(
         if DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)                                   # [BT, BK]
+            # G_C - G_s, the log decay of the tokens after s (a reverse cumulative sum: as precise as
+            # its own size, where G_C - G would lose |G_C| * 6e-8 to the difference)
+            b_Gs = tl.cumsum(b_g, axis=0, reverse=True) - b_g              # [BT, BK]
             b_GC = tl.sum(b_g, axis=0)                                     # [BK]
             # (1)-(2) one sub-chunk of BC rows at a time: o_i = q~_i S + sum_{j<i} A_ij v_j + A_ii v_i
             for i in tl.static_range(BT // BC):
@@ -137,15 +155,15 @@ def _fwd_kernel(
                 b_gi = tl.load(g + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :],
                                other=0.0).to(tl.float32)
                 b_Gi = tl.cumsum(b_gi, axis=0)                             # G_t - G_r, [BC, BK]
-                if i == 0:
-                    b_Gr = tl.zeros([BK], dtype=tl.float32)
-                else:   # G_r: G at the last token before sub-chunk i (row i*BC - 1 of b_G)
-                    b_Gr = tl.sum(tl.where(o_i[:, None] == i * BC - 1, b_G, 0.0), axis=0)
+                b_Gr = tl.sum(tl.where(o_i[:, None] < i * BC, b_g, 0.0), axis=0)  # G_r, r: the token before i
                 b_o = tl.dot((b_qi * tl.exp(b_Gr[None, :] + b_Gi)).to(b_qi.dtype), b_S.to(b_qi.dtype),
                              input_precision=PREC)                         # [BC, BV]
                 if i > 0:
-                    # blocks j < i, all at once: (q_t exp(G_t - G_r)) . (k_s exp(G_r - G_s)), s <= r < t
-                    b_kr = (b_k * tl.exp(tl.where(o_i[:, None] < i * BC, b_Gr[None, :] - b_G, float("-inf"))))
+                    # blocks j < i, all at once: (q_t exp(G_t - G_r)) . (k_s exp(G_r - G_s)), s <= r < t,
+                    # G_r - G_s = sum_{s < u <= r} g_u (a reverse cumulative sum over the rows before i)
+                    b_gr = tl.where(o_i[:, None] < i * BC, b_g, 0.0)
+                    b_kr = b_k * tl.exp(tl.where(o_i[:, None] < i * BC, tl.cumsum(b_gr, axis=0, reverse=True) - b_gr,
+                                                 float("-inf")))
                     b_Ao = tl.dot((b_qi * tl.exp(b_Gi)).to(b_qi.dtype), tl.trans(b_kr.to(b_k.dtype)),
                                   input_precision=PREC)                    # [BC, BT], 0 for s >= i*BC
                     b_o += tl.dot(b_Ao.to(b_v.dtype), b_v, input_precision=PREC)
@@ -156,7 +174,7 @@ def _fwd_kernel(
                 tl.store(o + o_ti[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
                          mask=m_ti & m_v[None, :])
             # (3), 64 deep
-            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
+            b_kd = (b_k * tl.exp(b_Gs)).to(b_k.dtype)
             b_S = b_S * tl.exp(b_GC)[:, None] + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
         else:
             b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
@@ -244,12 +262,11 @@ def _local_state_kernel(
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
-                b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
-            else:
-                b_ad = (b_a * tl.exp(b_GC[None, :] - b_G)).to(b_a.dtype)
+                b_ad = (b_a * tl.exp(tl.cumsum(b_g, axis=0)) * scale).to(b_a.dtype)
+            else:   # exp(G_C - G_s) from a reverse cumulative sum, as in _fwd_kernel
+                b_ad = (b_a * tl.exp(tl.cumsum(b_g, axis=0, reverse=True) - b_g)).to(b_a.dtype)
             b_S = b_S * tl.exp(b_GC)[:, None]
             b_gsum += b_GC
         else:
@@ -347,7 +364,7 @@ def _bwd_dq_kernel(
         if DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
+            b_Gs = tl.cumsum(b_g, axis=0, reverse=True) - b_g              # G_C - G_s, as in _fwd_kernel
             b_GC = tl.sum(b_g, axis=0)
             # dq_tk = scale * (exp(G_tk) (S do_t)_k + sum_{s <= t} dA[t, s] k_sk exp(G_tk - G_sk)), per
             # sub-chunk i of rows, with the sub-chunks j < i factored at G_r as in the forward
@@ -360,14 +377,13 @@ def _bwd_dq_kernel(
                 b_gi = tl.load(g + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :],
                                other=0.0).to(tl.float32)
                 b_Gi = tl.cumsum(b_gi, axis=0)                             # G_t - G_r
-                if i == 0:
-                    b_Gr = tl.zeros([BK], dtype=tl.float32)
-                else:
-                    b_Gr = tl.sum(tl.where(o_i[:, None] == i * BC - 1, b_G, 0.0), axis=0)
+                b_Gr = tl.sum(tl.where(o_i[:, None] < i * BC, b_g, 0.0), axis=0)       # G_r
                 b_dq = tl.dot(b_doi, tl.trans(b_S.to(b_doi.dtype)), input_precision=PREC) \
                     * tl.exp(b_Gr[None, :] + b_Gi)                         # [BC, BK], from S
                 if i > 0:
-                    b_kr = b_k * tl.exp(tl.where(o_i[:, None] < i * BC, b_Gr[None, :] - b_G, float("-inf")))
+                    b_gr = tl.where(o_i[:, None] < i * BC, b_g, 0.0)
+                    b_kr = b_k * tl.exp(tl.where(o_i[:, None] < i * BC, tl.cumsum(b_gr, axis=0, reverse=True) - b_gr,
+                                                 float("-inf")))               # k_s exp(G_r - G_s)
                     b_dAo = tl.dot(b_doi, tl.trans(b_v), input_precision=PREC)  # [BC, BT]; rows s >= i*BC of b_kr are 0
                     b_dq += tl.dot(b_dAo.to(b_k.dtype), b_kr.to(b_k.dtype), input_precision=PREC) * tl.exp(b_Gi)
                 b_dAd = tl.where(causal_c, tl.dot(b_doi, tl.trans(b_vi), input_precision=PREC), 0.0)
@@ -381,7 +397,7 @@ def _bwd_dq_kernel(
                                    other=0.0)
                     tl.store(xq + o_ti[:, None] * (H * K) + o_k[None, :], b_qi.to(tl.float32) * b_dq,
                              mask=m_ti & m_k[None, :])
-            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
+            b_kd = (b_k * tl.exp(b_Gs)).to(b_k.dtype)
             b_S = b_S * tl.exp(b_GC)[:, None] + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
         else:
             b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :],
@@ -499,20 +515,21 @@ def _bwd_dkv_kernel(
                 b_vc = tl.load(v + o_tc[:, None] * (H * V) + o_v[None, :], mask=m_cv, other=0.0)
                 b_doc = tl.load(do + o_tc[:, None] * (H * V) + o_v[None, :], mask=m_cv, other=0.0)
                 b_gc = tl.load(g + o_tc[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.0).to(tl.float32)
-                b_Gc = tl.cumsum(b_gc, axis=0)                             # G_s - G at the start of c
-                if c == 0:
-                    b_Gr = tl.zeros([BK], dtype=tl.float32)
-                else:   # G at the last token before sub-chunk c
-                    b_Gr = tl.sum(tl.where(o_i[:, None] == c * BC - 1, b_G, 0.0), axis=0)
-                b_kdec = tl.exp(b_GC[None, :] - b_Gr[None, :] - b_Gc)      # exp(G_C - G_s), [BC, BK]
+                b_Gc = tl.cumsum(b_gc, axis=0)                             # G_s - G_r (r: the token before c)
+                # exp(G_C - G_s) = exp((G_C - G_e) + (G_e - G_s)): two sums of g over their own tokens,
+                # rather than differences of the chunk's cumulative sums (imprecise where |G| is large)
+                b_Gce = tl.sum(tl.where(o_i[:, None] >= c * BC + BC, b_g, 0.0), axis=0)   # G_C - G_e
+                b_Gec = tl.cumsum(b_gc, axis=0, reverse=True) - b_gc                  # G_e - G_s
+                b_kdec = tl.exp(b_Gce[None, :] + b_Gec)                    # [BC, BK]
                 b_dk = tl.dot(b_vc, tl.trans(b_dS.to(b_vc.dtype)), input_precision=PREC) * b_kdec
                 b_dv = tl.dot((b_kc * b_kdec).to(b_kc.dtype), b_dS.to(b_kc.dtype), input_precision=PREC)
                 if c < BT // BC - 1:
-                    b_Ge = tl.sum(tl.where(o_i[:, None] == c * BC + BC - 1, b_G, 0.0), axis=0)
-                    # q_t exp(G_t - G_e) * scale for t after sub-chunk c, else 0: [BT, BK]
-                    b_qe = (b_q * (tl.exp(tl.where(o_i[:, None] >= c * BC + BC, b_G - b_Ge[None, :],
+                    # q_t exp(G_t - G_e) * scale for t after sub-chunk c, else 0: [BT, BK];
+                    # G_t - G_e = sum_{e < u <= t} g_u (a cumulative sum over the rows after c)
+                    b_ge = tl.where(o_i[:, None] >= c * BC + BC, b_g, 0.0)
+                    b_qe = (b_q * (tl.exp(tl.where(o_i[:, None] >= c * BC + BC, tl.cumsum(b_ge, axis=0),
                                                    float("-inf"))) * scale)).to(b_q.dtype)
-                    b_ke = tl.exp(tl.sum(b_gc, axis=0)[None, :] - b_Gc)     # exp(G_e - G_s), [BC, BK]
+                    b_ke = tl.exp(b_Gec)                                   # exp(G_e - G_s), [BC, BK]
                     b_dAe = tl.dot(b_do, tl.trans(b_vc), input_precision=PREC)      # [BT, BC]
                     b_dk += tl.dot(tl.trans(b_dAe).to(b_q.dtype), b_qe, input_precision=PREC) * b_ke
                     b_Ae = tl.dot(b_qe, tl.trans((b_kc * b_ke).to(b_kc.dtype)), input_precision=PREC)

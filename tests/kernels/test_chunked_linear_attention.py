@@ -91,8 +91,9 @@ def triton_impl(q, k, v, g, **kw):
     return o, ht
 
 
-# (B, T, H, K, V): T = 1; T = one chunk + odd for both chunk sizes (16, 64); K, V not powers of two
-# and spanning 2 K-blocks / 2 V-blocks of the per-channel tiles (BK = 32, BV = 64)
+# (B, T, H, K, V): T = 1; T = one chunk of 64 + 7; T = 37 and 19: one partial chunk, which per-channel
+# decay splits into 3 and 2 sub-chunks of 16 (the last partial); K, V not powers of two, V = 72 spanning
+# 2 V-blocks of the per-channel tiles (BV = 64)
 SHAPES = [(1, 1, 1, 16, 16), (2, 71, 2, 16, 32), (1, 37, 2, 24, 48), (1, 19, 1, 40, 72)]
 
 
@@ -128,10 +129,10 @@ def test_triton_interpreted_no_initial_state(interpret, poison):
 
 
 # Sequence segments (NS > 1), forced here since the CPU default is one segment. (B, T, H, K, V, ns):
-# T = 1; scalar chunks BT = 64: T = 150 is 3 chunks, ns = 2 gives segments of 2 + 1 chunks (the last one
-# short, and the last chunk partial); per-channel BT = 16: T = 37 is 3 chunks in 3 segments, and with
-# K = 40 two K blocks (BK = 32) that each finish their channels' dlog_decay.
-SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 37, 2, 24, 48, 3), (1, 37, 1, 40, 32, 2)]
+# T = 1; chunks of BT = 64 (every decay): T = 150 is 3 chunks, ns = 2 gives segments of 2 + 1 chunks (the
+# last one short, and the last chunk partial), ns = 3 one chunk each; K = 80: two K blocks (BK = 64) that
+# each finish their channels' dlog_decay (per channel) or go through the epilogue (scalar decay).
+SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 150, 1, 24, 48, 3), (1, 150, 1, 80, 32, 2)]
 
 
 @pytest.mark.parametrize("decay", DECAYS)
@@ -143,8 +144,7 @@ def test_triton_interpreted_segments(interpret, poison, monkeypatch, B, T, H, K,
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     before = chunk.LAUNCHES["interpret"]
     check(triton_impl, B, T, H, K, V, decay, torch.float32)
-    BT = 16 if decay == "channel" else 64
-    if math.ceil(T / BT) > 1:   # local state + scan + sweep, forward and backward, + dq sweep
+    if math.ceil(T / 64) > 1:   # local state + scan + sweep, forward and backward, + dq sweep
         assert chunk.LAUNCHES["interpret"] >= before + 7, "the segmented path did not run"
 
 
@@ -155,8 +155,7 @@ def test_triton_interpreted_segments_multi_block(interpret, poison, monkeypatch,
 
     monkeypatch.setitem(chunk.TUNE, "ns", 2)
     monkeypatch.setitem(chunk.TUNE, "max_tile", 16)
-    T = 40 if decay == "channel" else 130
-    check(triton_impl, 1, T, 1, 24, 40, decay, torch.float32)
+    check(triton_impl, 1, 130, 1, 24, 40, decay, torch.float32)
 
 
 @pytest.mark.parametrize("decay", ["scalar", "channel"])
@@ -165,8 +164,7 @@ def test_triton_interpreted_segments_strong_decay_no_state(interpret, poison, mo
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", 3)
-    T = 45 if decay == "channel" else 150
-    inputs = make_inputs(1, T, 2, 16, 16, decay, torch.float32, strength=20.0, h0=False)
+    inputs = make_inputs(1, 150, 2, 16, 16, decay, torch.float32, strength=20.0, h0=False)
     inputs["dht"] = torch.zeros_like(inputs["dht"])    # the reference's S_T term then adds nothing
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     del ref["ht"]
@@ -176,6 +174,25 @@ def test_triton_interpreted_segments_strong_decay_no_state(interpret, poison, mo
     out = {"o": o.detach()}
     out.update({"d" + n: t.grad for n, t in leaves.items()})
     assert_close(ref, out, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("K,V,tune", [(80, 32, {}), (48, 24, {"max_tile": 16, "ns": 2})], ids=["2kblocks", "tiles16-ns2"])
+def test_triton_interpreted_channel_sub_chunks(interpret, poison, monkeypatch, K, V, tune):
+    """Per-channel decay over a full chunk of 64 and a partial one (T = 100: 2 sub-chunks of 16 + 4 tokens),
+    channel k decaying by up to e^-20 per step (k % 4 == 0), e^-1e-3 (1), e^-1 (2), or e^-20 for t < 40 and
+    e^-1e-3 after (3): the factors across sub-chunk boundaries must neither overflow nor lose precision.
+    Several K blocks (with one V block: dlog_decay in the sweep; 16-wide tiles: fp32 partials, epilogue)."""
+    from kernels.linear_attention import chunk
+
+    for name, value in tune.items():
+        monkeypatch.setitem(chunk.TUNE, name, value)
+    T = 100
+    inputs = make_inputs(1, T, 2, K, V, "channel", torch.float32)
+    strength = torch.tensor([20.0, 1e-3, 1.0, 20.0])[torch.arange(K) % 4].expand(T, K).clone()   # [T, K]
+    strength[40:, 3::4] = 1e-3
+    inputs["log_decay"] = inputs["log_decay"] * strength[None, :, None, :]
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
