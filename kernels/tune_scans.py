@@ -38,14 +38,15 @@ SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_wa
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
 # "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
-SS_TIME = [dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="index"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="seq", bwd_block_d=16, bwd_warps=1, rev="index"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
-           dict(block_t=64, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
-           dict(block_t=256, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain"),
-           dict(block_t=128, fwd_block_d=8, fwd_warps=2, bwd="time", bwd_block_d=8, bwd_warps=2, rev="plain"),
-           dict(block_t=128, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="index")]
+SS_TIME = [dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
+           dict(block_t=64, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
+           dict(block_t=128, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain"),
+           dict(block_t=128, fwd_block_d=8, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
+           dict(block_t=64, fwd_block_d=8, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
+           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
+           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="index"),
+           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain")]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
