@@ -942,12 +942,12 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # "seq" backward at bwd_block_d=16 is the fastest correct config, 15.9 ms at B=8 D=2048 L=4096 N=16
 # (tree 18.4) and 3.8 ms at B=256 D=256 L=256 (tree 4.6); its forward alone (5.5 ms) is slower than
 # the tree's (4.4 ms); unprofiled guess: the per-step loads of B_t, C_t (N broadcast loads per thread).
-VARIANT = "chan"
+VARIANT = "time"
 TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
              seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4),
-             time=dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2,
-                       rev="index"))
+             time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
+                       rev="plain"))
 
 
 def _fwd_kernel_name(variant: str, N: int) -> str:

@@ -96,8 +96,9 @@ def _variant(name, monkeypatch):
     return name
 
 
-def test_shipped_variant_is_chan():
-    assert ss.triton_scan.VARIANT == "chan"
+def test_shipped_variant_is_time():
+    assert ss.triton_scan.VARIANT == "time"
+    assert ss.triton_scan.TILES["time"]["bwd"] == "time"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
