@@ -14,24 +14,8 @@ G_C = G at the chunk's last token,
 
 Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so log_decay = -20 per
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
-a tl.dot, with BT = 64. Per-channel decay uses GLA's secondary chunking (sec. 4.2, Fig. 3): chunks of
-BT = 64 (64-deep tl.dots for (3) and q~ S) split into sub-chunks of BC = 16 tokens. A block of (1) with t
-in sub-chunk i and s in an earlier sub-chunk j < i is factored at r, the token before sub-chunk i,
-
-    exp(G_t - G_s) = exp(G_t - G_r) * exp(G_r - G_s)            s <= r < t,
-
-a tl.dot of q_t exp(G_t - G_r) [BC, BK] with k_s exp(G_r - G_s) (all j < i at once: [BK, BT], zero rows
-for s > r). Each exponent is the sum of g_u over the tokens between its two ends (r < u <= t, s < u <= r),
-computed from cumulative sums over just those tokens rather than as a difference of cumulative sums over
-the chunk: it is <= 0 exactly (fp32 sums of non-positive numbers are non-positive, and an inclusive sum
-minus its own first term stays <= 0), and its rounding scales with the decay between its ends, not with
-|G| over the chunk. Both factors are in [0, 1]: nothing overflows at any decay, and where one
-underflows to 0 the true product, at most that factor, is below fp32's smallest number too. The
-diagonal blocks (i == j) are formed exactly as [BC, BC, BK] tensors as in (1), the s > t exponents set
-to -inf. The backward uses the same blocks; for dk, dv it walks sub-chunks j of columns and factors at
-the last token of j instead (any r with s <= r < t will do). exp(G_C - G_s) in (3) is likewise a reverse
-cumulative sum. Accumulation is in fp32 throughout (tl.dot operands are rounded to the input dtype, as
-for scalar decay).
+a tl.dot, with BT = 64; for per-channel decay it is formed exactly as a [BT, BT, BK] tensor, with BT = 16
+(instead of GLA's secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 summed on the host.
@@ -82,8 +66,7 @@ from .._host import cdiv, next_power_of_2
 LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
-# (programs wanted per SM), "BT" (scalar/no decay chunk), "BT_channel" and "BC" (per-channel chunk and
-# sub-chunk), "max_tile" (BK, BV cap), "num_warps", "num_stages".
+# (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -97,7 +80,7 @@ def _interpret() -> bool:
 def _fwd_kernel(
     q, k, v, g, s0, o, ht, T, scale,
     B, H, K, V, NS, SC,
-    BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
@@ -128,77 +111,47 @@ def _fwd_kernel(
     if USE_S0:
         b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
     o_i = tl.arange(0, BT)
-    o_c = tl.arange(0, BC)
     causal = o_i[:, None] >= o_i[None, :]
-    causal_c = o_c[:, None] >= o_c[None, :]
     NT = tl.cdiv(T, BT)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
         # out-of-range rows load as k = v = 0, g = 0: they add nothing and decay nothing
+        b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        if DECAY == 2:
+        if DECAY == 1:
+            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
+            b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
+            b_qd = (b_q * tl.exp(b_G)[:, None]).to(b_q.dtype)
+            b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
+            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
+            b_decay = tl.exp(b_GC)
+        elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
-            # G_C - G_s, the log decay of the tokens after s (a reverse cumulative sum: as precise as
-            # its own size, where G_C - G would lose |G_C| * 6e-8 to the difference)
-            b_Gs = tl.cumsum(b_g, axis=0, reverse=True) - b_g              # [BT, BK]
+            b_G = tl.cumsum(b_g, axis=0)                                   # [BT, BK]
             b_GC = tl.sum(b_g, axis=0)                                     # [BK]
-            # (1)-(2) one sub-chunk of BC rows at a time: o_i = q~_i S + sum_{j<i} A_ij v_j + A_ii v_i
-            for i in tl.static_range(BT // BC):
-                o_ti = i_t * BT + i * BC + o_c
-                m_ti = (o_ti < T)[:, None]
-                b_qi = tl.load(q + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :], other=0.0)
-                b_ki = tl.load(k + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :], other=0.0)
-                b_vi = tl.load(v + o_ti[:, None] * (H * V) + o_v[None, :], mask=m_ti & m_v[None, :], other=0.0)
-                b_gi = tl.load(g + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :],
-                               other=0.0).to(tl.float32)
-                b_Gi = tl.cumsum(b_gi, axis=0)                             # G_t - G_r, [BC, BK]
-                b_Gr = tl.sum(tl.where(o_i[:, None] < i * BC, b_g, 0.0), axis=0)  # G_r, r: the token before i
-                b_o = tl.dot((b_qi * tl.exp(b_Gr[None, :] + b_Gi)).to(b_qi.dtype), b_S.to(b_qi.dtype),
-                             input_precision=PREC)                         # [BC, BV]
-                if i > 0:
-                    # blocks j < i, all at once: (q_t exp(G_t - G_r)) . (k_s exp(G_r - G_s)), s <= r < t,
-                    # G_r - G_s = sum_{s < u <= r} g_u (a reverse cumulative sum over the rows before i)
-                    b_gr = tl.where(o_i[:, None] < i * BC, b_g, 0.0)
-                    b_kr = b_k * tl.exp(tl.where(o_i[:, None] < i * BC, tl.cumsum(b_gr, axis=0, reverse=True) - b_gr,
-                                                 float("-inf")))
-                    b_Ao = tl.dot((b_qi * tl.exp(b_Gi)).to(b_qi.dtype), tl.trans(b_kr.to(b_k.dtype)),
-                                  input_precision=PREC)                    # [BC, BT], 0 for s >= i*BC
-                    b_o += tl.dot(b_Ao.to(b_v.dtype), b_v, input_precision=PREC)
-                # block i: exact exp(G_tk - G_sk) for s <= t, [BC, BC, BK]
-                b_E = tl.exp(tl.where(causal_c[:, :, None], b_Gi[:, None, :] - b_Gi[None, :, :], float("-inf")))
-                b_Ad = tl.sum(b_qi.to(tl.float32)[:, None, :] * b_ki.to(tl.float32)[None, :, :] * b_E, axis=2)
-                b_o += tl.dot(b_Ad.to(b_v.dtype), b_vi, input_precision=PREC)
-                tl.store(o + o_ti[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
-                         mask=m_ti & m_v[None, :])
-            # (3), 64 deep
-            b_kd = (b_k * tl.exp(b_Gs)).to(b_k.dtype)
-            b_S = b_S * tl.exp(b_GC)[:, None] + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+            b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
+            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
+            # exact exp(G_tk - G_sk) for s <= t: [BT, BT, BK], every exponent <= 0
+            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+            b_A = tl.sum(b_q.to(tl.float32)[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2)
+            b_decay = tl.exp(b_GC)[:, None]
         else:
-            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            if DECAY == 1:
-                b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
-                b_G = tl.cumsum(b_g, axis=0)                               # [BT]
-                b_GC = tl.sum(b_g, axis=0)                                 # G at the chunk end
-                b_qd = (b_q * tl.exp(b_G)[:, None]).to(b_q.dtype)
-                b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
-                b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
-                b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
-                b_decay = tl.exp(b_GC)
-            else:
-                b_qd = b_q
-                b_kd = b_k
-                b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
-                b_decay = 1.0
-            # (2): inter-chunk part from S plus intra-chunk part from A
-            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
-            b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
-            tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
-                     mask=m_t[:, None] & m_v[None, :])
-            # (3): carry the state to the next chunk
-            b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+            b_qd = b_q
+            b_kd = b_k
+            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
+            b_decay = 1.0
+        # (2): inter-chunk part from S plus intra-chunk part from A
+        b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
+        b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
+        tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+                 mask=m_t[:, None] & m_v[None, :])
+        # (3): carry the state to the next chunk
+        b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
     if STORE_HT:
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
@@ -206,7 +159,7 @@ def _fwd_kernel(
 def _local_state_kernel(
     a, b, g, out, gseg, T, scale,
     H, K, V, NS, SC,
-    BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr,
 ):
     """Step (a) of the segmented sweeps, from a zero state. Grid (B*H*NS, V blocks, K blocks); out:
@@ -262,11 +215,12 @@ def _local_state_kernel(
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
-                b_ad = (b_a * tl.exp(tl.cumsum(b_g, axis=0)) * scale).to(b_a.dtype)
-            else:   # exp(G_C - G_s) from a reverse cumulative sum, as in _fwd_kernel
-                b_ad = (b_a * tl.exp(tl.cumsum(b_g, axis=0, reverse=True) - b_g)).to(b_a.dtype)
+                b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
+            else:
+                b_ad = (b_a * tl.exp(b_GC[None, :] - b_G)).to(b_a.dtype)
             b_S = b_S * tl.exp(b_GC)[:, None]
             b_gsum += b_GC
         else:
@@ -317,7 +271,7 @@ def _scan_kernel(
 def _bwd_dq_kernel(
     q, k, v, g, s0, do, dq, xq, T, scale,
     B, H, K, V, NS, SC,
-    BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
@@ -352,85 +306,56 @@ def _bwd_dq_kernel(
         b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :],
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
     o_i = tl.arange(0, BT)
-    o_c = tl.arange(0, BC)
     causal = o_i[:, None] >= o_i[None, :]
-    causal_c = o_c[:, None] >= o_c[None, :]
     NT = tl.cdiv(T, BT)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        if DECAY == 2:
+        b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+        # dA[t, s] = do_t . v_s (s <= t), the gradient of A in (2) without the scale
+        b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
+        b_dq = tl.dot(b_do, tl.trans(b_S.to(b_do.dtype)), input_precision=PREC)  # [BT, BK], from S
+        if DECAY == 1:
+            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
+            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+            b_dq = b_dq * tl.exp(b_G)[:, None] + tl.dot((b_dA * b_E).to(b_k.dtype), b_k, input_precision=PREC)
+            b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
+            b_decay = tl.exp(b_GC)
+        elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                           other=0.0).to(tl.float32)
-            b_Gs = tl.cumsum(b_g, axis=0, reverse=True) - b_g              # G_C - G_s, as in _fwd_kernel
+            b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            # dq_tk = scale * (exp(G_tk) (S do_t)_k + sum_{s <= t} dA[t, s] k_sk exp(G_tk - G_sk)), per
-            # sub-chunk i of rows, with the sub-chunks j < i factored at G_r as in the forward
-            for i in tl.static_range(BT // BC):
-                o_ti = i_t * BT + i * BC + o_c
-                m_ti = (o_ti < T)[:, None]
-                b_doi = tl.load(do + o_ti[:, None] * (H * V) + o_v[None, :], mask=m_ti & m_v[None, :], other=0.0)
-                b_ki = tl.load(k + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :], other=0.0)
-                b_vi = tl.load(v + o_ti[:, None] * (H * V) + o_v[None, :], mask=m_ti & m_v[None, :], other=0.0)
-                b_gi = tl.load(g + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :],
-                               other=0.0).to(tl.float32)
-                b_Gi = tl.cumsum(b_gi, axis=0)                             # G_t - G_r
-                b_Gr = tl.sum(tl.where(o_i[:, None] < i * BC, b_g, 0.0), axis=0)       # G_r
-                b_dq = tl.dot(b_doi, tl.trans(b_S.to(b_doi.dtype)), input_precision=PREC) \
-                    * tl.exp(b_Gr[None, :] + b_Gi)                         # [BC, BK], from S
-                if i > 0:
-                    b_gr = tl.where(o_i[:, None] < i * BC, b_g, 0.0)
-                    b_kr = b_k * tl.exp(tl.where(o_i[:, None] < i * BC, tl.cumsum(b_gr, axis=0, reverse=True) - b_gr,
-                                                 float("-inf")))               # k_s exp(G_r - G_s)
-                    b_dAo = tl.dot(b_doi, tl.trans(b_v), input_precision=PREC)  # [BC, BT]; rows s >= i*BC of b_kr are 0
-                    b_dq += tl.dot(b_dAo.to(b_k.dtype), b_kr.to(b_k.dtype), input_precision=PREC) * tl.exp(b_Gi)
-                b_dAd = tl.where(causal_c, tl.dot(b_doi, tl.trans(b_vi), input_precision=PREC), 0.0)
-                b_E = tl.exp(tl.where(causal_c[:, :, None], b_Gi[:, None, :] - b_Gi[None, :, :], float("-inf")))
-                b_dq += tl.sum(b_dAd[:, :, None] * b_ki.to(tl.float32)[None, :, :] * b_E, axis=1)
-                b_dq = b_dq * scale
-                tl.store(dq + o_ti[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
-                         mask=m_ti & m_k[None, :])
-                if DG:
-                    b_qi = tl.load(q + o_ti[:, None] * (H * K) + o_k[None, :], mask=m_ti & m_k[None, :],
-                                   other=0.0)
-                    tl.store(xq + o_ti[:, None] * (H * K) + o_k[None, :], b_qi.to(tl.float32) * b_dq,
-                             mask=m_ti & m_k[None, :])
-            b_kd = (b_k * tl.exp(b_Gs)).to(b_k.dtype)
-            b_S = b_S * tl.exp(b_GC)[:, None] + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk)
+            b_dq = b_dq * tl.exp(b_G) + tl.sum(b_dA[:, :, None] * b_k.to(tl.float32)[None, :, :] * b_E, axis=1)
+            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
+            b_decay = tl.exp(b_GC)[:, None]
         else:
-            b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :],
-                           other=0.0)
-            # dA[t, s] = do_t . v_s (s <= t), the gradient of A in (2) without the scale
-            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
-            b_dq = tl.dot(b_do, tl.trans(b_S.to(b_do.dtype)), input_precision=PREC)  # [BT, BK], from S
-            if DECAY == 1:
-                b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
-                b_G = tl.cumsum(b_g, axis=0)
-                b_GC = tl.sum(b_g, axis=0)
-                b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
-                b_dq = b_dq * tl.exp(b_G)[:, None] + tl.dot((b_dA * b_E).to(b_k.dtype), b_k,
-                                                            input_precision=PREC)
-                b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
-                b_decay = tl.exp(b_GC)
+            b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
+            b_kd = b_k
+            b_decay = 1.0
+        b_dq = b_dq * scale
+        tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
+                 mask=m_t[:, None] & m_k[None, :])
+        if DG:
+            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            if DECAY == 2:
+                tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
+                         mask=m_t[:, None] & m_k[None, :])
             else:
-                b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
-                b_kd = b_k
-                b_decay = 1.0
-            b_dq = b_dq * scale
-            tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
-                     mask=m_t[:, None] & m_k[None, :])
-            if DG:
-                b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                              other=0.0)
                 tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
-            b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+        b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+
 
 def _bwd_dkv_kernel(
     q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, T, scale,
     B, H, K, V, NS, SC,
-    BT: tl.constexpr, BC: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr,
     PREC: tl.constexpr,
 ):
@@ -483,9 +408,7 @@ def _bwd_dkv_kernel(
         else:
             b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
-    o_c = tl.arange(0, BC)
     causal = o_i[:, None] >= o_i[None, :]
-    causal_c = o_c[:, None] >= o_c[None, :]
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
@@ -495,101 +418,62 @@ def _bwd_dkv_kernel(
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
         b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+        b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        if DECAY == 2:
+        b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+        b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+        if DECAY == 1:
+            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
+            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E * scale
+            b_kdec = tl.exp(b_GC - b_G)[:, None]
+            b_dk = b_dk * b_kdec + tl.dot(tl.trans(b_dA * b_E).to(b_q.dtype), b_q, input_precision=PREC)
+            b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
+            b_decay = tl.exp(b_GC)
+        elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            # per sub-chunk c of columns s, last to first (dg's suffix sums run backwards):
-            #   dk_s = exp(G_C - G_s) (dS_C v_s) + sum_{t >= s} dA[t, s] q_t exp(G_t - G_s)
-            #   dv_s = (k_s exp(G_C - G_s)) dS_C + sum_{t >= s} A[t, s] do_t
-            # the rows t in later sub-chunks factored at G_e, G at the last token of sub-chunk c:
-            # exp(G_t - G_s) = exp(G_t - G_e) exp(G_e - G_s), both exponents <= 0
-            for cc in tl.static_range(BT // BC):
-                c = BT // BC - 1 - cc
-                o_tc = (c1 - 1 - j) * BT + c * BC + o_c
-                m_tc = (o_tc < T)[:, None]
-                m_ck, m_cv = m_tc & m_k[None, :], m_tc & m_v[None, :]
-                b_qc = tl.load(q + o_tc[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.0)
-                b_kc = tl.load(k + o_tc[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.0)
-                b_vc = tl.load(v + o_tc[:, None] * (H * V) + o_v[None, :], mask=m_cv, other=0.0)
-                b_doc = tl.load(do + o_tc[:, None] * (H * V) + o_v[None, :], mask=m_cv, other=0.0)
-                b_gc = tl.load(g + o_tc[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.0).to(tl.float32)
-                b_Gc = tl.cumsum(b_gc, axis=0)                             # G_s - G_r (r: the token before c)
-                # exp(G_C - G_s) = exp((G_C - G_e) + (G_e - G_s)): two sums of g over their own tokens,
-                # rather than differences of the chunk's cumulative sums (imprecise where |G| is large)
-                b_Gce = tl.sum(tl.where(o_i[:, None] >= c * BC + BC, b_g, 0.0), axis=0)   # G_C - G_e
-                b_Gec = tl.cumsum(b_gc, axis=0, reverse=True) - b_gc                  # G_e - G_s
-                b_kdec = tl.exp(b_Gce[None, :] + b_Gec)                    # [BC, BK]
-                b_dk = tl.dot(b_vc, tl.trans(b_dS.to(b_vc.dtype)), input_precision=PREC) * b_kdec
-                b_dv = tl.dot((b_kc * b_kdec).to(b_kc.dtype), b_dS.to(b_kc.dtype), input_precision=PREC)
-                if c < BT // BC - 1:
-                    # q_t exp(G_t - G_e) * scale for t after sub-chunk c, else 0: [BT, BK];
-                    # G_t - G_e = sum_{e < u <= t} g_u (a cumulative sum over the rows after c)
-                    b_ge = tl.where(o_i[:, None] >= c * BC + BC, b_g, 0.0)
-                    b_qe = (b_q * (tl.exp(tl.where(o_i[:, None] >= c * BC + BC, tl.cumsum(b_ge, axis=0),
-                                                   float("-inf"))) * scale)).to(b_q.dtype)
-                    b_ke = tl.exp(b_Gec)                                   # exp(G_e - G_s), [BC, BK]
-                    b_dAe = tl.dot(b_do, tl.trans(b_vc), input_precision=PREC)      # [BT, BC]
-                    b_dk += tl.dot(tl.trans(b_dAe).to(b_q.dtype), b_qe, input_precision=PREC) * b_ke
-                    b_Ae = tl.dot(b_qe, tl.trans((b_kc * b_ke).to(b_kc.dtype)), input_precision=PREC)
-                    b_dv += tl.dot(tl.trans(b_Ae).to(b_do.dtype), b_do, input_precision=PREC)
-                # block c with itself: exact exp(G_tk - G_sk) for s <= t, [BC, BC, BK]
-                b_E = tl.exp(tl.where(causal_c[:, :, None], b_Gc[:, None, :] - b_Gc[None, :, :], float("-inf")))
-                b_qcf = b_qc.to(tl.float32)
-                b_Ad = tl.sum(b_qcf[:, None, :] * b_kc.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
-                b_dAd = tl.where(causal_c, tl.dot(b_doc, tl.trans(b_vc), input_precision=PREC), 0.0) * scale
-                b_dk += tl.sum(b_dAd[:, :, None] * b_qcf[:, None, :] * b_E, axis=0)
-                b_dv += tl.dot(tl.trans(b_Ad).to(b_doc.dtype), b_doc, input_precision=PREC)
-                tl.store(dk + o_tc[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_ck)
-                tl.store(dv + o_tc[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_cv)
-                if DG:
-                    # x_t = q_t * dq_t - k_t * dk_t; dg_t = its suffix sum within the sub-chunk + the carry
-                    b_x = tl.load(xq + o_tc[:, None] * (H * K) + o_k[None, :], mask=m_ck, other=0.0) \
-                        - b_kc.to(tl.float32) * b_dk
-                    b_tot = tl.sum(b_x, axis=0)                            # [BK]
-                    b_dg = b_tot[None, :] - tl.cumsum(b_x, axis=0) + b_x + b_carry[None, :]
-                    b_carry += b_tot
-                    tl.store(dg + o_tc[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_ck)
-            # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T, 64 deep
-            b_qd = (b_q.to(tl.float32) * tl.exp(b_G) * scale).to(b_q.dtype)
-            b_dS = b_dS * tl.exp(b_GC)[:, None] + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
+            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+            b_qf = b_q.to(tl.float32)
+            b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
+            b_kdec = tl.exp(b_GC[None, :] - b_G)
+            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
+            b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
+            b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
+            b_decay = tl.exp(b_GC)[:, None]
         else:
-            b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
-            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
-            if DECAY == 1:
-                b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
-                b_G = tl.cumsum(b_g, axis=0)
-                b_GC = tl.sum(b_g, axis=0)
-                b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
-                b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E * scale
-                b_kdec = tl.exp(b_GC - b_G)[:, None]
-                b_dk = b_dk * b_kdec + tl.dot(tl.trans(b_dA * b_E).to(b_q.dtype), b_q, input_precision=PREC)
-                b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
-                b_decay = tl.exp(b_GC)
-            else:
-                b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
-                b_kdec = 1.0
-                b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
-                b_qd = (b_q * scale).to(b_q.dtype)
-                b_decay = 1.0
-            b_kd = (b_k * b_kdec).to(b_k.dtype)
-            # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
-            b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
-            b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
-            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
-            tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-            # x_t = q_t . dq_t - k_t . dk_t; dg_t = its suffix sum within the chunk + the later tokens' carry
-            if DG:
-                b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
-                b_tot = tl.sum(b_x, axis=0)
-                b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
-                b_carry += b_tot
-                tl.store(dg + o_t * H, b_dg.to(dg.dtype.element_ty), mask=m_t)
-            # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
-            b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
+            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
+            b_kdec = 1.0
+            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            b_qd = (b_q * scale).to(b_q.dtype)
+            b_decay = 1.0
+        b_kd = (b_k * b_kdec).to(b_k.dtype)
+        # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
+        b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
+        b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+        tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+        # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
+        # chunk + the later tokens' carry
+        if DG and DECAY == 2:
+            b_x = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0) \
+                - b_k.to(tl.float32) * b_dk
+            b_tot = tl.sum(b_x, axis=0)                                   # [BK]
+            b_dg = b_tot[None, :] - tl.cumsum(b_x, axis=0) + b_x + b_carry[None, :]
+            b_carry += b_tot
+            tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
+        elif DG:
+            b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+            b_tot = tl.sum(b_x, axis=0)
+            b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
+            b_carry += b_tot
+            tl.store(dg + o_t * H, b_dg.to(dg.dtype.element_ty), mask=m_t)
+        # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
+        b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
 
@@ -674,8 +558,7 @@ def _stage_key(key, args, meta) -> tuple:
 
 
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
-    """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay splits its chunks of BT
-    into sub-chunks of BC and caps BK, BV at 64.
+    """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small.
     Scalar / no decay, 16-bit inputs: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a
     128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64.
     Cached per (shape, TUNE) (host overhead): the caller gets its own copy."""
@@ -686,21 +569,11 @@ def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
 def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) -> dict:
     TUNE = dict(tune)  # noqa: N806 - the snapshot of the module's TUNE this entry was computed for
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
-    if decay == 2:
-        # per-channel decay: chunks of BT = 64 (64-deep dots for (3) and q~ S) in sub-chunks of BC = 16
-        # (the [BC, BC, BK] diagonal blocks); BK, BV <= 64 keep the [BT, BK] / [BT, BV] tiles and the
-        # [BC, BC, BK] tensor in registers. To be tuned on the GPU (BT 32/64, BC 16/32, BK 32/64, warps 4/8).
-        BT, BC = TUNE.get("BT_channel", 64), TUNE.get("BC", 16)
-        assert BC >= 16 and BT % BC == 0, f"per-channel chunks: need BC >= 16 dividing BT, got BT={BT} BC={BC}"
-        BK = min(max(16, next_power_of_2(K)), min(64, max_tile))
-        BV = min(max(16, next_power_of_2(V)), min(64, max_tile))
-    else:
-        BT = TUNE.get("BT", 64)
-        BC = BT                                           # no sub-chunks
-        BK = min(max(16, next_power_of_2(K)), max_tile)
-        BV = min(max(16, next_power_of_2(V)), max_tile)
+    BT = 16 if decay == 2 else TUNE.get("BT", 64)
+    BK = min(max(16, next_power_of_2(K)), min(32, max_tile) if decay == 2 else max_tile)
+    BV = min(max(16, next_power_of_2(V)), min(64, max_tile) if decay == 2 else max_tile)
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
-    cfg = dict(BT=BT, BC=BC, BK=BK, BV=BV, DECAY=decay, PREC=prec,
+    cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
                num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
     if "num_stages" in TUNE:
         cfg["num_stages"] = TUNE["num_stages"]

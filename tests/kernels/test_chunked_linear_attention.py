@@ -177,11 +177,11 @@ def test_triton_interpreted_segments_strong_decay_no_state(interpret, poison, mo
 
 
 @pytest.mark.parametrize("K,V,tune", [(80, 32, {}), (48, 24, {"max_tile": 16, "ns": 2})], ids=["2kblocks", "tiles16-ns2"])
-def test_triton_interpreted_channel_sub_chunks(interpret, poison, monkeypatch, K, V, tune):
-    """Per-channel decay over a full chunk of 64 and a partial one (T = 100: 2 sub-chunks of 16 + 4 tokens),
-    channel k decaying by up to e^-20 per step (k % 4 == 0), e^-1e-3 (1), e^-1 (2), or e^-20 for t < 40 and
-    e^-1e-3 after (3): the factors across sub-chunk boundaries must neither overflow nor lose precision.
-    Several K blocks (with one V block: dlog_decay in the sweep; 16-wide tiles: fp32 partials, epilogue)."""
+def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypatch, K, V, tune):
+    """Per-channel decay over several chunks and a partial one (T = 100), channel k decaying by up to
+    e^-20 per step (k % 4 == 0), e^-1e-3 (1), e^-1 (2), or e^-20 for t < 40 and e^-1e-3 after (3): the
+    decay factors across chunk boundaries must neither overflow nor lose precision. Several K blocks
+    (with one V block: dlog_decay in the sweep; 16-wide tiles: fp32 partials, epilogue)."""
     from kernels.linear_attention import chunk
 
     for name, value in tune.items():
