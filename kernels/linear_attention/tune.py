@@ -33,8 +33,6 @@ VARIANTS = {
     "BT=128": {"BT": 128},
     "tile<=64": {"max_tile": 64},
     "tile<=32": {"max_tile": 32},
-    "BC=32": {"BC": 32},              # per-channel: sub-chunk
-    "BTc=32": {"BT_channel": 32},     # per-channel: chunk
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
