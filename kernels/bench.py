@@ -13,6 +13,9 @@ Each op's `kernels/<op>/bench.py` exposes `run(quick: bool) -> list[dict]`, one 
     note        str    free text (decay kind, "out of memory", ...)
 This module gathers the rows of every op whose bench module imports, prints one table and writes
 results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
+`--impls triton,fla` times only those implementations (the op benches ask `wanted(name)`); with
+`--merge` their rows replace the matching rows of the existing table (same op, shape, impl, dtype
+and decay), and the table says which implementations were re-measured.
 """
 from __future__ import annotations
 
@@ -29,6 +32,12 @@ import torch
 MODULES = ["kernels.linear_attention.bench", "kernels.selective_scan.bench", "kernels.linear_recurrence.bench"]
 COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
 log = logging.getLogger("kernels.bench")
+IMPLS: set[str] | None = None      # --impls: the implementations to time (None = all)
+
+
+def wanted(impl: str) -> bool:
+    """Whether an op bench should time this implementation (`--impls`)."""
+    return IMPLS is None or impl in IMPLS
 
 
 def copy_bandwidth_gbps() -> float:
@@ -98,11 +107,39 @@ def header() -> str:
             f"CUDA {torch.version.cuda}")
 
 
-def write(rows: list[dict], out_dir: pathlib.Path) -> str:
+def _key(row: dict) -> tuple:
+    decay = next((p for p in str(row["note"]).split("; ") if p.startswith("decay=")), "")
+    return row["op"], row["shape"], row["impl"], row["dtype"], decay
+
+
+def read_csv(path: pathlib.Path) -> tuple[str, list[dict]]:
+    """(header line, rows) of a kernels.csv written by `write`."""
+    with open(path) as f:
+        head = f.readline().removeprefix("# ").strip()
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for c in ("fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw"):
+            r[c] = float(r[c]) if r[c] not in ("", "nan") else math.nan
+    return head, rows
+
+
+def merge(old: list[dict], new: list[dict]) -> list[dict]:
+    """old with every row that new re-measured replaced in place; new rows without a match go after
+    the last old row of the same op and shape (or at the end)."""
+    fresh = {_key(r): r for r in new}
+    rows = [fresh.pop(_key(r), r) for r in old]
+    for key, r in fresh.items():
+        at = max((i for i, o in enumerate(rows) if o["op"] == r["op"] and o["shape"] == r["shape"]),
+                 default=len(rows) - 1)
+        rows.insert(at + 1, r)
+    return rows
+
+
+def write(rows: list[dict], out_dir: pathlib.Path, note: str = "") -> str:
     """Write kernels.md and kernels.csv under out_dir; return the markdown table."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Kernel benchmark\n\n{header()}\n", "| " + " | ".join(COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
+    lines = [f"# Kernel benchmark\n\n{header()}\n" + (f"\n{note}\n" if note else ""),
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
     table = "\n".join(lines) + "\n"
     (out_dir / "kernels.md").write_text(table)
@@ -120,6 +157,9 @@ def main() -> None:
     parser.add_argument("--out", default="results/bench", help="output folder")
     parser.add_argument("--ops", default=",".join(m.split(".")[1] for m in MODULES),
                         help="comma-separated ops (default: all)")
+    parser.add_argument("--impls", default=None, help="comma-separated implementations to time (default: all)")
+    parser.add_argument("--merge", default=None, metavar="CSV",
+                        help="replace the re-measured rows of this kernels.csv, keep its other rows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if not torch.cuda.is_available():
@@ -128,8 +168,17 @@ def main() -> None:
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         raise SystemExit(f"--ops: unknown {unknown}; choose from {[m.split('.')[1] for m in MODULES]}")
+    global IMPLS
+    IMPLS = set(args.impls.split(",")) if args.impls else None
     out = pathlib.Path(args.out)
-    print(write(collect(args.quick, modules, on_rows=lambda rows: write(rows, out)), out))
+    if args.merge:
+        old_head, old = read_csv(pathlib.Path(args.merge))
+        note = (f"Rows of {', '.join(sorted(IMPLS or ['all']))} for {args.ops} re-measured with this header's "
+                f"versions; the other rows are from the earlier table ({old_head}).")
+        emit = lambda rows: write(merge(old, rows), out, note)  # noqa: E731
+    else:
+        emit = lambda rows: write(rows, out)  # noqa: E731
+    print(emit(collect(args.quick, modules, on_rows=emit)))
 
 
 if __name__ == "__main__":

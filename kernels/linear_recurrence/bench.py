@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd, wanted
 from . import (
     chunked_linear_recurrence,
     naive_linear_recurrence,
@@ -48,6 +48,8 @@ def run(quick: bool) -> list[dict]:
             cot = torch.randn(B, T, D, device="cuda", dtype=dtype)
             nbytes = 8 * B * T * D * a.element_size()
             for name, fn in impls.items():
+                if not wanted(name):
+                    continue
                 shape = f"B={B} T={T} D={D}"
                 row = dict(op="linear_recurrence", shape=shape, impl=name, dtype=str(dtype)[6:])
                 if fn is None:

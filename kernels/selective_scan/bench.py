@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd, wanted
 from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
 
 SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
@@ -49,6 +49,8 @@ def run(quick: bool) -> list[dict]:
             cot = torch.randn(Bsz, D, L, **dev)
             nbytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * u.element_size()
             for name, fn in impls.items():
+                if not wanted(name):
+                    continue
                 row = dict(op="selective_scan", shape=f"B={Bsz} D={D} L={L} N={N}", impl=name,
                            dtype=str(dtype)[6:])
                 if dtype == torch.float32 and name != "triton":
