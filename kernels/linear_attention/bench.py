@@ -130,4 +130,6 @@ def run(quick: bool = False) -> list[dict]:
                 row["note"] += f"; backward refused: {str(e).splitlines()[0][:120]}"
             torch.cuda.empty_cache()
             rows.append(row)
+            print(f"{shape} {row['note']} {name}: fwd {row['fwd_ms']:.3f} ms, fwd+bwd {row['fwdbwd_ms']:.3f} ms",
+                  flush=True)
     return rows
