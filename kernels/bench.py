@@ -1,6 +1,7 @@
 """Kernel benchmark: `python -m kernels.bench [--quick]` (needs a CUDA GPU).
 
-Each op's `kernels/<op>/bench.py` exposes `run(quick: bool) -> list[dict]`, one dict per measurement:
+Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, impls: set[str] | None = None) -> list[dict]`
+(impls: time only these implementations; None = all), one dict per measurement:
     op          str    public op name, e.g. "chunked_linear_attention"
     shape       str    e.g. "B=8 T=4096 H=8 K=128 V=128"
     impl        str    "triton" (ours) or a comparison ("torch-chunk", "sdpa", "fla", ...)
@@ -13,7 +14,7 @@ Each op's `kernels/<op>/bench.py` exposes `run(quick: bool) -> list[dict]`, one 
     note        str    free text (decay kind, "out of memory", ...)
 This module gathers the rows of every op whose bench module imports, prints one table and writes
 results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
-`--impls triton,fla` times only those implementations (the op benches ask `wanted(name)`); with
+`--impls triton,fla` times only those implementations; with
 `--merge` their rows replace the matching rows of the existing table (same op, shape, impl, dtype
 and decay), and the table says which implementations were re-measured.
 """
@@ -32,12 +33,6 @@ import torch
 MODULES = ["kernels.linear_attention.bench", "kernels.selective_scan.bench", "kernels.linear_recurrence.bench"]
 COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
 log = logging.getLogger("kernels.bench")
-IMPLS: set[str] | None = None      # --impls: the implementations to time (None = all)
-
-
-def wanted(impl: str) -> bool:
-    """Whether an op bench should time this implementation (`--impls`)."""
-    return IMPLS is None or impl in IMPLS
 
 
 def copy_bandwidth_gbps() -> float:
@@ -75,7 +70,7 @@ def rel_error(outs, refs) -> float:
     return worst
 
 
-def collect(quick: bool, modules: list[str] = MODULES, on_rows=None) -> list[dict]:
+def collect(quick: bool, modules: list[str] = MODULES, on_rows=None, impls: set[str] | None = None) -> list[dict]:
     """Rows from every importable bench module; a module that is missing or fails is logged and skipped.
     `on_rows(rows so far)` is called after each module (the tables are rewritten as they grow)."""
     rows = []
@@ -86,7 +81,7 @@ def collect(quick: bool, modules: list[str] = MODULES, on_rows=None) -> list[dic
             log.warning("skipping %s: %s", name, e)
             continue
         try:
-            rows += module.run(quick)
+            rows += module.run(quick, impls)
         except Exception:  # one op's failure must not lose the others' rows
             log.error("%s.run failed:\n%s", name, traceback.format_exc())
         if on_rows is not None:
@@ -168,17 +163,16 @@ def main() -> None:
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         raise SystemExit(f"--ops: unknown {unknown}; choose from {[m.split('.')[1] for m in MODULES]}")
-    global IMPLS
-    IMPLS = set(args.impls.split(",")) if args.impls else None
+    impls = set(args.impls.split(",")) if args.impls else None
     out = pathlib.Path(args.out)
     if args.merge:
         old_head, old = read_csv(pathlib.Path(args.merge))
-        note = (f"Rows of {', '.join(sorted(IMPLS or ['all']))} for {args.ops} re-measured with this header's "
+        note = (f"Rows of {', '.join(sorted(impls or ['all']))} for {args.ops} re-measured with this header's "
                 f"versions; the other rows are from the earlier table ({old_head}).")
         emit = lambda rows: write(merge(old, rows), out, note)  # noqa: E731
     else:
         emit = lambda rows: write(rows, out)  # noqa: E731
-    print(emit(collect(args.quick, modules, on_rows=emit)))
+    print(emit(collect(args.quick, modules, on_rows=emit, impls=impls)))
 
 
 if __name__ == "__main__":

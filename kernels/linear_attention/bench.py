@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..bench import copy_bandwidth_gbps, wanted
+from ..bench import copy_bandwidth_gbps
 from .chunk_torch import chunk_linear_attention_torch
 
 ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
@@ -92,7 +92,7 @@ def _time(fn, args, grads: bool) -> float:
     return ms
 
 
-def run(quick: bool = False) -> list[dict]:
+def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
     """One row per (shape, decay, impl); see kernels/bench.py for the row keys."""
     rows = []
     copy_bw = copy_bandwidth_gbps()
@@ -102,7 +102,8 @@ def run(quick: bool = False) -> list[dict]:
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
         scale = K**-0.5
-        cases = [(d, name, fn) for d in ("scalar", "channel", "none") for name, fn in _impls(d).items() if wanted(name)]
+        cases = [(d, name, fn) for d in ("scalar", "channel", "none") for name, fn in _impls(d).items()
+                 if impls is None or name in impls]
         for decay, name, fn in cases:
             g = None
             if decay != "none":

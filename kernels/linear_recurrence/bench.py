@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd, wanted
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd
 from . import (
     chunked_linear_recurrence,
     naive_linear_recurrence,
@@ -32,7 +32,7 @@ def _fla_hgrn():
     return lambda a, b, h0: chunk_hgrn(b, a.clamp_min(1e-30).log(), h0)[0]
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     impls = {"triton": triton_linear_recurrence, "torch-chunked": chunked_linear_recurrence,
@@ -48,7 +48,7 @@ def run(quick: bool) -> list[dict]:
             cot = torch.randn(B, T, D, device="cuda", dtype=dtype)
             nbytes = 8 * B * T * D * a.element_size()
             for name, fn in impls.items():
-                if not wanted(name):
+                if impls is not None and name not in impls:
                     continue
                 shape = f"B={B} T={T} D={D}"
                 row = dict(op="linear_recurrence", shape=shape, impl=name, dtype=str(dtype)[6:])

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd, wanted
+from ..bench import copy_bandwidth_gbps, time_fwd_bwd
 from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
 
 SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
@@ -27,7 +27,7 @@ def _mamba_ssm():
     return selective_scan_fn
 
 
-def run(quick: bool) -> list[dict]:
+def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     compiled = torch.compile(chunked_selective_scan)
@@ -49,7 +49,7 @@ def run(quick: bool) -> list[dict]:
             cot = torch.randn(Bsz, D, L, **dev)
             nbytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * u.element_size()
             for name, fn in impls.items():
-                if not wanted(name):
+                if impls is not None and name not in impls:
                     continue
                 row = dict(op="selective_scan", shape=f"B={Bsz} D={D} L={L} N={N}", impl=name,
                            dtype=str(dtype)[6:])

@@ -32,8 +32,12 @@ def test_written_csv_reads_back(tmp_path, monkeypatch):
     assert "merged" in (tmp_path / "kernels.md").read_text()
 
 
-def test_wanted_filters_by_impl(monkeypatch):
-    monkeypatch.setattr(bench, "IMPLS", {"triton"})
-    assert bench.wanted("triton") and not bench.wanted("torch-chunk")
-    monkeypatch.setattr(bench, "IMPLS", None)
-    assert bench.wanted("anything")
+def test_collect_passes_the_impls_filter_to_each_op(monkeypatch):
+    import sys
+    import types
+
+    fake = types.ModuleType("fake_op_bench")
+    fake.run = lambda quick, impls=None: [_row(i) for i in ("triton", "torch") if impls is None or i in impls]
+    monkeypatch.setitem(sys.modules, "fake_op_bench", fake)
+    assert [r["impl"] for r in bench.collect(False, ["fake_op_bench"], impls={"triton"})] == ["triton"]
+    assert len(bench.collect(False, ["fake_op_bench"])) == 2
