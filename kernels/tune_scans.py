@@ -1,6 +1,6 @@
 """Tile/variant tuning for the scan kernels on a GPU: `python -m kernels.tune_scans` (~2-4 min, H100).
 
-For `selective_scan` (variants "tree", "chan", "seq" and "time" of `triton_scan`, a few tile configs each) and `linear_recurrence`
+For `selective_scan` (variants "time" and "seq" of `triton_scan`, a few tile configs each) and `linear_recurrence`
 (a few (BLOCK_T, BLOCK_D, num_warps) per dtype) at the shapes of issue #7 (Zoology B=256 L=256 D=256
 N=16; long B=8 L=4096 D=2048 N=16), it
   1. checks each variant once against the PyTorch fallback in fp32 (relative RMS error of the output
@@ -10,7 +10,7 @@ N=16; long B=8 L=4096 D=2048 N=16), it
   3. prints one table (GB/s by the bytes the op must move, as in the bench modules: selective scan
      fwd 4·BDL + 2·BNL, fwd+bwd 11·BDL + 6·BNL elements; linear recurrence 3 and 8 ·BTD) and the best
      correct variant per shape, with the TILES entry that selects it.
-`--only ss|lr` runs one op; `--variants time,chan` only those selective-scan variants.
+`--only ss|lr` runs one op; `--variants time` only those selective-scan variants.
 """
 from __future__ import annotations
 
@@ -24,16 +24,6 @@ from .bench import copy_bandwidth_gbps, rel_error, time_fwd_bwd
 SS_SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16)]            # (B, D, L, N)
 LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 # selective scan, triton_scan.TILES[variant] entries (the first of each is the shipped default):
-# "chan": one channel per thread in the forward (BLOCK_D = 32 x fwd_warps), TT steps per vector load
-# with the "seq" backward (bwd_block_d, bwd_warps) or its own one-channel-per-thread backward
-SS_CHAN = [dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=4, bwd="seq", bwd_block_d=8, bwd_warps=1),
-           dict(block_t=32, fwd_warps=2, tt=2, bwd="seq", bwd_block_d=4, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=2),
-           dict(block_t=16, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=8, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=2, bwd="chan", bwd_block_d=32, bwd_warps=1),
-           dict(block_t=32, fwd_warps=1, tt=1, bwd="chan", bwd_block_d=32, bwd_warps=1)]
 # "seq": [BLOCK_D, N] state per program, one step per iteration
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
@@ -59,8 +49,7 @@ DEVICE = "cuda"   # a test may run the script's logic on the CPU under TRITON_IN
 
 def _cfg_str(cfg: dict) -> str:
     """Compact config text: block_t=32 fwd_warps=1 ... -> 'bt32 fw1 ...'."""
-    short = {"block_t": "bt", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd", "bwd_block_d": "bd",
-             "tt": "tt", "fwd_elems": "fe", "bwd_elems": "be"}
+    short = {"block_t": "bt", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd", "bwd_block_d": "bd"}
     return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items())
 
 
@@ -82,8 +71,7 @@ def tune_selective_scan(copy_bw: float, only_variants: set[str] | None = None) -
         triton_selective_scan,
     )
     default = {k: dict(v) for k, v in triton_scan.TILES.items()}
-    variants = [("tree", default["tree"])] + [("chan", c) for c in SS_CHAN] + [("seq", c) for c in SS_SEQ] \
-        + [("time", c) for c in SS_TIME]
+    variants = [("time", c) for c in SS_TIME] + [("seq", c) for c in SS_SEQ]
     variants = [(v, c) for v, c in variants if only_variants is None or v in only_variants]
     rows, dtype = [], torch.bfloat16
     for Bsz, D, L, N in SS_SHAPES:
@@ -187,7 +175,7 @@ def summarise(rows: list[dict]) -> None:
               f"fwd+bwd {best['fwdbwd_ms']:.3f} ms ({best['frac']:.0%} of copy bw); fastest fwd: "
               f"{fastest_fwd['variant']} {fastest_fwd['config']} {fastest_fwd['fwd_ms']:.3f} ms", flush=True)
     print("\nconfig keys: selective_scan triton_scan.TILES[variant] (bt block_t, fw/bw fwd/bwd warps, fd/bd "
-          "fwd/bwd BLOCK_D, tt steps per vector load, fe/be tree register elements; shipped variant: "
+          "fwd/bwd BLOCK_D, bwd the time variant's backward, rev its reverse scan; shipped variant: "
           "triton_scan.VARIANT); linear_recurrence triton_scan.TILES[elem_size] = (BLOCK_T, BLOCK_D, num_warps)",
           flush=True)
 
@@ -195,7 +183,7 @@ def summarise(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["ss", "lr"], default=None)
-    parser.add_argument("--variants", default=None, help="selective-scan variants to time, e.g. time,chan")
+    parser.add_argument("--variants", default=None, help="selective-scan variants to time, e.g. time")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.tune_scans needs a CUDA GPU")

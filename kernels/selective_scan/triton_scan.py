@@ -11,45 +11,48 @@ using a_t h_{t-1} = h_t - x_t, so the previous state is never needed (and nothin
 
 The Mamba point (Section 3.3.2): the expanded state h [B, D, N, L] never reaches device memory.
 Every program owns one batch row and BLOCK_D channels of one group; the forward writes y and, when
-a backward will follow, the state entering every BLOCK_T-th step ([B, D, L/BLOCK_T, N] fp32); the
-backward walks those tiles from the end and recomputes h inside each from its checkpoint.
+a backward will follow, the state entering every tile of the backward ([B, D, L/BLOCK_T, N] fp32);
+the backward walks those tiles from the end and recomputes h inside each from its checkpoint.
 
 Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s; fp32 FMA at
 128/clk/SM = 30 T/s; ~3.0 TB/s copy bandwidth), per element (b, d, t) with N states:
-  - forward, sequential in time: N exp2 + ~3N FMA (step, readout), plus softplus/silu per (b, d, t).
+  - forward: N exp2 + ~3N FMA (step, readout), plus softplus/silu per (b, d, t).
     B=8 D=2048 L=4096 N=16 is 1.07 G state updates: exp2 0.29 ms, FMA ~0.1 ms; bytes (u, δ, z, B, C
     read, y written, bf16) 0.54 GB = 0.18 ms. So the forward is bound by the exp unit, ~0.3 ms,
     about 2x the copy time: "% of copy bandwidth" cannot exceed ~60% for the forward in bf16.
   - backward: 2N exp2 (recompute + reverse step), ~10N FMA, N-wide reductions over d for dB and dC
     (one atomic add per (program, n, t)); bytes (11 [B,D,L] + 6 [B,N,L] tensors) 1.5 GB = 0.5 ms;
     exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
-  - a tree scan over BLOCK_T steps does ~log2(BLOCK_T) combines per element (3 mul each) plus
-    lane shuffles of two fp32 values per level, a masked reduction to extract the last column, and a
-    [BLOCK_D, N, BLOCK_T] register tile; measured (variant "tree", H100, bf16): fwd 4.5 ms, fwd+bwd
-    18.5 ms at that shape, i.e. ~15x above the exp2 bound.
+  - measured (`kernels.bench`, H100, bf16, results/bench/kernels.md) with the "time" variant:
+    fwd 2.1 ms, fwd+bwd 7.2 ms at that shape, ~7x above the exp2 bound and 7% of copy bandwidth.
+    A scan over a BLOCK_T tile costs, besides its exp2, ~log2(32) lane-shuffle levels of two fp32
+    values (amortised over the elements a lane holds) and a masked reduction for the last column;
+    the backward does two scans and two atomic adds per (program, n, t). Not profiled: the guess
+    is that instruction count, not memory, bounds both.
 
-Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times all of them):
-  - "chan" (shipped): forward with one channel per thread. The state is [N, BLOCK_D] with
-    BLOCK_D = 32 x num_warps, so each thread holds the N states of its channel and C·h is a sum in
-    registers (no shuffles); u, δ, z, y move as [BLOCK_D, TT] tiles (TT adjacent steps: one vector
-    load per thread), B and C as [N, BLOCK_D, TT] broadcast loads; softplus/silu are computed once
-    per (d, t), not once per lane. A is passed transposed ([N, D]) so that its load has the
-    state's layout (checked in the TTGIR: no layout conversion inside the step loop). Backward:
-    the "seq" kernel, or (TILES["chan"]["bwd"] = "chan") its own one-channel-per-thread kernel, whose
-    sums over channels for dB, dC cross all 32 lanes every step.
-  - "seq": the state is [BLOCK_D, N] in registers and takes one step per iteration; the backward
-    recomputes the tile's states into a per-program scratch buffer ([BLOCK_T, BLOCK_D, N] fp32, a
-    few KiB, L1/L2-resident), then steps back through the tile with g in registers.
-  - "tree": tiles of BLOCK_T steps composed with `tl.associative_scan` (Blelloch 1990; Martin &
-    Cundy 2018, arXiv 1709.04057) on a [BLOCK_D, BLOCK_N, BLOCK_T] register tile; the backward runs
-    the reverse scan per tile.
+Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
+  - "time" (shipped): time along the lanes, as in mamba_ssm's CUDA kernel. A program holds [BLOCK_D,
+    BLOCK_T] tiles of u, δ, z, y (contiguous in t: coalesced) and loops over the N states; per
+    state it scans the tile with `tl.associative_scan` under (a1, x1) ∘ (a2, x2) = (a1 a2, a2 x1 +
+    x2) (Blelloch 1990; Martin & Cundy 2018, arXiv 1709.04057), the carried state entering through
+    the first step (x_0 += a_0 h), and adds C_n h_n to y; B_n, C_n are [BLOCK_T] rows shared by
+    the tile's channels. One exp2 per (d, n, t). The backward walks the tiles from the end and,
+    per state, recomputes h from the tile's checkpoint (a forward scan) and g by a reverse scan of
+    (a_{t+1}, C_t dy_t), whose last step carries g from the tile to the right; Σ_n terms (du, dΔ,
+    the recomputed y for dz) accumulate over the state loop, Σ_d terms (dB, dC) are atomic adds.
+    a_{t+1} comes from Δ loaded one step ahead (a second exp2; the scan cannot shift a tensor).
+  - "seq": sequential in time. The state is [BLOCK_D, N] in registers and takes one step per
+    iteration; the backward recomputes the tile's states into a per-program scratch buffer
+    ([BLOCK_T, BLOCK_D, N] fp32, a few KiB, L1/L2-resident), then steps back through the tile
+    with g in registers. Also usable after the "time" forward (TILES["time"]["bwd"] = "seq"),
+    which then checkpoints every TIME_SEQ_CK steps inside its tiles.
 exp(ΔA) is computed as exp2(Δ (A log2 e)). dB, dC (summed over the channels of a group), dA, dD and
 dδ_bias are accumulated in fp32 with atomic adds (relaxed in the sequential backward).
 
 Long sequences with few (batch, channel) programs are cut into chunks in the forward (as in
 `kernels.linear_recurrence`): a state-only pass per chunk, a carry across chunks (a linear
 recurrence over chunks on [B, n_chunks, D·N]), and the final pass from each chunk's true state.
-The backward is not chunked over time: at B=8 D=2048 it has B·D/BLOCK_D = 2048 programs.
+The backward is not chunked over time: at B=8 D=2048 it has B·D/BLOCK_D = 8192 programs.
 """
 from __future__ import annotations
 
@@ -91,187 +94,6 @@ def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constex
         # torch's softplus threshold: x for x > 20
         dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
     return tl.where(mask, dt, 0.0), raw
-
-
-@triton.jit
-def _ss_fwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-                   y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
-                   Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
-                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
-                   SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                   BLOCK_T: tl.constexpr):
-    # u, delta, z, y: [B, D, L]; A: [D, N]; B, C: [B, G, N, L]; ckpt: [B, D, n_tiles, N];
-    # init, pend, hend: [B, n_chunks, D, N]; last: [B, D, N]
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    chunk = (pid // (n_dblk * G)) % n_chunks
-    bidx = pid // (n_dblk * G * n_chunks)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl                                   # channels of this program
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    row = bidx.to(tl.int64) * Dm + offs_d                          # [BLOCK_D] rows of [B*D, ...]
-    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
-    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
-    if HAS_INIT:
-        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
-    else:
-        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    p = tl.full([BLOCK_D, BLOCK_N], 1.0, dtype=tl.float32)       # ∏ a over the chunk
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    cols = tl.arange(0, BLOCK_T)
-    last_col = (cols == BLOCK_T - 1)[None, None, :]
-    t_start = chunk * chunk_len
-    t_end = tl.minimum(t_start + chunk_len, L)
-    for t0 in range(t_start, t_end, BLOCK_T):
-        offs_t = t0 + cols
-        mask_t = offs_t < t_end
-        m_dt = mask_d[:, None] & mask_t[None, :]                  # [BLOCK_D, BLOCK_T]
-        m_nt = mask_n[:, None] & mask_t[None, :]                  # [BLOCK_N, BLOCK_T]
-        off_dt = row[:, None] * L + offs_t[None, :]
-        off_nt = bc_base + offs_n[:, None] * L + offs_t[None, :]
-        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
-        Bt = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
-        if SAVE:   # state entering this tile, for the backward's recompute
-            ck = (row[:, None] * n_tiles + t0 // BLOCK_T) * N + offs_n[None, :]
-            tl.store(ckpt_ptr + ck, h, mask=mask_dn)
-        # 1. discretise: a = exp(ΔA), x = Δ u B                     [BLOCK_D, BLOCK_N, BLOCK_T]
-        a = tl.exp(dt[:, None, :] * A[:, :, None])
-        x = (dt * u)[:, None, :] * Bt[None, :, :]
-        # 2. scan the tile, then add the carried state: h_t = (∏a) h_carry + scan(x)
-        pa, px = tl.associative_scan((a, x), 2, affine_combine)
-        hs = pa * h[:, :, None] + px
-        h = tl.sum(tl.where(last_col, hs, 0.0), axis=2)            # masked steps are identities
-        if STATE_ONLY:
-            p = p * tl.sum(tl.where(last_col, pa, 0.0), axis=2)
-        else:
-            # 3. read out: y = C·h + D u, gated by silu(z)
-            Ct = tl.load(C_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
-            y = tl.sum(hs * Ct[None, :, :], axis=1)                 # [BLOCK_D, BLOCK_T]
-            if HAS_D:
-                y += Dv[:, None] * u
-            if HAS_Z:
-                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-                y = y * zz * tl.sigmoid(zz)
-            tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
-    if STATE_ONLY:
-        tl.store(pend_ptr + state_off, p, mask=mask_dn)
-        tl.store(hend_ptr + state_off, h, mask=mask_dn)
-    else:
-        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
-        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
-
-
-@triton.jit
-def _ss_bwd_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
-                   ckpt_ptr, dlast_ptr,
-                   du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                   Dm, L, N, G, Dg, n_dblk, n_tiles,
-                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                   SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
-                   BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    # shapes as in the forward; dB, dC: [B, G, N, L] fp32; dA: [D, N]; dD, dbias: [D] fp32
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    bidx = pid // (n_dblk * G)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
-    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    row = bidx.to(tl.int64) * Dm + offs_d
-    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    # gc = ∂L/∂h at the first step right of the current tile (∂L/∂h_L for the last tile)
-    if HAS_DLAST:
-        gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    else:
-        gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    cols = tl.arange(0, BLOCK_T)
-    first_col = (cols == 0)[None, None, :]
-    for k in range(0, n_tiles):
-        tile = n_tiles - 1 - k
-        offs_t = tile * BLOCK_T + cols
-        mask_t = offs_t < L
-        m_dt = mask_d[:, None] & mask_t[None, :]
-        m_nt = mask_n[:, None] & mask_t[None, :]
-        off_dt = row[:, None] * L + offs_t[None, :]
-        off_nt = bc_base + offs_n[:, None] * L + offs_t[None, :]
-        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
-        # Δ_{t+1}: the decay a_{t+1} that carries g_{t+1} back to g_t (1 past the end)
-        m_next = mask_d[:, None] & (offs_t + 1 < L)[None, :]
-        dt_next, _ = _delta(dl_ptr, off_dt + 1, m_next, bias, HAS_BIAS, SOFTPLUS)
-        Bt = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
-        Ct = tl.load(C_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
-        # 1. recompute h inside the tile from the checkpointed entering state
-        h0 = tl.load(ckpt_ptr + (row[:, None] * n_tiles + tile) * N + offs_n[None, :], mask=mask_dn, other=0.0)
-        a = tl.exp(dt[:, None, :] * A[:, :, None])                  # [BLOCK_D, BLOCK_N, BLOCK_T]
-        x = (dt * u)[:, None, :] * Bt[None, :, :]
-        pa, px = tl.associative_scan((a, x), 2, affine_combine)
-        hs = pa * h0[:, :, None] + px
-        # 2. output gate: out = y silu(z)
-        dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        if HAS_Z:
-            y = tl.sum(hs * Ct[None, :, :], axis=1) + Dv[:, None] * u
-            zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            sg = tl.sigmoid(zz)
-            tl.store(dz_ptr + off_dt, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
-                     mask=m_dt)
-            dy = dout * zz * sg
-        else:
-            dy = dout
-        dy = tl.where(m_dt, dy, 0.0)
-        # 3. reverse scan g_t = a_{t+1} g_{t+1} + C_t dy_t, then add the carry from the right
-        a_next = tl.exp(dt_next[:, None, :] * A[:, :, None])
-        c = Ct[None, :, :] * dy[:, None, :]
-        idx = tl.broadcast_to(offs_t[None, None, :], [BLOCK_D, BLOCK_N, BLOCK_T])
-        pg, gl, _ = tl.associative_scan((a_next, c, idx), 2, _suffix_combine, reverse=True)
-        g = gl + pg * gc[:, :, None]
-        gc = tl.sum(tl.where(first_col, g, 0.0), axis=2)
-        # 4. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
-        s = g * (hs - x)
-        gB = tl.sum(g * Bt[None, :, :], axis=1)                     # Σ_n g B: [BLOCK_D, BLOCK_T]
-        dB_part = tl.sum(g * (dt * u)[:, None, :], axis=0)          # Σ_d: [BLOCK_N, BLOCK_T]
-        dC_part = tl.sum(hs * dy[:, None, :], axis=0)
-        tl.atomic_add(dB_ptr + off_nt, dB_part, mask=m_nt)
-        tl.atomic_add(dC_ptr + off_nt, dC_part, mask=m_nt)
-        du = gB * dt + dy * Dv[:, None]
-        ddt = gB * u + tl.sum(s * A[:, :, None], axis=1)
-        dA_acc += tl.sum(s * dt[:, None, :], axis=2)
-        dD_acc += tl.sum(dy * u, axis=1)
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(m_dt, ddt, 0.0)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + off_dt, du.to(du_ptr.dtype.element_ty), mask=m_dt)
-        tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
-    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn)
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d)
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d)
 
 
 @triton.jit
@@ -358,100 +180,6 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
         tl.store(last_ptr + ((bidx.to(tl.int64) * Dm + offs_d) * N)[:, None] + offs_n[None, :], h,
                  mask=mask_dn & is_last)
-
-
-@triton.jit
-def _ss_fwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
-                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
-                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
-                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
-                        SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_T: tl.constexpr, TT: tl.constexpr):
-    # Sequential in time with one channel per thread: the state is [BLOCK_N, BLOCK_D] (BLOCK_D = 32
-    # x num_warps), so each thread holds all N states of its channel and the readout C·h is a sum
-    # in registers. u, δ, z and y move as [BLOCK_D, TT] tiles (TT consecutive steps of a channel are
-    # adjacent: one vector load per thread), B and C as [BLOCK_N, BLOCK_D, TT] (the same addresses
-    # in every lane: broadcast loads); step j of a tile is picked with a compile-time mask, which
-    # folds to a register choice. Shapes as in `_ss_fwd_seq_kernel`.
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    chunk = (pid // (n_dblk * G)) % n_chunks
-    bidx = pid // (n_dblk * G * n_chunks)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    # A_ptr holds A transposed, [N, D]: contiguous along D, so the load's layout is the state's
-    # (channels across lanes) and no per-step layout conversion is needed
-    A2 = tl.load(A_ptr + offs_n[:, None] * Dm + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32) \
-        * 1.4426950408889634                                         # [BLOCK_N, BLOCK_D], A log2 e
-    row = (bidx.to(tl.int64) * Dm + offs_d) * L                      # [BLOCK_D]
-    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L      # [BLOCK_N]
-    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[None, :] * N + offs_n[:, None]
-    if HAS_INIT:
-        h = tl.load(init_ptr + state_off, mask=mask_nd, other=0.0)
-    else:
-        h = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    p = tl.full([BLOCK_N, BLOCK_D], 1.0, dtype=tl.float32)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[None, :] * N + offs_n[:, None]
-    cols = tl.arange(0, TT)
-    zero_d = tl.zeros([BLOCK_D], dtype=tl.int32)
-    t_start = chunk * chunk_len
-    t_end = tl.minimum(t_start + chunk_len, L)
-    for t0 in range(t_start, t_end, BLOCK_T):
-        if SAVE:
-            tl.store(ckpt_ptr + ck_row + (t0 // BLOCK_T) * N, h, mask=mask_nd)
-        for s0 in range(t0, tl.minimum(t0 + BLOCK_T, t_end), TT):
-            offs_t = s0 + cols
-            mask_t = offs_t < t_end
-            m_dt = mask_d[:, None] & mask_t[None, :]                    # [BLOCK_D, TT]
-            off_dt = row[:, None] + offs_t[None, :]
-            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            DT, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
-            DU = DT * U
-            # [BLOCK_N, BLOCK_D, TT]: B_t for every lane (stride 0 along D)
-            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
-            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & mask_t[None, None, :]
-            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
-            if not STATE_ONLY:
-                Ct = tl.load(C_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
-                Y = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
-            for j in tl.static_range(TT):
-                pick = (cols == j)[None, :]                              # [1, TT], a constant
-                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)           # [BLOCK_D]
-                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
-                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)   # [BLOCK_N, BLOCK_D]
-                a = tl.exp2(dt_j[None, :] * A2)                          # padded steps: dt = 0, a = 1
-                h = a * h + du_j[None, :] * b_j
-                if STATE_ONLY:
-                    p = p * a
-                else:
-                    c_j = tl.sum(tl.where(pick[None, :, :], Ct, 0.0), axis=2)
-                    y_j = tl.sum(h * c_j, axis=0)                        # [BLOCK_D], in registers
-                    Y = tl.where(pick, y_j[:, None], Y)
-            if not STATE_ONLY:
-                Y += Dv[:, None] * U
-                if HAS_Z:
-                    zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-                    Y = Y * zz * tl.sigmoid(zz)
-                tl.store(y_ptr + off_dt, Y.to(y_ptr.dtype.element_ty), mask=m_dt)
-    if STATE_ONLY:
-        tl.store(pend_ptr + state_off, p, mask=mask_nd)
-        tl.store(hend_ptr + state_off, h, mask=mask_nd)
-    else:
-        is_last = (offs_n[:, None] * 0 + chunk) == n_chunks - 1
-        tl.store(last_ptr + ((bidx.to(tl.int64) * Dm + offs_d) * N)[None, :] + offs_n[:, None], h,
-                 mask=mask_nd & is_last)
 
 
 @triton.jit
@@ -572,146 +300,6 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
             tl.store(ddl_ptr + row + t, ddt.to(ddl_ptr.dtype.element_ty), mask=mask_d)
             gn = a * g
     tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
-
-
-@triton.jit
-def _ss_bwd_chan_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
-                        ckpt_ptr, dlast_ptr, hbuf_ptr,
-                        du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                        Dm, L, N, G, Dg, n_dblk, n_tiles,
-                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, TT: tl.constexpr):
-    # The backward of "chan": one channel per thread, state and g as [BLOCK_N, BLOCK_D] (A_ptr holds
-    # A transposed, [N, D]); [BLOCK_D, TT] tiles for the per-(d, t) tensors as in the forward.
-    # Per tile of BLOCK_T steps (from the end): (1) recompute h_t from the checkpoint into this
-    # program's scratch hbuf [n_prog, BLOCK_T, BLOCK_N, BLOCK_D] (each thread reads back what it
-    # wrote); (2) step backward through the tile. The sums over channels (dB, dC) cross lanes.
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    bidx = pid // (n_dblk * G)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
-    mask_nd = mask_n[:, None] & mask_d[None, :]
-    A = tl.load(A_ptr + offs_n[:, None] * Dm + offs_d[None, :], mask=mask_nd, other=0.0).to(tl.float32)
-    A2 = A * 1.4426950408889634
-    row = (bidx.to(tl.int64) * Dm + offs_d) * L
-    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    state_row = ((bidx.to(tl.int64) * Dm + offs_d) * N)[None, :] + offs_n[:, None]   # [N, D] in [B, D, N]
-    if HAS_DLAST:
-        gn = tl.load(dlast_ptr + state_row, mask=mask_nd, other=0.0).to(tl.float32)
-    else:
-        gn = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[None, :] * N + offs_n[:, None]
-    hb = hbuf_ptr + pid.to(tl.int64) * BLOCK_T * BLOCK_N * BLOCK_D \
-        + offs_n[:, None] * BLOCK_D + tl.arange(0, BLOCK_D)[None, :]
-    cols = tl.arange(0, TT)
-    zero_d = tl.zeros([BLOCK_D], dtype=tl.int32)
-    dA_acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-    dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    for k in range(0, n_tiles):
-        tile = n_tiles - 1 - k
-        t0 = tile * BLOCK_T
-        t1 = tl.minimum(t0 + BLOCK_T, L)
-        h = tl.load(ckpt_ptr + ck_row + tile * N, mask=mask_nd, other=0.0)
-        tl.debug_barrier()
-        # 1. recompute h_t inside the tile (padded steps have Δ = 0: h unchanged, never read)
-        for s0 in range(t0, t1, TT):
-            offs_t = s0 + cols
-            m_dt = mask_d[:, None] & (offs_t < t1)[None, :]
-            off_dt = row[:, None] + offs_t[None, :]
-            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            DT, _ = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
-            DU = DT * U
-            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
-            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & (offs_t < t1)[None, None, :]
-            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
-            for j in tl.static_range(TT):
-                pick = (cols == j)[None, :]
-                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)
-                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
-                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)
-                h = tl.exp2(dt_j[None, :] * A2) * h + du_j[None, :] * b_j
-                tl.store(hb + (s0 + j - t0) * (BLOCK_N * BLOCK_D), h)
-        tl.debug_barrier()
-        # 2. reverse steps: g_t = a_{t+1} g_{t+1} + C_t dy_t; gn = a_{t+1} g_{t+1}
-        n_sub = tl.cdiv(t1 - t0, TT)
-        for q in range(0, n_sub):
-            s0 = t0 + (n_sub - 1 - q) * TT
-            offs_t = s0 + cols
-            m_dt = mask_d[:, None] & (offs_t < t1)[None, :]
-            off_dt = row[:, None] + offs_t[None, :]
-            U = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
-            DU = DT * U
-            DOUT = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            if HAS_Z:
-                Z = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-                SG = tl.sigmoid(Z)
-                DY = DOUT * Z * SG
-            else:
-                DY = DOUT
-            off_b = bc_row[:, None, None] + zero_d[None, :, None] + offs_t[None, None, :]
-            m_b = mask_n[:, None, None] & (zero_d == 0)[None, :, None] & (offs_t < t1)[None, None, :]
-            Bt = tl.load(B_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + off_b, mask=m_b, other=0.0).to(tl.float32)
-            DUo = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
-            DDT = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
-            Yt = tl.zeros([BLOCK_D, TT], dtype=tl.float32)
-            for jj in tl.static_range(TT):
-                j = TT - 1 - jj
-                pick = (cols == j)[None, :]
-                valid = (offs_n * 0 + s0 + j) < t1                        # padded steps add nothing
-                u_j = tl.sum(tl.where(pick, U, 0.0), axis=1)
-                dt_j = tl.sum(tl.where(pick, DT, 0.0), axis=1)
-                du_j = tl.sum(tl.where(pick, DU, 0.0), axis=1)
-                dy_j = tl.sum(tl.where(pick, DY, 0.0), axis=1)
-                b_j = tl.sum(tl.where(pick[None, :, :], Bt, 0.0), axis=2)
-                c_j = tl.sum(tl.where(pick[None, :, :], Ct, 0.0), axis=2)
-                h = tl.load(hb + (s0 + j - t0) * (BLOCK_N * BLOCK_D))
-                a = tl.exp2(dt_j[None, :] * A2)
-                if HAS_Z:
-                    Yt = tl.where(pick, tl.sum(h * c_j, axis=0)[:, None], Yt)
-                g = gn + c_j * dy_j[None, :]
-                s = tl.where(valid[:, None], g * (h - du_j[None, :] * b_j), 0.0)  # g_t a_t h_{t-1}
-                gB = tl.sum(g * b_j, axis=0)                               # [BLOCK_D]
-                m_bc = mask_n & valid
-                tl.atomic_add(dB_ptr + bc_row + s0 + j, tl.sum(g * du_j[None, :], axis=1), mask=m_bc,
-                              sem="relaxed")
-                tl.atomic_add(dC_ptr + bc_row + s0 + j, tl.sum(h * dy_j[None, :], axis=1), mask=m_bc,
-                              sem="relaxed")
-                dA_acc += s * dt_j[None, :]
-                DUo = tl.where(pick, (gB * dt_j)[:, None], DUo)
-                DDT = tl.where(pick, (gB * u_j + tl.sum(s * A, axis=0))[:, None], DDT)
-                gn = a * g
-            DUo += DY * Dv[:, None]
-            dD_acc += tl.sum(DY * U, axis=1)
-            if HAS_Z:
-                Yt += Dv[:, None] * U
-                tl.store(dz_ptr + off_dt, (DOUT * Yt * SG * (1.0 + Z * (1.0 - SG))).to(dz_ptr.dtype.element_ty),
-                         mask=m_dt)
-            if SOFTPLUS:
-                DDT = DDT * tl.sigmoid(RAW)
-            DDT = tl.where(m_dt, DDT, 0.0)
-            dbias_acc += tl.sum(DDT, axis=1)
-            tl.store(du_ptr + off_dt, DUo.to(du_ptr.dtype.element_ty), mask=m_dt)
-            tl.store(ddl_ptr + off_dt, DDT.to(ddl_ptr.dtype.element_ty), mask=m_dt)
-    tl.atomic_add(dA_ptr + offs_d[None, :] * N + offs_n[:, None], dA_acc, mask=mask_nd, sem="relaxed")
     if HAS_D:
         tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
     if HAS_BIAS:
@@ -930,33 +518,20 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
-# Tiles per variant (see the module docstring; "tree" is kept for `kernels.tune_scans`, which times
-# all of them). BLOCK_T (block_t) is the checkpoint spacing = the backward's recompute tile.
-# "chan": forward BLOCK_D = 32 x fwd_warps, tt steps per vector load; backward "seq" (BLOCK_D
-# bwd_block_d, bwd_warps) or "chan" (BLOCK_D = 32 x bwd_warps; compiles to 255 registers with
-# spills on sm_90 at tt=2, hence not the default until measured). "seq": (BLOCK_D, num_warps) per
-# direction; bwd_block_d=8 with 1 warp keeps the sums over D inside the warp (no barriers in the
-# step loop, checked in the PTX). "tree": BLOCK_T and BLOCK_D·BLOCK_N·BLOCK_T register elements per
-# direction (tuned on an H100: B=8 D=2048 L=4096 N=16 bf16 fwd 4.5 ms, fwd+bwd 18.5 ms).
-# `python -m kernels.tune_scans` on the H100 (torch 2.11, triton 3.6), bf16 fwd+bwd: "chan" with the
-# "seq" backward at bwd_block_d=16 is the fastest correct config, 15.9 ms at B=8 D=2048 L=4096 N=16
-# (tree 18.4) and 3.8 ms at B=256 D=256 L=256 (tree 4.6); its forward alone (5.5 ms) is slower than
-# the tree's (4.4 ms); unprofiled guess: the per-step loads of B_t, C_t (N broadcast loads per thread).
+# Tiles per variant. "time" (shipped): block_t = the forward's tile, (fwd|bwd)_block_d channels per
+# program, (fwd|bwd)_warps; bwd "time" (its own backward; rev "plain": reverse scan in triton's
+# argument order, "index": order-proof combine carrying the time index) or "seq" (the sequential
+# backward, with checkpoints every TIME_SEQ_CK steps). "seq": (BLOCK_D, num_warps) per direction,
+# block_t = checkpoint spacing = the backward's recompute tile; bwd_block_d=8 with 1 warp keeps the
+# sums over D inside the warp. `python -m kernels.tune_scans` on the H100 (torch 2.11, triton 3.6),
+# bf16 fwd+bwd (results/bench/tune_scans.md): "time" as below 7.2 ms at B=8 D=2048 L=4096 N=16 and
+# 1.6 ms at B=256 D=256 L=256 (one warp per program is fastest; rev "index" 10.9 ms, the "seq"
+# backward 13.9 ms, 2 warps 13.2 ms), against 15.9 / 3.8 ms for the best earlier variant (a
+# one-channel-per-thread sequential forward with the "seq" backward, since removed).
 VARIANT = "time"
-TILES = dict(chan=dict(block_t=32, fwd_warps=1, tt=2, bwd="seq", bwd_block_d=16, bwd_warps=1),
-             seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
-             tree=dict(block_t=32, fwd_elems=2048, bwd_elems=1024, fwd_warps=4, bwd_warps=4),
+TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
                        rev="plain"))
-
-
-def _fwd_kernel_name(variant: str, N: int) -> str:
-    """The forward kernel a variant runs: "chan" keeps all N states of a channel in one thread's
-    registers, which spills beyond N = 32 (sm_90: 255 registers); there the "seq" forward runs
-    (same checkpoints, so the backward is unchanged)."""
-    return "seq" if variant == "chan" and next_power_of_2(N) > 32 else variant
-
-
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
@@ -966,33 +541,21 @@ def _time_bwd_seq(variant: str) -> bool:
 
 
 def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
-    """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant."""
+    """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant; the backward's BLOCK_T is the checkpoint
+    spacing."""
     block_n = next_power_of_2(N)
     cfg = TILES[variant]
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
         # "time" with the "seq" backward: checkpoints every 4 steps inside tiles of 8
         return 2, block_n, 4 if backward and _time_bwd_seq(variant) else 8, 4
-    block_t = cfg["block_t"]
-    if backward and _time_bwd_seq(variant):
-        block_t = TIME_SEQ_CK
-        return min(cfg["bwd_block_d"], next_power_of_2(Dg)), block_n, block_t, cfg["bwd_warps"]
-    if not backward and _fwd_kernel_name(variant, N) != variant:     # "chan" with N > 32
-        seq = TILES["seq"]
-        return min(seq["fwd_block_d"], next_power_of_2(Dg)), block_n, block_t, seq["fwd_warps"]
+    block_t = TIME_SEQ_CK if backward and _time_bwd_seq(variant) else cfg["block_t"]
+    block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
-    if variant == "chan" and (not backward or (cfg["bwd"] == "chan" and block_n <= 32)):
-        block_d = 32 * warps                      # one channel per thread
-    elif variant in ("seq", "chan", "time"):
-        block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
-    else:
-        budget = cfg["bwd_elems" if backward else "fwd_elems"]
-        block_d = max(1, min(16, budget // (block_n * block_t)))
     return min(block_d, next_power_of_2(Dg)), block_n, block_t, warps
 
 
-# variant -> (forward, backward) kernels; all write/read the same checkpoints [B, D, L/BLOCK_T, N]
-_KERNELS = {"chan": (_ss_fwd_chan_kernel, _ss_bwd_seq_kernel), "seq": (_ss_fwd_seq_kernel, _ss_bwd_seq_kernel),
-            "tree": (_ss_fwd_kernel, _ss_bwd_kernel), "time": (_ss_fwd_time_kernel, _ss_bwd_time_kernel)}
+# variant -> (forward, backward) kernels; checkpoints [B, D, L/(the backward's BLOCK_T), N]
+_KERNELS = {"seq": (_ss_fwd_seq_kernel, _ss_bwd_seq_kernel), "time": (_ss_fwd_time_kernel, _ss_bwd_time_kernel)}
 
 
 class SelectiveScanFn(torch.autograd.Function):
@@ -1015,20 +578,14 @@ class SelectiveScanFn(torch.autograd.Function):
         # the forward's, except for "time" with the "seq" backward)
         block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
         ck = _blocks(variant, N, Dg, backward=True)[2]
-        fwd_name = _fwd_kernel_name(variant, N)
         n_dblk, n_tiles = cdiv(Dg, block_d), cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
         if chunk_len is None:
             # "seq": about one wave of 48 warps per SM (~75% occupancy: the step loop hides its
-            # latency with other programs); "tree": ~4 programs per SM. Chunks of >= 4 tiles.
-            # "chan": its step is bound by the exp2 unit, and a chunked forward runs the state pass
-            # twice, so chunk only when there is less than one warp per SM sub-partition.
+            # latency with other programs); "time": ~4 programs per SM. Chunks of >= 4 tiles.
             sm = _sm_count(u.device)
-            if fwd_name == "chan":
-                n_chunks = max(1, min(4 * sm // (warps * n_prog), n_tiles // 4))
-            else:
-                target = 48 * sm // warps if fwd_name == "seq" else 4 * sm
-                n_chunks = max(1, min(cdiv(target, n_prog), cdiv(n_tiles, 4)))
+            target = 48 * sm // warps if variant == "seq" else 4 * sm
+            n_chunks = max(1, min(cdiv(target, n_prog), cdiv(n_tiles, 4)))
             chunk_len = cdiv(n_tiles, n_chunks) * block_t
         chunk_len = cdiv(max(1, min(chunk_len, L)), block_t) * block_t
         n_chunks = cdiv(L, chunk_len)
@@ -1040,15 +597,12 @@ class SelectiveScanFn(torch.autograd.Function):
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
                      num_warps=warps)
-        if fwd_name == "chan":   # A transposed, [N, D]; TT time steps per vector load
-            flags["TT"] = min(TILES["chan"]["tt"], block_t)
-        if fwd_name == "time":
+        if variant == "time":
             flags["CK"] = ck
-        A_fwd = A.t().contiguous() if fwd_name == "chan" else A
-        args = (u, delta, A_fwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
+        args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
-        fwd_kernel = _KERNELS[fwd_name][0]
+        fwd_kernel = _KERNELS[variant][0]
         init = None
         if n_chunks > 1:
             # 1. state-only pass per chunk; 2. carry across chunks (a linear recurrence over chunks)
@@ -1087,20 +641,15 @@ class SelectiveScanFn(torch.autograd.Function):
         dummy = dA
         if dy is None:
             dy = torch.zeros_like(u)
-        # "seq"/"chan": each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D, BLOCK_N]
-        # (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms for "seq"; "chan" uses less)
-        seq_bwd = ctx.variant in ("seq", "chan") or _time_bwd_seq(ctx.variant)
+        # the "seq" backward: each program's recomputed states of one tile, [n_prog, BLOCK_T, BLOCK_D,
+        # BLOCK_N] (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms)
+        seq_bwd = ctx.variant == "seq" or _time_bwd_seq(ctx.variant)
         scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if seq_bwd else ()
-        kernel, A_bwd, extra = _KERNELS[ctx.variant][1], A, {}
-        if ctx.variant == "time":
-            if seq_bwd:
-                kernel = _ss_bwd_seq_kernel
-            else:
-                extra = dict(REV_INDEX=TILES["time"]["rev"] == "index")
-        if ctx.variant == "chan" and TILES["chan"]["bwd"] == "chan" and block_n <= 32:
-            kernel, A_bwd, extra = _ss_bwd_chan_kernel, A.t().contiguous(), dict(TT=min(TILES["chan"]["tt"], block_t))
+        kernel, extra = _ss_bwd_seq_kernel, {}
+        if not seq_bwd:
+            kernel, extra = _ss_bwd_time_kernel, dict(REV_INDEX=TILES["time"]["rev"] == "index")
         kernel[(n_prog,)](
-            u, delta, A_bwd, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
+            u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,
             dlast.contiguous() if dlast is not None else dummy, *scratch,
             du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias,
@@ -1120,13 +669,12 @@ def triton_selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
                           C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                           delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
                           return_last_state: bool = False, chunk_len: int | None = None,
-                          variant: Literal["chan", "seq", "tree", "time"] | None = None):
+                          variant: Literal["seq", "time"] | None = None):
     """Triton selective scan; signature and shapes of `naive_selective_scan`.
 
     chunk_len: time steps per forward program (None = choose to fill the GPU); for tests.
-    variant: "chan" (sequential in time, one channel per thread), "seq" (sequential in time,
-    [BLOCK_D, N] per program), "tree" (associative scan over a [BLOCK_D, N, BLOCK_T] tile) or "time"
-    (associative scan over a [BLOCK_D, BLOCK_T] tile per state); None = `VARIANT`."""
+    variant: "time" (associative scans over a [BLOCK_D, BLOCK_T] tile per state) or "seq" (sequential
+    in time, [BLOCK_D, N] per program); None = `VARIANT`."""
     variant = variant or VARIANT
     if variant not in _KERNELS:
         raise ValueError(f"triton_selective_scan(variant={variant!r}): expected one of {sorted(_KERNELS)}")

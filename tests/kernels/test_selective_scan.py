@@ -77,28 +77,25 @@ def test_triton_path_is_interpreted_on_cpu():
     assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
 
 
-# sequential in time ("chan": shipped; "chan-bwdchan": with its one-channel-per-thread backward;
-# "seq") and the associative scan ("tree")
-VARIANTS = ["chan", "chan-bwdchan", "seq", "tree", "time", "time-bwdseq", "time-revplain"]
+# the shipped "time" variant, with its reverse scan in triton's argument order ("time") or the
+# order-proof one ("time-revindex"), or followed by the sequential backward ("time-bwdseq"); "seq"
+VARIANTS = ["time", "time-revindex", "time-bwdseq", "seq"]
 
 
 def _variant(name, monkeypatch):
-    """The triton_selective_scan variant for a test id; switches a variant's backward if asked."""
-    if name == "chan-bwdchan":
-        monkeypatch.setitem(ss.triton_scan.TILES["chan"], "bwd", "chan")
-        return "chan"
+    """The triton_selective_scan variant for a test id; switches the "time" backward if asked."""
     if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
         return "time"
-    if name == "time-revplain":     # reverse scan relying on triton's argument order
-        monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", "plain")
+    if name == "time-revindex":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", "index")
         return "time"
     return name
 
 
 def test_shipped_variant_is_time():
     assert ss.triton_scan.VARIANT == "time"
-    assert ss.triton_scan.TILES["time"]["bwd"] == "time"
+    assert ss.triton_scan.TILES["time"]["bwd"] == "time" and ss.triton_scan.TILES["time"]["rev"] == "plain"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
