@@ -56,6 +56,8 @@ The backward is not chunked over time: at B=8 D=2048 it has B·D/BLOCK_D = 8192 
 """
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Literal
 
 import torch
@@ -520,7 +522,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
 # Tiles per variant. "time" (shipped): block_t = the forward's tile, (fwd|bwd)_block_d channels per
 # program, (fwd|bwd)_warps; bwd "time" (its own backward; rev "plain": reverse scan in triton's
-# argument order, "index": order-proof combine carrying the time index) or "seq" (the sequential
+# argument order where `reverse_scan_in_order` confirms it for the tile, else and for "index" an
+# order-proof combine carrying the time index) or "seq" (the sequential
 # backward, with checkpoints every TIME_SEQ_CK steps). "seq": (BLOCK_D, num_warps) per direction,
 # block_t = checkpoint spacing = the backward's recompute tile; bwd_block_d=8 with 1 warp keeps the
 # sums over D inside the warp. `python -m kernels.tune_scans` on the H100 (torch 2.11, triton 3.6),
@@ -552,6 +555,43 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
     block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
     return min(block_d, next_power_of_2(Dg)), block_n, block_t, warps
+
+
+@triton.jit
+def _reverse_scan_probe_kernel(a_ptr, c_ptr, out_ptr, BLOCK_D: tl.constexpr, BLOCK_T: tl.constexpr):
+    offs = tl.arange(0, BLOCK_D)[:, None] * BLOCK_T + tl.arange(0, BLOCK_T)[None, :]
+    _p, g = tl.associative_scan((tl.load(a_ptr + offs), tl.load(c_ptr + offs)), 1, affine_combine, reverse=True)
+    tl.store(out_ptr + offs, g)
+
+
+@functools.cache
+def reverse_scan_in_order(device: torch.device, block_d: int, block_t: int, warps: int) -> bool:
+    """Whether this triton's `associative_scan(reverse=True)` passes a non-commutative combine its
+    arguments in scan order (first = later time step) for a [block_d, block_t] fp32 tile on this
+    device: the suffix recurrence g_t = c_t + a_t g_{t+1} is checked against PyTorch. Triton has had
+    argument-order bugs here (triton-lang/triton#4362, #8412); the "time" backward relies on the
+    order only when this holds, and otherwise uses the order-proof combine. Once per config and
+    process; a probe that fails to compile or run counts as False."""
+    gen = torch.Generator().manual_seed(0)
+    a, c = torch.rand(block_d, block_t, generator=gen), torch.randn(block_d, block_t, generator=gen)
+    ref, g = torch.zeros_like(c), torch.zeros(block_d)
+    for t in reversed(range(block_t)):
+        g = c[:, t] + a[:, t] * g
+        ref[:, t] = g
+    out = torch.full_like(c, float("nan"), device=device)
+    try:
+        _reverse_scan_probe_kernel[(1,)](a.to(device), c.to(device), out, BLOCK_D=block_d, BLOCK_T=block_t,
+                                         num_warps=warps)
+        ok = bool(torch.allclose(out.cpu(), ref, rtol=1e-4, atol=1e-5))
+    except Exception as e:  # noqa: BLE001 - any failure means: do not rely on the order
+        logging.getLogger(__name__).warning("reverse-scan probe failed (%s: %s)", type(e).__name__, e)
+        ok = False
+    if not ok:
+        logging.getLogger(__name__).warning(
+            "triton %s: associative_scan(reverse=True) does not keep the combine's argument order for a "
+            "[%d, %d] tile with %d warps; the selective-scan backward uses the order-proof combine (slower)",
+            triton.__version__, block_d, block_t, warps)
+    return ok
 
 
 # variant -> (forward, backward) kernels; checkpoints [B, D, L/(the backward's BLOCK_T), N]
@@ -647,7 +687,9 @@ class SelectiveScanFn(torch.autograd.Function):
         scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if seq_bwd else ()
         kernel, extra = _ss_bwd_seq_kernel, {}
         if not seq_bwd:
-            kernel, extra = _ss_bwd_time_kernel, dict(REV_INDEX=TILES["time"]["rev"] == "index")
+            rev_index = TILES["time"]["rev"] == "index" or not reverse_scan_in_order(
+                u.device, block_d, block_t, warps)
+            kernel, extra = _ss_bwd_time_kernel, dict(REV_INDEX=rev_index)
         kernel[(n_prog,)](
             u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
             delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,

@@ -185,3 +185,31 @@ def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant, mon
     out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant=variant), inputs, cot, full)
     assert ss.use_triton(inputs[0])
     assert_close(out, ref, GPU_TOL[dtype], loose=("dA",) if decay == "near0" else ())
+
+
+def test_reverse_scan_probe_holds_in_the_interpreter():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the probe runs compiled (covered by the GPU tests)")
+    assert ss.triton_scan.reverse_scan_in_order(torch.device("cpu"), 2, 8, 4)
+
+
+def test_time_backward_uses_the_order_proof_scan_when_the_probe_fails(poison, monkeypatch):
+    """A triton whose reverse scans reorder the combine's arguments must not give wrong gradients:
+    the backward then passes REV_INDEX=True and still matches the reference."""
+    ts = ss.triton_scan
+    seen, real = [], ts._ss_bwd_time_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append(kwargs["REV_INDEX"])
+                return real[grid](*args, **kwargs)
+            return launch
+
+    monkeypatch.setattr(ts, "reverse_scan_in_order", lambda *a: False)
+    monkeypatch.setattr(ts, "_ss_bwd_time_kernel", Spy())
+    inputs, cot = make_inputs(1, 4, 13, 3, None, torch.float32, full=True)
+    ref = fwd_bwd(naive_selective_scan, inputs, cot, True, upcast=True)
+    out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant="time"), inputs, cot, True)
+    assert seen == [True]
+    assert_close(out, ref, TOL[torch.float32])
