@@ -1,7 +1,7 @@
 """Kernel benchmark: `python -m kernels.bench [--quick]` (needs a CUDA GPU).
 
-Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, impls: set[str] | None = None) -> list[dict]`
-(impls: time only these implementations; None = all), one dict per measurement:
+Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, only: set[str] | None = None) -> list[dict]`
+(only: time just these implementations; None = all), one dict per measurement:
     op          str    public op name, e.g. "chunked_linear_attention"
     shape       str    e.g. "B=8 T=4096 H=8 K=128 V=128"
     impl        str    "triton" (ours) or a comparison ("torch-chunk", "sdpa", "fla", ...)

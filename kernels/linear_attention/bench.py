@@ -92,7 +92,7 @@ def _time(fn, args, grads: bool) -> float:
     return ms
 
 
-def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
+def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
     """One row per (shape, decay, impl); see kernels/bench.py for the row keys."""
     rows = []
     copy_bw = copy_bandwidth_gbps()
@@ -103,7 +103,7 @@ def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
         scale = K**-0.5
         cases = [(d, name, fn) for d in ("scalar", "channel", "none") for name, fn in _impls(d).items()
-                 if impls is None or name in impls]
+                 if only is None or name in only]
         for decay, name, fn in cases:
             g = None
             if decay != "none":

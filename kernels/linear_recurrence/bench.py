@@ -32,7 +32,7 @@ def _fla_hgrn():
     return lambda a, b, h0: chunk_hgrn(b, a.clamp_min(1e-30).log(), h0)[0]
 
 
-def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
+def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     impls = {"triton": triton_linear_recurrence, "torch-chunked": chunked_linear_recurrence,
@@ -48,7 +48,7 @@ def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
             cot = torch.randn(B, T, D, device="cuda", dtype=dtype)
             nbytes = 8 * B * T * D * a.element_size()
             for name, fn in impls.items():
-                if impls is not None and name not in impls:
+                if only is not None and name not in only:
                     continue
                 shape = f"B={B} T={T} D={D}"
                 row = dict(op="linear_recurrence", shape=shape, impl=name, dtype=str(dtype)[6:])

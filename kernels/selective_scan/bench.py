@@ -27,7 +27,7 @@ def _mamba_ssm():
     return selective_scan_fn
 
 
-def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
+def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     compiled = torch.compile(chunked_selective_scan)
@@ -49,7 +49,7 @@ def run(quick: bool = False, impls: set[str] | None = None) -> list[dict]:
             cot = torch.randn(Bsz, D, L, **dev)
             nbytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * u.element_size()
             for name, fn in impls.items():
-                if impls is not None and name not in impls:
+                if only is not None and name not in only:
                     continue
                 row = dict(op="selective_scan", shape=f"B={Bsz} D={D} L={L} N={N}", impl=name,
                            dtype=str(dtype)[6:])
