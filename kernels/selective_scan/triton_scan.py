@@ -52,7 +52,10 @@ dδ_bias are accumulated in fp32 with atomic adds (relaxed in the sequential bac
 Long sequences with few (batch, channel) programs are cut into chunks in the forward (as in
 `kernels.linear_recurrence`): a state-only pass per chunk, a carry across chunks (a linear
 recurrence over chunks on [B, n_chunks, D·N]), and the final pass from each chunk's true state.
-The backward is not chunked over time: at B=8 D=2048 it has B·D/BLOCK_D = 8192 programs.
+The "time" backward can be chunked the same way (TILES["time"]["bwd_chunks"]): a pass of the g
+recurrence alone per chunk, the carries across chunks by a reverse linear recurrence over chunks,
+then the gradient pass from each chunk's true carry. It is off until timed and tested on a GPU
+(interpreter-tested only); unchunked, B=8 D=2048 already gives B·D/BLOCK_D = 8192 programs.
 """
 from __future__ import annotations
 
@@ -405,22 +408,31 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
                         ckpt_ptr, dlast_ptr,
                         du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                        Dm, L, N, G, Dg, n_dblk, n_tiles,
+                        ginit_ptr, pend_ptr, gend_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_tiles, n_chunks, chunk_tiles,
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, BLOCK_D: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr):
+                        SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
+                        STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
     # dΔ, the recomputed y for dz) accumulate over the loop, Σ_d terms (dB, dC) are atomic adds.
     # REV_INDEX: the reverse scan carries the time index so that its combine cannot depend on the
     # argument order triton uses for reverse scans; else `affine_combine` with reverse=True (first
-    # argument = the earlier one in scan order, i.e. the later time step; tested against the
-    # reference on both the interpreter and the GPU). Shapes as in `_ss_bwd_kernel`.
+    # argument = the earlier one in scan order, i.e. the later time step).
+    # Chunks over time (n_chunks > 1, chunk_tiles tiles each): STATE_ONLY runs only the g recurrence
+    # of its chunk from a zero carry and stores gend = g at the chunk's first step and pend =
+    # ∏ a_{t+1} over the chunk = exp(A Σ Δ_{t+1}); the carries across chunks (a reverse linear
+    # recurrence) come back as ginit = g at the first step after each chunk (∂L/∂h_L for the last).
+    # u, delta, z, dout, du, ddelta, dz: [B, D, L]; A: [D, N]; B, C, dB, dC: [B, G, N, L] (dB, dC
+    # fp32); ckpt: [B, D, n_tiles, N]; dlast: [B, D, N]; ginit, pend, gend: [B, n_chunks, D, N];
+    # dA: [D, N], dD, dbias: [D] fp32
     pid = tl.program_id(0)
     dblk = pid % n_dblk
     grp = (pid // n_dblk) % G
-    bidx = pid // (n_dblk * G)
+    chunk = (pid // (n_dblk * G)) % n_chunks
+    bidx = pid // (n_dblk * G * n_chunks)
     offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
     mask_d = offs_dl < Dg
     offs_d = grp * Dg + offs_dl
@@ -428,6 +440,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
     row = bidx.to(tl.int64) * Dm + offs_d
     bc_base = (bidx.to(tl.int64) * G + grp) * N * L
+    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
     bias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
@@ -435,28 +448,30 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     # gc = ∂L/∂h at the first step right of the current tile (∂L/∂h_L for the last tile)
-    if HAS_DLAST:
+    if HAS_GINIT:
+        gc = tl.load(ginit_ptr + state_off, mask=mask_dn, other=0.0)
+    elif HAS_DLAST:
         gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     else:
         gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    sum_dtn = tl.zeros([BLOCK_D], dtype=tl.float32)             # Σ Δ_{t+1} over the chunk (STATE_ONLY)
     cols = tl.arange(0, BLOCK_T)
     first = (cols == 0)[None, :]
     last = (cols == BLOCK_T - 1)[None, :]
-    for k in range(0, n_tiles):
-        tile = n_tiles - 1 - k
+    tile_lo = chunk * chunk_tiles
+    tile_hi = tl.minimum(tile_lo + chunk_tiles, n_tiles)
+    for k in range(0, tile_hi - tile_lo):
+        tile = tile_hi - 1 - k
         offs_t = tile * BLOCK_T + cols
         mask_t = offs_t < L
         m_dt = mask_d[:, None] & mask_t[None, :]
         off_dt = row[:, None] * L + offs_t[None, :]
-        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
         # Δ_{t+1}: the decay a_{t+1} that carries g_{t+1} back to g_t (0 past the end: a = 1)
         dt_next, _ = _delta(dl_ptr, off_dt + 1, mask_d[:, None] & (offs_t + 1 < L)[None, :], bias,
                             HAS_BIAS, SOFTPLUS)
-        du = dt * u
         dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
         if HAS_Z:
             zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
@@ -465,6 +480,12 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         else:
             dy = dout
         dy = tl.where(m_dt, dy, 0.0)
+        if STATE_ONLY:
+            sum_dtn += tl.sum(dt_next, axis=1)
+        else:
+            u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+            dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+            du = dt * u
         idx = tl.broadcast_to(offs_t[None, :], [BLOCK_D, BLOCK_T])
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
@@ -475,14 +496,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             pick = offs_n[None, :] == n
             A_n = tl.load(A_ptr + offs_d * N + n, mask=mask_d, other=0.0).to(tl.float32)
             a2 = A_n * 1.4426950408889634
-            h0 = tl.load(ckpt_ptr + ck + n, mask=mask_d, other=0.0)
-            b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
             c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
-            # 1. h_t inside the tile
-            a = tl.exp2(dt * a2[:, None])
-            x = du * b[None, :]
-            _pa, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
-            # 2. g_t, the gradient reaching h_t
+            # 1. g_t, the gradient reaching h_t
             a_next = tl.exp2(dt_next * a2[:, None])
             cg = dy * c[None, :]
             cg = tl.where(last, cg + a_next * tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None], cg)
@@ -491,40 +506,56 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             else:
                 _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
             gc_out = tl.where(pick, tl.sum(tl.where(first, g, 0.0), axis=1)[:, None], gc_out)
-            # 3. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
-            s = g * (hs - x)
-            gB += g * b[None, :]
-            sA += s * A_n[:, None]
-            dA_acc += tl.where(pick, tl.sum(s * dt, axis=1)[:, None], 0.0)
-            tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t, sem="relaxed")
-            tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t, sem="relaxed")
-            if HAS_Z:
-                y += hs * c[None, :]
+            if not STATE_ONLY:
+                # 2. h_t inside the tile, from its checkpoint
+                h0 = tl.load(ckpt_ptr + ck + n, mask=mask_d, other=0.0)
+                b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
+                a = tl.exp2(dt * a2[:, None])
+                x = du * b[None, :]
+                _pa, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
+                # 3. gradients; s = g_t a_t h_{t-1} = g_t (h_t - x_t)
+                s = g * (hs - x)
+                gB += g * b[None, :]
+                sA += s * A_n[:, None]
+                dA_acc += tl.where(pick, tl.sum(s * dt, axis=1)[:, None], 0.0)
+                tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
+                              sem="relaxed")
+                tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t,
+                              sem="relaxed")
+                if HAS_Z:
+                    y += hs * c[None, :]
         gc = gc_out
-        if HAS_Z:
-            y += Dv[:, None] * u
-            tl.store(dz_ptr + off_dt, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
-                     mask=m_dt)
-        ddt = gB * u + sA
-        if SOFTPLUS:
-            ddt = ddt * tl.sigmoid(raw)
-        ddt = tl.where(m_dt, ddt, 0.0)
-        dD_acc += tl.sum(dy * u, axis=1)
-        dbias_acc += tl.sum(ddt, axis=1)
-        tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
-        tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
-    tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
-    if HAS_D:
-        tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
-    if HAS_BIAS:
-        tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
+        if not STATE_ONLY:
+            if HAS_Z:
+                y += Dv[:, None] * u
+                tl.store(dz_ptr + off_dt, (dout * y * sg * (1.0 + zz * (1.0 - sg))).to(dz_ptr.dtype.element_ty),
+                         mask=m_dt)
+            ddt = gB * u + sA
+            if SOFTPLUS:
+                ddt = ddt * tl.sigmoid(raw)
+            ddt = tl.where(m_dt, ddt, 0.0)
+            dD_acc += tl.sum(dy * u, axis=1)
+            dbias_acc += tl.sum(ddt, axis=1)
+            tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
+            tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
+    if STATE_ONLY:
+        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+        tl.store(pend_ptr + state_off, tl.exp(A * sum_dtn[:, None]), mask=mask_dn)
+        tl.store(gend_ptr + state_off, gc, mask=mask_dn)
+    else:
+        tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
+        if HAS_D:
+            tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
+        if HAS_BIAS:
+            tl.atomic_add(dbias_ptr + offs_d, dbias_acc, mask=mask_d, sem="relaxed")
 
 
 # Tiles per variant. "time" (shipped): block_t = the forward's tile, (fwd|bwd)_block_d channels per
 # program, (fwd|bwd)_warps; bwd "time" (its own backward; rev "plain": reverse scan in triton's
 # argument order where `reverse_scan_in_order` confirms it for the tile, else and for "index" an
 # order-proof combine carrying the time index) or "seq" (the sequential
-# backward, with checkpoints every TIME_SEQ_CK steps). "seq": (BLOCK_D, num_warps) per direction,
+# backward, with checkpoints every TIME_SEQ_CK steps); bwd_chunks: chunk the "time" backward over
+# time when it has few programs (see `_bwd_chunks`). "seq": (BLOCK_D, num_warps) per direction,
 # block_t = checkpoint spacing = the backward's recompute tile; bwd_block_d=8 with 1 warp keeps the
 # sums over D inside the warp. `python -m kernels.tune_scans` on the H100 (torch 2.11, triton 3.6),
 # bf16 fwd+bwd (results/bench/tune_scans.md): "time" as below 7.2 ms at B=8 D=2048 L=4096 N=16 and
@@ -534,7 +565,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
-                       rev="plain"))
+                       rev="plain", bwd_chunks=False))
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
@@ -594,6 +625,21 @@ def reverse_scan_in_order(device: torch.device, block_d: int, block_t: int, warp
     return ok
 
 
+def _bwd_chunks(n_prog: int, n_tiles: int, chunk_len: int | None, block_t: int,
+                device: torch.device) -> tuple[int, int]:
+    """(chunks, tiles per chunk) of the "time" backward: chunks over time when its n_prog programs
+    would leave the GPU idle (about 4 per SM, >= 4 tiles per chunk), as in the forward; chunk_len
+    (tests) forces the chunk length. Only while TILES["time"]["bwd_chunks"] is on."""
+    if not TILES["time"].get("bwd_chunks", False):
+        return 1, n_tiles
+    if chunk_len is not None:
+        chunk_tiles = cdiv(max(1, chunk_len), block_t)
+    else:
+        n_chunks = max(1, min(cdiv(4 * _sm_count(device), n_prog), cdiv(n_tiles, 4)))
+        chunk_tiles = cdiv(n_tiles, n_chunks)
+    return cdiv(n_tiles, chunk_tiles), chunk_tiles
+
+
 # variant -> (forward, backward) kernels; checkpoints [B, D, L/(the backward's BLOCK_T), N]
 _KERNELS = {"seq": (_ss_fwd_seq_kernel, _ss_bwd_seq_kernel), "time": (_ss_fwd_time_kernel, _ss_bwd_time_kernel)}
 
@@ -603,6 +649,7 @@ class SelectiveScanFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_len, variant):
+        chunk_len_arg = chunk_len
         grouped = B.dim() == 4
         u, delta, A = u.contiguous(), delta.contiguous(), A.contiguous()
         B4 = (B if grouped else B[:, None]).contiguous()               # [B, G, N, L]
@@ -659,7 +706,7 @@ class SelectiveScanFn(torch.autograd.Function):
                          HAS_INIT=init is not None, STATE_ONLY=False, SAVE=save, **flags)
         ctx.save_for_backward(u, delta, A, B4, C4, D, z, delta_bias, ckpt if save else None)
         ctx.softplus, ctx.grouped, ctx.block_t = bool(delta_softplus), grouped, ck
-        ctx.variant = variant
+        ctx.variant, ctx.chunk_len = variant, chunk_len_arg
         ctx.set_materialize_grads(False)   # an unused h_L brings dlast=None, not zeros
         return y, last
 
@@ -685,20 +732,38 @@ class SelectiveScanFn(torch.autograd.Function):
         # BLOCK_N] (+ [3, BLOCK_T, BLOCK_D] per-(d, t) terms)
         seq_bwd = ctx.variant == "seq" or _time_bwd_seq(ctx.variant)
         scratch = (torch.empty(n_prog * block_t * block_d * (block_n + 3), **f32),) if seq_bwd else ()
-        kernel, extra = _ss_bwd_seq_kernel, {}
-        if not seq_bwd:
-            rev_index = TILES["time"]["rev"] == "index" or not reverse_scan_in_order(
+        args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
+                delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,
+                dlast.contiguous() if dlast is not None else dummy)
+        grads = (du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias)
+        flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                     SOFTPLUS=ctx.softplus, HAS_DLAST=dlast is not None,
+                     BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps)
+        if seq_bwd:
+            _ss_bwd_seq_kernel[(n_prog,)](*args, *scratch, *grads, Dm, L, N, G, Dg, n_dblk, n_tiles, **flags)
+        else:
+            flags["REV_INDEX"] = TILES["time"]["rev"] == "index" or not reverse_scan_in_order(
                 u.device, block_d, block_t, warps)
-            kernel, extra = _ss_bwd_time_kernel, dict(REV_INDEX=rev_index)
-        kernel[(n_prog,)](
-            u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
-            delta_bias if delta_bias is not None else dummy, dy.contiguous(), ckpt,
-            dlast.contiguous() if dlast is not None else dummy, *scratch,
-            du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias,
-            Dm, L, N, G, Dg, n_dblk, n_tiles,
-            HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-            SOFTPLUS=ctx.softplus, HAS_DLAST=dlast is not None,
-            BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps, **extra)
+            n_chunks, chunk_tiles = _bwd_chunks(n_prog, n_tiles, ctx.chunk_len, block_t, u.device)
+            grid, ginit = (n_prog * n_chunks,), None
+            if n_chunks > 1:
+                # 1. per chunk, the g recurrence from a zero carry: (pend = ∏ a_{t+1}, gend = g at its
+                # first step); 2. carries X_c = gend_c + pend_c X_{c+1} with X_{n_chunks} = ∂L/∂h_L,
+                # a linear recurrence over the reversed chunks; chunk c starts from ginit_c = X_{c+1}
+                pend = torch.empty(Bsz, n_chunks, Dm, N, **f32)
+                gend = torch.empty_like(pend)
+                _ss_bwd_time_kernel[grid](*args, *grads, dummy, pend, gend, Dm, L, N, G, Dg, n_dblk, n_tiles,
+                                          n_chunks, chunk_tiles, HAS_GINIT=False, STATE_ONLY=True,
+                                          **{**flags, "HAS_DLAST": False})
+                rev = lambda t: t.flip(1).reshape(Bsz, n_chunks, Dm * N).contiguous()  # noqa: E731
+                g_last = dlast.float().reshape(Bsz, Dm * N).contiguous() if dlast is not None else None
+                carried = lr_scan(rev(pend), rev(gend), g_last)        # [:, j] = X_{n_chunks-1-j}
+                first = g_last[:, None] if g_last is not None else torch.zeros_like(carried[:, :1])
+                ginit = torch.cat([first, carried[:, :-1]], 1).flip(1).reshape(Bsz, n_chunks, Dm, N).contiguous()
+            # 3. every chunk from its true carry: the gradients
+            _ss_bwd_time_kernel[grid](*args, *grads, ginit if ginit is not None else dummy, dummy, dummy,
+                                      Dm, L, N, G, Dg, n_dblk, n_tiles, n_chunks, chunk_tiles,
+                                      HAS_GINIT=ginit is not None, STATE_ONLY=False, **flags)
         dB, dC = dB.to(B4.dtype), dC.to(C4.dtype)
         if not ctx.grouped:
             dB, dC = dB[:, 0], dC[:, 0]

@@ -78,14 +78,18 @@ def test_triton_path_is_interpreted_on_cpu():
 
 
 # the shipped "time" variant, with its reverse scan in triton's argument order ("time") or the
-# order-proof one ("time-revindex"), or followed by the sequential backward ("time-bwdseq"); "seq"
-VARIANTS = ["time", "time-revindex", "time-bwdseq", "seq"]
+# order-proof one ("time-revindex"), with its backward chunked over time ("time-bwdchunks", the cases
+# with chunk_len), or followed by the sequential backward ("time-bwdseq"); "seq"
+VARIANTS = ["time", "time-revindex", "time-bwdchunks", "time-bwdseq", "seq"]
 
 
 def _variant(name, monkeypatch):
     """The triton_selective_scan variant for a test id; switches the "time" backward if asked."""
     if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
+        return "time"
+    if name == "time-bwdchunks":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd_chunks", True)
         return "time"
     if name == "time-revindex":
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", "index")
@@ -212,4 +216,26 @@ def test_time_backward_uses_the_order_proof_scan_when_the_probe_fails(poison, mo
     ref = fwd_bwd(naive_selective_scan, inputs, cot, True, upcast=True)
     out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant="time"), inputs, cot, True)
     assert seen == [True]
+    assert_close(out, ref, TOL[torch.float32])
+
+
+def test_time_backward_chunks_over_time(poison, monkeypatch):
+    """With bwd_chunks on, a forced chunk length splits the backward into a carry pass (state only)
+    and a gradient pass from the true carries, whatever ∂L/∂h_L is; results match the reference."""
+    ts = ss.triton_scan
+    launches, real = [], ts._ss_bwd_time_kernel
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                launches.append((kwargs["STATE_ONLY"], kwargs["HAS_GINIT"], args[-2]))   # n_chunks
+                return real[grid](*args, **kwargs)
+            return launch
+
+    monkeypatch.setitem(ts.TILES["time"], "bwd_chunks", True)
+    monkeypatch.setattr(ts, "_ss_bwd_time_kernel", Spy())
+    inputs, cot = make_inputs(2, 3, 30, 4, None, torch.float32, full=True, decay="near1")
+    ref = fwd_bwd(naive_selective_scan, inputs, cot, True, upcast=True)
+    out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant="time", chunk_len=8), inputs, cot, True)
+    assert launches == [(True, False, 4), (False, True, 4)]     # L = 30: 4 tiles of 8, one per chunk
     assert_close(out, ref, TOL[torch.float32])
