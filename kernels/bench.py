@@ -14,9 +14,9 @@ Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, only: set[str] | Non
     note        str    free text (decay kind, "out of memory", ...)
 This module gathers the rows of every op whose bench module imports, prints one table and writes
 results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
-`--impls triton,fla` times only those implementations; with
-`--merge` their rows replace the matching rows of the existing table (same op, shape, impl, dtype
-and decay), and the table says which implementations were re-measured.
+`--impls triton,fla` times only those implementations; with `--merge` their rows replace the
+matching rows of an existing table (same op, shape, impl, dtype and decay), and a note under the
+header (kept across merges, in both files) says what each merge re-measured.
 """
 from __future__ import annotations
 
@@ -107,15 +107,17 @@ def _key(row: dict) -> tuple:
     return row["op"], row["shape"], row["impl"], row["dtype"], decay
 
 
-def read_csv(path: pathlib.Path) -> tuple[str, list[dict]]:
-    """(header line, rows) of a kernels.csv written by `write`."""
+def read_csv(path: pathlib.Path) -> tuple[str, list[str], list[dict]]:
+    """(header line, notes, rows) of a kernels.csv written by `write`."""
     with open(path) as f:
-        head = f.readline().removeprefix("# ").strip()
-        rows = list(csv.DictReader(f))
+        comments = []
+        while (line := f.readline()).startswith("# "):
+            comments.append(line[2:].strip())
+        rows = list(csv.DictReader([line, *f]))
     for r in rows:
         for c in ("fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw"):
             r[c] = float(r[c]) if r[c] not in ("", "nan") else math.nan
-    return head, rows
+    return comments[0], comments[1:], rows
 
 
 def merge(old: list[dict], new: list[dict]) -> list[dict]:
@@ -130,16 +132,17 @@ def merge(old: list[dict], new: list[dict]) -> list[dict]:
     return rows
 
 
-def write(rows: list[dict], out_dir: pathlib.Path, note: str = "") -> str:
-    """Write kernels.md and kernels.csv under out_dir; return the markdown table."""
+def write(rows: list[dict], out_dir: pathlib.Path, notes: list[str] = ()) -> str:
+    """Write kernels.md and kernels.csv under out_dir (notes: paragraphs under the header); return
+    the markdown table."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Kernel benchmark\n\n{header()}\n" + (f"\n{note}\n" if note else ""),
+    lines = [f"# Kernel benchmark\n\n{header()}\n" + "".join(f"\n{n}\n" for n in notes),
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
     table = "\n".join(lines) + "\n"
     (out_dir / "kernels.md").write_text(table)
     with open(out_dir / "kernels.csv", "w", newline="") as f:
-        f.write(f"# {header()}\n")
+        f.write("".join(f"# {line}\n" for line in [header(), *notes]))
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
@@ -166,10 +169,10 @@ def main() -> None:
     impls = set(args.impls.split(",")) if args.impls else None
     out = pathlib.Path(args.out)
     if args.merge:
-        old_head, old = read_csv(pathlib.Path(args.merge))
-        note = (f"Rows of {', '.join(sorted(impls or ['all']))} for {args.ops} re-measured with this header's "
-                f"versions; the other rows are from the earlier table ({old_head}).")
-        emit = lambda rows: write(merge(old, rows), out, note)  # noqa: E731
+        old_head, old_notes, old = read_csv(pathlib.Path(args.merge))
+        notes = [*old_notes, f"Merged: the {', '.join(sorted(impls or ['all']))} rows of {args.ops} re-measured "
+                             f"on {header()}; the rows before came from {old_head}."]
+        emit = lambda rows: write(merge(old, rows), out, notes)  # noqa: E731
     else:
         emit = lambda rows: write(rows, out)  # noqa: E731
     print(emit(collect(args.quick, modules, on_rows=emit, impls=impls)))

@@ -25,11 +25,11 @@ def test_merge_replaces_in_place_and_inserts_new_rows_by_shape():
 def test_written_csv_reads_back(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "header", lambda: "GPU: test")
     rows = [_row("triton"), _row("torch", ms=math.nan)]
-    bench.write(rows, tmp_path, note="merged")
-    head, back = bench.read_csv(tmp_path / "kernels.csv")
-    assert head == "GPU: test" and len(back) == 2
+    bench.write(rows, tmp_path, notes=["first merge", "second merge"])
+    head, notes, back = bench.read_csv(tmp_path / "kernels.csv")
+    assert head == "GPU: test" and notes == ["first merge", "second merge"] and len(back) == 2
     assert back[0]["fwd_ms"] == 1.0 and math.isnan(back[1]["fwd_ms"])
-    assert "merged" in (tmp_path / "kernels.md").read_text()
+    assert "second merge" in (tmp_path / "kernels.md").read_text()
 
 
 def test_collect_passes_the_impls_filter_to_each_op(monkeypatch):
