@@ -2,7 +2,8 @@
 
 For `selective_scan` (variants "time" and "seq" of `triton_scan`, a few tile configs each) and `linear_recurrence`
 (a few (BLOCK_T, BLOCK_D, num_warps) per dtype) at the shapes of issue #7 (Zoology B=256 L=256 D=256
-N=16; long B=8 L=4096 D=2048 N=16), it
+N=16; long B=8 L=4096 D=2048 N=16; selective scan also B=2 D=256 L=8192, where the "time" backward
+has few programs and `bwd_chunks` matters), it
   1. checks each variant once against the PyTorch fallback in fp32 (relative RMS error of the output
      and every gradient; selective scan on a shorter slice of the shape, same D), so a broken variant
      cannot win;
@@ -21,7 +22,8 @@ import torch
 
 from .bench import copy_bandwidth_gbps, rel_error, time_fwd_bwd
 
-SS_SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16)]            # (B, D, L, N)
+# (B, D, L, N): Zoology, long, and few (batch, channel) programs with a long L (the chunked backward)
+SS_SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (2, 256, 8192, 16)]
 LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 # selective scan, triton_scan.TILES[variant] entries (the first of each is the shipped default):
 # "seq": [BLOCK_D, N] state per program, one step per iteration
@@ -37,7 +39,9 @@ SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d
            dict(block_t=64, fwd_block_d=8, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
            dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
            dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="index"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain")]
+           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain"),
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
+                bwd_chunks=True)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
@@ -76,7 +80,7 @@ def tune_selective_scan(copy_bw: float, only_variants: set[str] | None = None) -
     rows, dtype = [], torch.bfloat16
     for Bsz, D, L, N in SS_SHAPES:
         # correctness slice: same D (same tiles), shorter L and B; fp32 reference from the same inputs
-        xs_c, cot_c = _ss_inputs(min(Bsz, 2), D, min(L, 1024), N, dtype, seed=1)
+        xs_c, cot_c = _ss_inputs(min(Bsz, 2), D, min(L, 4096), N, dtype, seed=1)
         xd = [x.detach().float().requires_grad_() for x in xs_c]
         y_ref = chunked_selective_scan(*xd, delta_softplus=True)
         ref = [y_ref, *torch.autograd.grad(y_ref, xd, cot_c.float())]
