@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from mixer_grads import assert_rel, fn_grads
 
 from zoo.mixers._delta_rule import chunk_delta_rule, naive_delta_rule
 from zoo.mixers.deltanet import DeltaNet
@@ -20,26 +21,6 @@ from zoo.mixers.rwkv6 import RWKV6, rwkv6_chunked, rwkv6_recurrent
 
 TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 D = 64  # the yaml default width, for the hand-computed counts
-
-
-def assert_rel(name: str, out: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
-    assert torch.isfinite(out).all(), f"{name}: non-finite values"
-    err = (out - ref).abs().max().item()
-    scale = max(ref.abs().max().item(), 1e-30)
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:g} × max|ref| {scale:.3g}"
-
-
-def fwd_bwd(fn, inputs: dict[str, torch.Tensor], seed: int = 1) -> dict[str, torch.Tensor]:
-    """Outputs of fn(**inputs) and the gradients of a fixed random projection of them."""
-    inputs = {k: v.detach().clone().requires_grad_(v.is_floating_point()) for k, v in inputs.items()}
-    outs = fn(**inputs)
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    g = torch.Generator().manual_seed(seed)
-    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
-    loss.backward()
-    res = {f"out{i}": o.detach() for i, o in enumerate(outs)}
-    res.update({f"d{k}": v.grad for k, v in inputs.items() if v.grad is not None})
-    return res
 
 
 # ---------------------------------------------------------------- the delta rule, chunked vs loop
@@ -62,8 +43,8 @@ def delta_inputs(B, T, H, K, V, decay, dtype, h0=True):
 @pytest.mark.parametrize("T,C", [(1, 8), (8, 8), (21, 8), (40, 16)])
 def test_delta_rule_chunked_matches_loop(T, C, dtype, decay):
     inputs = delta_inputs(2, T, 2, 5, 7, decay, dtype)  # odd head dims on purpose
-    ref = fwd_bwd(lambda **a: naive_delta_rule(**a, scale=0.7), inputs)
-    out = fwd_bwd(lambda **a: chunk_delta_rule(**a, scale=0.7, chunk_size=C, output_final_state=True),
+    ref = fn_grads(lambda **a: naive_delta_rule(**a, scale=0.7), inputs)
+    out = fn_grads(lambda **a: chunk_delta_rule(**a, scale=0.7, chunk_size=C, output_final_state=True),
                   inputs)
     assert set(ref) == set(out)
     for name in ref:  # o, S_T, dq, dk, dv, dbeta, dlog_alpha, dinitial_state
@@ -82,7 +63,7 @@ def test_delta_rule_total_decay_forgets():
     """α_t → 0 erases the state: o_t = β_t (q_t·k_t) v_t, with finite gradients (log space)."""
     inputs = delta_inputs(2, 20, 2, 4, 3, None, torch.float32, h0=False)
     inputs["log_alpha"] = torch.full((2, 20, 2), -1e4)
-    out = fwd_bwd(lambda **a: chunk_delta_rule(**a, chunk_size=8), inputs)
+    out = fn_grads(lambda **a: chunk_delta_rule(**a, chunk_size=8), inputs)
     q, k, v, beta = (inputs[n] for n in ("q", "k", "v", "beta"))
     expected = (beta * (q * k).sum(-1))[..., None] * v
     torch.testing.assert_close(out["out0"], expected, rtol=1e-5, atol=1e-6)
@@ -98,8 +79,8 @@ def test_rwkv6_wkv_chunked_matches_loop(T, decay):
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
     d = r(B, T, H, K) + (-3.0 if decay == "weak" else 3.0)  # w = exp(-exp(d)): ~0.95 or ~e^-20
     inputs = dict(r=r(B, T, H, K), k=r(B, T, H, K), v=r(B, T, H, V), log_w=-d.exp(), u=r(H, K))
-    ref = fwd_bwd(rwkv6_recurrent, inputs)
-    out = fwd_bwd(rwkv6_chunked, inputs)
+    ref = fn_grads(rwkv6_recurrent, inputs)
+    out = fn_grads(rwkv6_chunked, inputs)
     for name in ref:  # o, dr, dk, dv, dlog_w, du
         assert_rel(name, out[name], ref[name], TOL[torch.float32])
 
@@ -127,7 +108,7 @@ def test_mixer_chunk_mode_matches_recurrent_mode(name):
     x = torch.randn(2, T, 32)
     results = []
     for mixer in (loop, chunk):
-        res = fwd_bwd(lambda x: mixer(x), {"x": x})
+        res = fn_grads(lambda x: mixer(x), {"x": x})
         res.update({n: p.grad for n, p in mixer.named_parameters()})
         results.append(res)
     ref, out = results

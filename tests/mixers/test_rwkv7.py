@@ -11,31 +11,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from mixer_grads import assert_rel, fn_grads
 
 from zoo.mixers._delta_rule import naive_delta_rule
 from zoo.mixers.rwkv7 import RWKV7, rwkv7_chunked, rwkv7_recurrent
 
 TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 W_MIN = -math.exp(-0.5)  # RWKV-7's smallest log decay
-
-
-def assert_rel(name: str, out: torch.Tensor, ref: torch.Tensor, tol: float) -> None:
-    assert torch.isfinite(out).all(), f"{name}: non-finite values"
-    err = (out - ref).abs().max().item()
-    scale = max(ref.abs().max().item(), 1e-30)
-    assert err <= tol * scale, f"{name}: max error {err:.3g} > {tol:g} × max|ref| {scale:.3g}"
-
-
-def fwd_bwd(fn, inputs: dict[str, torch.Tensor], seed: int = 1) -> dict[str, torch.Tensor]:
-    """Outputs of fn(**inputs) and the gradients of a fixed random projection of them."""
-    inputs = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
-    outs = fn(**inputs)
-    g = torch.Generator().manual_seed(seed)
-    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
-    loss.backward()
-    res = {f"out{i}": o.detach() for i, o in enumerate(outs)}
-    res.update({f"d{k}": v.grad for k, v in inputs.items()})
-    return res
 
 
 def wkv_inputs(B, T, H, K, V, decay, dtype):
@@ -55,8 +37,8 @@ def wkv_inputs(B, T, H, K, V, decay, dtype):
 @pytest.mark.parametrize("T,C", [(1, 8), (8, 8), (21, 8), (40, 16), (70, 64)])
 def test_rwkv7_chunked_matches_loop(T, C, dtype, decay):
     inputs = wkv_inputs(2, T, 2, 5, 7, decay, dtype)  # odd head dims on purpose
-    ref = fwd_bwd(rwkv7_recurrent, inputs)
-    out = fwd_bwd(lambda **a: rwkv7_chunked(**a, chunk_size=C), inputs)
+    ref = fn_grads(rwkv7_recurrent, inputs)
+    out = fn_grads(lambda **a: rwkv7_chunked(**a, chunk_size=C), inputs)
     assert set(ref) == set(out)
     for name in ref:  # o, S_T, dr, dlog_w, dk, dv, da, db, dinitial_state
         assert_rel(name, out[name].to(ref[name].dtype), ref[name], TOL[dtype])
@@ -87,7 +69,7 @@ def test_rwkv7_mixer_chunk_mode_matches_recurrent_mode():
     x = torch.randn(2, 21, 32)
     results = []
     for mixer in (loop, chunk):
-        res = fwd_bwd(lambda x, mixer=mixer: (mixer(x),), {"x": x})
+        res = fn_grads(lambda x, mixer=mixer: (mixer(x),), {"x": x})
         res.update({n: p.grad for n, p in mixer.named_parameters()})
         results.append(res)
     ref, out = results
