@@ -67,6 +67,16 @@ def rwkv6_chunked(r: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_w: torc
     return o + bonus
 
 
+
+def depth_schedule(layer_idx: int, n_layers: int, D: int):
+    """The RWKV reference inits' depth and channel ramps: r0 (0 -> 1 with depth), r1 (1 -> ~0 with
+    depth), ddd = d / D and n = d / (D - 1) over the channels d (shared by RWKV-6 and RWKV-7)."""
+    r0 = min(layer_idx / (n_layers - 1), 1.0) if n_layers > 1 else 0.0
+    r1 = max(1.0 - layer_idx / n_layers, 0.0)
+    ddd = torch.arange(D, dtype=torch.float32) / D
+    n = torch.arange(D, dtype=torch.float32) / max(D - 1, 1)
+    return r0, r1, ddd, n
+
 class RWKV6(nn.Module):
     def __init__(self, d_model: int, *, layer_idx: int, n_layers: int = 2, num_heads: int = 2,
                  mix_rank: int = 32, decay_rank: int = 64, norm_eps: float = 64e-5,
@@ -98,13 +108,10 @@ class RWKV6(nn.Module):
     @torch.no_grad()
     def _init(self, n_layers: int) -> None:
         D = self.d_model
-        r0 = min(self.layer_idx / (n_layers - 1), 1.0) if n_layers > 1 else 0.0  # 0 -> 1 with depth
-        r1 = max(1.0 - self.layer_idx / n_layers, 0.0)                          # 1 -> ~0 with depth
-        ddd = torch.arange(D, dtype=torch.float32) / D
+        r0, r1, ddd, n = depth_schedule(self.layer_idx, n_layers, D)
         self.maa_x.copy_(1 - ddd**r1)
         self.maa.copy_(torch.stack([1 - ddd**r1, 1 - ddd**r1, 1 - (ddd**r1 + 0.3 * r0),
                                     1 - ddd**(0.5 * r1), 1 - ddd**(0.5 * r1)]))  # w, k, v, r, g
-        n = torch.arange(D, dtype=torch.float32) / max(D - 1, 1)
         self.decay.copy_(-6 + 5 * n ** (0.7 + 1.3 * r0))
         zigzag = ((torch.arange(D) + 1) % 3 - 1).float() * 0.1
         self.u.copy_((r0 * (1 - n) + zigzag).view_as(self.u))

@@ -61,6 +61,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .rwkv6 import depth_schedule
+
 MODES = ("chunk", "recurrent")
 MAX_CHUNK = 64  # |G| <= 0.61 * 64 < 40: e^{±G} stays far inside fp32's range
 
@@ -172,12 +174,9 @@ class RWKV7(nn.Module):
     @torch.no_grad()
     def _init(self, n_layers: int) -> None:
         D = self.d_model
-        r0 = min(self.layer_idx / (n_layers - 1), 1.0) if n_layers > 1 else 0.0  # 0 -> 1 with depth
-        r1 = max(1.0 - self.layer_idx / n_layers, 0.0)                          # 1 -> ~0 with depth
-        ddd = torch.arange(D, dtype=torch.float32) / D
+        r0, r1, ddd, n = depth_schedule(self.layer_idx, n_layers, D)
         powers = torch.tensor([0.2, 0.9, 0.7, 0.7, 0.9, 0.2])[:, None] * r1     # r, w, k, v, a, g
         self.mu.copy_(1 - ddd[None] ** powers)
-        n = torch.arange(D, dtype=torch.float32) / max(D - 1, 1)
         self.w_bias.copy_(-6.5 + 5 * n ** (0.85 + r0**0.5))
         self.a_bias.zero_()
         for A, B_ in ((self.w_A, self.w_B), (self.a_A, self.a_B), (self.g_A, self.g_B)):
