@@ -171,9 +171,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
             HAS_INIT=False, STATE_ONLY=True, REVERSE=reverse, HAS_H0=False,
             BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
         # 2. carry across chunks: H_c = P_c H_{c-1} + S_c, itself a linear recurrence
-        carried = lr_scan(pend, hend, init)   # [B, n_chunks, D] fp32
-        first = init.float()[:, None] if init is not None else torch.zeros_like(hend[:, :1])
-        init_c = torch.cat([first, carried[:, :-1]], dim=1).contiguous()  # state before chunk c
+        init_c = chunk_carries(pend, hend, init)   # [B, n_chunks, D] fp32
     else:
         init_c = init
     # 3. final pass from the true initial state of each chunk
@@ -184,6 +182,21 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         HAS_INIT=init_c is not None, STATE_ONLY=False, REVERSE=reverse, HAS_H0=h0 is not None,
         BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
     return (out, da) if reverse else out
+
+
+def chunk_carries(prod: torch.Tensor, end: torch.Tensor, first: torch.Tensor | None,
+                  reverse: bool = False) -> torch.Tensor:
+    """The state entering every chunk of a chunked scan. Chunk c maps the state s entering it to
+    prod_c * s + end_c (prod, end: [B, n_chunks, ...] fp32), so the entering states are themselves a
+    linear recurrence over chunks, solved by `lr_scan`; first ([B, ...] or None = 0) enters the
+    first chunk. reverse: the chunks are walked from the last (a backward's carries)."""
+    Bsz, n = prod.shape[:2]
+    order = (lambda t: t.flip(1)) if reverse else (lambda t: t)  # noqa: E731
+    a, b = (order(t).reshape(Bsz, n, -1).contiguous() for t in (prod, end))
+    h0 = first.float().reshape(Bsz, -1).contiguous() if first is not None else None
+    carried = lr_scan(a, b, h0)                                   # state after each chunk walked
+    start = h0[:, None] if h0 is not None else torch.zeros_like(carried[:, :1])
+    return order(torch.cat([start, carried[:, :-1]], dim=1)).reshape(prod.shape).contiguous()
 
 
 class LinearRecurrenceFn(torch.autograd.Function):

@@ -72,7 +72,7 @@ from ..linear_recurrence.triton_scan import (
     INTERPRETED,
     _sm_count,
     affine_combine,
-    lr_scan,
+    chunk_carries,
 )
 
 
@@ -115,6 +115,40 @@ def _delta_row(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.con
 
 
 @triton.jit
+def _program_channels(pid, n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr):
+    """A program's place: programs run over (batch, chunk of time, group, block of BLOCK_D channels),
+    the channel block fastest. Returns its chunk, channels offs_d (global index) and mask_d, states
+    offs_n, the [BLOCK_D, BLOCK_N] mask, row = b*D + d (the row of [B*D, L] and of [B*D, N]), the
+    start of its group's B, C rows in [B, G, N, L] and its offsets in [B, n_chunks, D, N]."""
+    dblk = pid % n_dblk
+    grp = (pid // n_dblk) % G
+    chunk = (pid // (n_dblk * G)) % n_chunks
+    bidx = pid // (n_dblk * G * n_chunks)
+    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_d = offs_dl < Dg
+    offs_d = grp * Dg + offs_dl
+    offs_n = tl.arange(0, BLOCK_N)
+    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
+    row = bidx.to(tl.int64) * Dm + offs_d
+    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
+    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
+    return chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off
+
+
+@triton.jit
+def _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr,
+                    BLOCK_D: tl.constexpr):
+    """(δ bias, D skip) of the channels, fp32, zeros where absent."""
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    return bias, Dv
+
+
+@triton.jit
 def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
@@ -126,36 +160,22 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     # time index (one exp2 and two FMAs per state element, one reduction over N for y).
     # u, delta, z, y: [B, D, L]; A: [D, N]; B, C: [B, G, N, L]; ckpt: [B, D, n_tiles, N] (the state
     # entering every BLOCK_T-th step); init, pend, hend: [B, n_chunks, D, N]; last: [B, D, N]
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    chunk = (pid // (n_dblk * G)) % n_chunks
-    bidx = pid // (n_dblk * G * n_chunks)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
+    chunk, offs_d, mask_d, offs_n, mask_dn, drow, bc_base, state_off = _program_channels(
+        tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     # exp(ΔA) = exp2(Δ (A log2 e)): one MUFU op per state element and step
-    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) * 1.4426950408889634
-    row = (bidx.to(tl.int64) * Dm + offs_d) * L                    # [BLOCK_D] row starts in [B*D, L]
-    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L     # [BLOCK_N] row starts of B, C
+    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) \
+        * 1.4426950408889634
+    row = drow * L                                                  # [BLOCK_D] row starts in [B*D, L]
+    bc_row = bc_base + offs_n * L                                   # [BLOCK_N] row starts of B, C
     # B_t, C_t loaded as [BLOCK_D, BLOCK_N] with stride 0 along D: they arrive in the state's layout
     bc_2d = bc_row[None, :] + tl.zeros([BLOCK_D, 1], dtype=tl.int64)
-    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
     if HAS_INIT:
         h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
     else:
         h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     p = tl.full([BLOCK_D, BLOCK_N], 1.0, dtype=tl.float32)       # ∏ a over the chunk
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[:, None] * N + offs_n[None, :]
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
+    ck_row = (drow * n_tiles)[:, None] * N + offs_n[None, :]
     t_start = chunk * chunk_len
     t_end = tl.minimum(t_start + chunk_len, L)
     for t0 in range(t_start, t_end, BLOCK_T):
@@ -183,8 +203,7 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         tl.store(hend_ptr + state_off, h, mask=mask_dn)
     else:
         is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
-        tl.store(last_ptr + ((bidx.to(tl.int64) * Dm + offs_d) * N)[:, None] + offs_n[None, :], h,
-                 mask=mask_dn & is_last)
+        tl.store(last_ptr + (drow * N)[:, None] + offs_n[None, :], h, mask=mask_dn & is_last)
 
 
 @triton.jit
@@ -204,35 +223,23 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
     # (a few KiB: stays in L1/L2).
     # shapes as in the forward; dB, dC: [B, G, N, L] fp32; dA: [D, N]; dD, dbias: [D] fp32
     pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    bidx = pid // (n_dblk * G)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
+    _chunk, offs_d, mask_d, offs_n, mask_dn, drow, bc_base, _so = _program_channels(
+        pid, n_dblk, G, 1, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     mask_n = offs_n < N
-    mask_dn = mask_d[:, None] & mask_n[None, :]
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     A2 = A * 1.4426950408889634
-    row = (bidx.to(tl.int64) * Dm + offs_d) * L
-    bc_row = (bidx.to(tl.int64) * G + grp) * N * L + offs_n * L
+    row = drow * L
+    bc_row = bc_base + offs_n * L
     # B_t, C_t are loaded as [BLOCK_D, BLOCK_N] (stride 0 along D: the same address in the lanes
     # of one n), so they arrive in the state's layout instead of being converted every step
     bc_2d = bc_row[None, :] + tl.zeros([BLOCK_D, 1], dtype=tl.int64)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     # gn = a_{t+1} g_{t+1}: the part of ∂L/∂h_t carried from the right (∂L/∂h_L at the end)
-    state_row = ((bidx.to(tl.int64) * Dm + offs_d) * N)[:, None] + offs_n[None, :]
     if HAS_DLAST:
-        gn = tl.load(dlast_ptr + state_row, mask=mask_dn, other=0.0).to(tl.float32)
+        gn = tl.load(dlast_ptr + (drow * N)[:, None] + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
     else:
         gn = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    ck_row = ((bidx.to(tl.int64) * Dm + offs_d) * n_tiles)[:, None] * N + offs_n[None, :]
+    ck_row = (drow * n_tiles)[:, None] * N + offs_n[None, :]
     scr = hbuf_ptr + pid.to(tl.int64) * (BLOCK_T * BLOCK_D * BLOCK_N + 3 * BLOCK_T * BLOCK_D)
     hb = scr + tl.arange(0, BLOCK_D)[:, None] * BLOCK_N + offs_n[None, :]     # [BLOCK_D, BLOCK_N] slot 0
     pre = scr + BLOCK_T * BLOCK_D * BLOCK_N + tl.arange(0, BLOCK_D)           # [BLOCK_D] at step 0
@@ -326,28 +333,13 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # h_t itself, and y accumulates C_n h_n over the loop. One exp2 per (d, n, t); softplus and the
     # gate once per (d, t). Shapes as in `_ss_fwd_seq_kernel`, except that checkpoints are CK steps
     # apart (CK divides BLOCK_T): the state after every CK-th step is a masked store of the scan.
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    chunk = (pid // (n_dblk * G)) % n_chunks
-    bidx = pid // (n_dblk * G * n_chunks)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
-    row = bidx.to(tl.int64) * Dm + offs_d                            # [BLOCK_D] rows of [B*D, L]
-    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
-    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
+    chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
+        tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     if HAS_INIT:
         h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
     else:
         h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     cols = tl.arange(0, BLOCK_T)
     first = (cols == 0)[None, :]
     last = (cols == BLOCK_T - 1)[None, :]
@@ -428,25 +420,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # u, delta, z, dout, du, ddelta, dz: [B, D, L]; A: [D, N]; B, C, dB, dC: [B, G, N, L] (dB, dC
     # fp32); ckpt: [B, D, n_tiles, N]; dlast: [B, D, N]; ginit, pend, gend: [B, n_chunks, D, N];
     # dA: [D, N], dD, dbias: [D] fp32
-    pid = tl.program_id(0)
-    dblk = pid % n_dblk
-    grp = (pid // n_dblk) % G
-    chunk = (pid // (n_dblk * G)) % n_chunks
-    bidx = pid // (n_dblk * G * n_chunks)
-    offs_dl = dblk * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_d = offs_dl < Dg
-    offs_d = grp * Dg + offs_dl
-    offs_n = tl.arange(0, BLOCK_N)
-    mask_dn = mask_d[:, None] & (offs_n < N)[None, :]
-    row = bidx.to(tl.int64) * Dm + offs_d
-    bc_base = (bidx.to(tl.int64) * G + grp) * N * L
-    state_off = ((bidx.to(tl.int64) * n_chunks + chunk) * Dm + offs_d)[:, None] * N + offs_n[None, :]
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
-    Dv = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
+    chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
+        tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     # gc = ∂L/∂h at the first step right of the current tile (∂L/∂h_L for the last tile)
     if HAS_GINIT:
         gc = tl.load(ginit_ptr + state_off, mask=mask_dn, other=0.0)
@@ -698,8 +674,7 @@ class SelectiveScanFn(torch.autograd.Function):
             fwd_kernel[grid](*args, dummy, dummy, dummy, dummy, pend, hend,
                              Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
                              HAS_INIT=False, STATE_ONLY=True, SAVE=False, **flags)
-            carried = lr_scan(pend.view(Bsz, n_chunks, Dm * N), hend.view(Bsz, n_chunks, Dm * N), None)
-            init = torch.cat([torch.zeros_like(carried[:, :1]), carried[:, :-1]], dim=1).contiguous()
+            init = chunk_carries(pend, hend, None)
         # 3. final pass: y, per-tile checkpoints, last state
         fwd_kernel[grid](*args, y, init if init is not None else dummy, ckpt, last, dummy, dummy,
                          Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
@@ -755,11 +730,7 @@ class SelectiveScanFn(torch.autograd.Function):
                 _ss_bwd_time_kernel[grid](*args, *grads, dummy, pend, gend, Dm, L, N, G, Dg, n_dblk, n_tiles,
                                           n_chunks, chunk_tiles, HAS_GINIT=False, STATE_ONLY=True,
                                           **{**flags, "HAS_DLAST": False})
-                rev = lambda t: t.flip(1).reshape(Bsz, n_chunks, Dm * N).contiguous()  # noqa: E731
-                g_last = dlast.float().reshape(Bsz, Dm * N).contiguous() if dlast is not None else None
-                carried = lr_scan(rev(pend), rev(gend), g_last)        # [:, j] = X_{n_chunks-1-j}
-                first = g_last[:, None] if g_last is not None else torch.zeros_like(carried[:, :1])
-                ginit = torch.cat([first, carried[:, :-1]], 1).flip(1).reshape(Bsz, n_chunks, Dm, N).contiguous()
+                ginit = chunk_carries(pend, gend, dlast, reverse=True)
             # 3. every chunk from its true carry: the gradients
             _ss_bwd_time_kernel[grid](*args, *grads, ginit if ginit is not None else dummy, dummy, dummy,
                                       Dm, L, N, G, Dg, n_dblk, n_tiles, n_chunks, chunk_tiles,
