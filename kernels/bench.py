@@ -1,7 +1,8 @@
 """Kernel benchmark: `python -m kernels.bench [--quick]` (needs a CUDA GPU).
 
-Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, only: set[str] | None = None) -> list[dict]`
-(only: time just these implementations; None = all), one dict per measurement:
+Each op's `kernels/<op>/bench.py` exposes
+`run(quick: bool, only: set[str] | None = None, long: bool = False) -> list[dict]` (only: time just
+these implementations, None = all; long: the long shapes only), one dict per measurement:
     op          str    public op name, e.g. "chunked_linear_attention"
     shape       str    e.g. "B=8 T=4096 H=8 K=128 V=128"
     impl        str    "triton" (ours) or a comparison ("torch-chunk", "sdpa", "fla", ...)
@@ -11,7 +12,13 @@ Each op's `kernels/<op>/bench.py` exposes `run(quick: bool, only: set[str] | Non
     gbps        float  bytes the algorithm must move (inputs read, outputs written; grads for bwd)
                        divided by fwdbwd_ms, GB/s
     frac_copy_bw float gbps / measured device copy bandwidth
+    fwdbwd_graph_ms float  forward + backward replayed from a CUDA graph (`time_graph`): the device's
+                       time without the host's launch overhead, ms (NaN where not measured: only
+                       the fast implementations, GRAPH_IMPLS, are captured)
+    frac_graph  float  the bytes / fwdbwd_graph_ms / copy bandwidth
     note        str    free text (decay kind, "out of memory", ...)
+Where fwdbwd_ms is well above fwdbwd_graph_ms the op is bound by the host (Python, autograd and
+kernel launches: ~10-40 us per Triton launch), not by the GPU.
 This module gathers the rows of every op whose bench module imports, prints one table and writes
 results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
 `--impls triton,fla` times only those implementations; with `--merge` their rows replace the
@@ -31,7 +38,10 @@ import traceback
 import torch
 
 MODULES = ["kernels.linear_attention.bench", "kernels.selective_scan.bench", "kernels.linear_recurrence.bench"]
-COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
+COLUMNS = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "fwdbwd_graph_ms",
+           "frac_graph", "note"]
+FLOATS = ["fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "fwdbwd_graph_ms", "frac_graph"]
+GRAPH_IMPLS = {"triton", "fla", "fla-hgrn", "sdpa", "mamba_ssm"}   # timed from a CUDA graph too
 log = logging.getLogger("kernels.bench")
 
 
@@ -59,6 +69,57 @@ def time_fwd_bwd(fn, inputs, cot, rep: int = 50) -> tuple[float, float, str]:
         return math.nan, math.nan, "out of memory"
 
 
+def time_graph(step, reps: int = 10) -> float:
+    """ms per call of step(), replayed from a CUDA graph of `reps` calls, so that no host work (Python,
+    autograd, kernel launches) is timed; the L2 cache is flushed before each call, as do_bench does,
+    and the flushes' own time (a graph of flushes alone) is subtracted. NaN if step cannot be
+    captured (a host synchronisation inside) or runs out of memory."""
+    flush = torch.empty(2**26, dtype=torch.int32, device="cuda")          # 256 MiB, beyond the L2
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    graphs = []
+    try:
+        with torch.cuda.stream(side):      # warm-up off the default stream, as capture requires
+            for _ in range(2):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        for with_step in (True, False):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for _ in range(reps):
+                    flush.zero_()
+                    if with_step:
+                        step()
+            graphs.append(graph)
+        ms = []
+        for graph in graphs:
+            graph.replay()
+            times = []
+            for _ in range(5):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                graph.replay()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            ms.append(sorted(times)[len(times) // 2])
+        return (ms[0] - ms[1]) / reps
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+        log.warning("CUDA graph timing failed: %s", str(e).splitlines()[0][:200])
+        torch.cuda.synchronize()
+        return math.nan
+    finally:
+        del graphs, flush
+        torch.cuda.empty_cache()
+
+
+def add_graph_time(row: dict, step, nbytes: float, copy_bw: float) -> dict:
+    """row with fwdbwd_graph_ms / frac_graph of step() (one forward + backward) for GRAPH_IMPLS."""
+    ms = time_graph(step) if row["impl"] in GRAPH_IMPLS and row.get("fwdbwd_ms", 0) == row.get("fwdbwd_ms", 0) \
+        else math.nan
+    return dict(row, fwdbwd_graph_ms=ms, frac_graph=nbytes / ms / 1e6 / copy_bw)
+
+
 def rel_error(outs, refs) -> float:
     """Worst relative RMS error ||o - r|| / ||r|| over matching tensors; inf if an output is not finite."""
     worst = 0.0
@@ -70,7 +131,8 @@ def rel_error(outs, refs) -> float:
     return worst
 
 
-def collect(quick: bool, modules: list[str] = MODULES, on_rows=None, impls: set[str] | None = None) -> list[dict]:
+def collect(quick: bool, modules: list[str] = MODULES, on_rows=None, impls: set[str] | None = None,
+            long: bool = False) -> list[dict]:
     """Rows from every importable bench module; a module that is missing or fails is logged and skipped.
     `on_rows(rows so far)` is called after each module (the tables are rewritten as they grow)."""
     rows = []
@@ -81,7 +143,7 @@ def collect(quick: bool, modules: list[str] = MODULES, on_rows=None, impls: set[
             log.warning("skipping %s: %s", name, e)
             continue
         try:
-            rows += module.run(quick, impls)
+            rows += module.run(quick, impls, long)
         except Exception:  # one op's failure must not lose the others' rows
             log.error("%s.run failed:\n%s", name, traceback.format_exc())
         if on_rows is not None:
@@ -115,8 +177,8 @@ def read_csv(path: pathlib.Path) -> tuple[str, list[str], list[dict]]:
             comments.append(line[2:].strip())
         rows = list(csv.DictReader([line, *f]))
     for r in rows:
-        for c in ("fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw"):
-            r[c] = float(r[c]) if r[c] not in ("", "nan") else math.nan
+        for c in FLOATS:     # tables written before a column existed: NaN
+            r[c] = float(r[c]) if r.get(c) not in (None, "", "nan") else math.nan
     return comments[0], comments[1:], rows
 
 
@@ -138,6 +200,7 @@ def write(rows: list[dict], out_dir: pathlib.Path, notes: list[str] = ()) -> str
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# Kernel benchmark\n\n{header()}\n" + "".join(f"\n{n}\n" for n in notes),
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    rows = [{**dict.fromkeys(FLOATS, math.nan), **r} for r in rows]
     lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
     table = "\n".join(lines) + "\n"
     (out_dir / "kernels.md").write_text(table)
@@ -152,6 +215,7 @@ def write(rows: list[dict], out_dir: pathlib.Path, notes: list[str] = ()) -> str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few shapes only")
+    parser.add_argument("--long", action="store_true", help="the long shapes only (T, L >= 4096)")
     parser.add_argument("--out", default="results/bench", help="output folder")
     parser.add_argument("--ops", default=",".join(m.split(".")[1] for m in MODULES),
                         help="comma-separated ops (default: all)")
@@ -175,7 +239,7 @@ def main() -> None:
         emit = lambda rows: write(merge(old, rows), out, notes)  # noqa: E731
     else:
         emit = lambda rows: write(rows, out)  # noqa: E731
-    print(emit(collect(args.quick, modules, on_rows=emit, impls=impls)))
+    print(emit(collect(args.quick, modules, on_rows=emit, impls=impls, long=args.long)))
 
 
 if __name__ == "__main__":

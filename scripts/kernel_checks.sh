@@ -8,7 +8,8 @@
 #   tune    python -m kernels.tune_scans (selective scan "time"/"seq" configs, linear recurrence tiles)
 #   ss | lr python -m kernels.bench for that op, every implementation, merged into kernels.csv
 #   la      linear attention: ours, sdpa and the PyTorch forms, merged
-#   la-fla  linear attention: FLA only (its autotuning takes minutes; needs fla-core on the host:
+#   la-fla  linear attention at the long shapes: FLA only (its autotuning takes minutes per shape, so
+#           the Zoology shapes do not fit in the same call; needs fla-core on the host:
 #           scripts/stage_gpu_comparisons.sh), merged
 set -euo pipefail
 OUT=${OUT:-results/bench/stages}
@@ -27,13 +28,13 @@ tests() {
 }
 tune() { timeout 540 python -m kernels.tune_scans 2>&1 | tee "$OUT/tune_scans.log"; }
 bench() {  # op, implementations (empty: all)
-  timeout 540 python -m kernels.bench --ops "$1" ${2:+--impls "$2"} --merge "$TABLE/kernels.csv" \
+  timeout 540 python -m kernels.bench --ops "$1" ${2:+--impls "$2"} ${LONG:+--long} --merge "$TABLE/kernels.csv" \
     --out "$TABLE" 2>&1 | tee "$OUT/bench_$1.log"
 }
 ss() { bench selective_scan; }
 lr() { bench linear_recurrence; }
 la() { bench linear_attention triton,sdpa,torch-chunk,torch-quadratic; }
-la-fla() { bench linear_attention fla; }
+la-fla() { LONG=1 bench linear_attention fla; }
 
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(tests tune ss la la-fla lr)

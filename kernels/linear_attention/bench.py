@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..bench import copy_bandwidth_gbps
+from ..bench import add_graph_time, copy_bandwidth_gbps
 from .chunk_torch import chunk_linear_attention_torch
 
 ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
@@ -92,12 +92,24 @@ def _time(fn, args, grads: bool) -> float:
     return ms
 
 
-def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
+def _with_graph_time(row: dict, fn, args, nbytes: float, copy_bw: float) -> dict:
+    leaves = [a for a in args if isinstance(a, torch.Tensor)]
+    for a in leaves:
+        a.requires_grad_(True)
+    do = torch.randn_like(fn(*args))
+    try:
+        return add_graph_time(row, lambda: torch.autograd.grad(fn(*args), leaves, do), nbytes, copy_bw)
+    finally:
+        for a in leaves:
+            a.requires_grad_(False)
+
+
+def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -> list[dict]:
     """One row per (shape, decay, impl); see kernels/bench.py for the row keys."""
     rows = []
     copy_bw = copy_bandwidth_gbps()
     dtype = torch.bfloat16
-    for B, T, H, K, V in QUICK if quick else ZOOLOGY + LONG:
+    for B, T, H, K, V in QUICK if quick else LONG if long else ZOOLOGY + LONG:
         shape = f"B={B} T={T} H={H} K={K} V={V}"
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
@@ -123,6 +135,7 @@ def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
                 row["fwdbwd_ms"] = _time(fn, (q, k, v, g, scale), grads=True)
                 row["gbps"] = 3 * io / row["fwdbwd_ms"] / 1e6
                 row["frac_copy_bw"] = row["gbps"] / copy_bw
+                row = _with_graph_time(row, fn, (q, k, v, g, scale), 3 * io, copy_bw)
             except torch.OutOfMemoryError:
                 row["note"] += "; out of memory"
             except RuntimeError as e:   # FLA refusing a kernel on this GPU/triton

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd
+from ..bench import add_graph_time, copy_bandwidth_gbps, time_fwd_bwd
 from . import (
     chunked_linear_recurrence,
     naive_linear_recurrence,
@@ -32,7 +32,7 @@ def _fla_hgrn():
     return lambda a, b, h0: chunk_hgrn(b, a.clamp_min(1e-30).log(), h0)[0]
 
 
-def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
+def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     impls = {"triton": triton_linear_recurrence, "torch-chunked": chunked_linear_recurrence,
@@ -40,7 +40,7 @@ def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
              "torch-compile": torch.compile(lambda a, b, h0: chunked_linear_recurrence(a, b, h0, chunk=a.shape[1])),
              "torch-step-loop": naive_linear_recurrence, "fla-hgrn": _fla_hgrn()}
     rows = []
-    for B, T, D in SHAPES[:2] if quick else SHAPES:
+    for B, T, D in SHAPES[:2] if quick else SHAPES[1:] if long else SHAPES:
         for dtype in (torch.bfloat16, torch.float32):
             a = torch.rand(B, T, D, device="cuda", dtype=dtype).requires_grad_()
             b = torch.randn(B, T, D, device="cuda", dtype=dtype).requires_grad_()
@@ -70,8 +70,9 @@ def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
                 gbps = nbytes / fwdbwd / 1e6
                 if fwd == fwd:
                     note = (note + "; " if note else "") + f"fwd {3 * nbytes / 8 / fwd / 1e6:.0f} GB/s"
-                rows.append(dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps,
-                                 frac_copy_bw=gbps / copy_bw, note=note))
+                rows.append(add_graph_time(
+                    dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps, frac_copy_bw=gbps / copy_bw, note=note),
+                    lambda xs=(a, b, h0), c=cot: torch.autograd.grad(fn(*xs), xs, c), nbytes, copy_bw))
             del a, b, h0, cot
             torch.cuda.empty_cache()
     return rows
@@ -102,9 +103,10 @@ def tune() -> list[dict]:
 def main() -> None:
     """`python -m kernels.linear_recurrence.bench [--quick]`: print the rows as a markdown table."""
     import sys
-    keys = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
+    from ..bench import COLUMNS as keys
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys), flush=True)
     for r in run("--quick" in sys.argv):
+        r = {**dict.fromkeys(keys, math.nan), **r}
         print("| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |",
               flush=True)
 

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ..bench import copy_bandwidth_gbps, time_fwd_bwd
+from ..bench import add_graph_time, copy_bandwidth_gbps, time_fwd_bwd
 from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
 
 SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
@@ -27,7 +27,7 @@ def _mamba_ssm():
     return selective_scan_fn
 
 
-def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
+def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
     compiled = torch.compile(chunked_selective_scan)
@@ -35,7 +35,7 @@ def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
              "torch-compile": compiled, "torch-step-loop": naive_selective_scan,
              "mamba_ssm": _mamba_ssm()}
     rows = []
-    for Bsz, D, L, N in SHAPES[:2] if quick else SHAPES:
+    for Bsz, D, L, N in SHAPES[:2] if quick else SHAPES[1:] if long else SHAPES:
         for dtype in (torch.bfloat16, torch.float32):
             dev = dict(device="cuda", dtype=dtype)
             u = torch.randn(Bsz, D, L, **dev).requires_grad_()
@@ -77,8 +77,10 @@ def run(quick: bool = False, only: set[str] | None = None) -> list[dict]:
                     fwd_bytes = (4 * Bsz * D * L + 2 * Bsz * N * L) * u.element_size()
                     note = "; ".join(x for x in (note, f"fwd {fwd_bytes / fwd / 1e6:.0f} GB/s") if x)
                 gbps = nbytes / fwdbwd / 1e6
-                rows.append(dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps,
-                                 frac_copy_bw=gbps / copy_bw, note=note))
+                wrt = [x for x in args if x.requires_grad]
+                rows.append(add_graph_time(
+                    dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps, frac_copy_bw=gbps / copy_bw, note=note),
+                    lambda: torch.autograd.grad(call(*args), wrt, cot_), nbytes, copy_bw))
             del u, delta, Bm, Cm, z, cot
             torch.cuda.empty_cache()
     return rows

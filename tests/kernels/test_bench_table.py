@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from kernels import bench
 
 
@@ -37,7 +39,29 @@ def test_collect_passes_the_impls_filter_to_each_op(monkeypatch):
     import types
 
     fake = types.ModuleType("fake_op_bench")
-    fake.run = lambda quick, impls=None: [_row(i) for i in ("triton", "torch") if impls is None or i in impls]
+    fake.run = lambda quick, impls=None, long=False: [_row(i) for i in ("triton", "torch") if impls is None or i in impls]
     monkeypatch.setitem(sys.modules, "fake_op_bench", fake)
     assert [r["impl"] for r in bench.collect(False, ["fake_op_bench"], impls={"triton"})] == ["triton"]
     assert len(bench.collect(False, ["fake_op_bench"])) == 2
+
+
+def test_a_table_from_before_the_graph_columns_reads_back_with_nan(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "header", lambda: "GPU: test")
+    old_columns = ["op", "shape", "impl", "dtype", "fwd_ms", "fwdbwd_ms", "gbps", "frac_copy_bw", "note"]
+    (tmp_path / "kernels.csv").write_text("# GPU: old\n" + ",".join(old_columns) + "\n"
+                                          "op,B=1,triton,bfloat16,1.0,2.0,3.0,0.5,decay=none\n")
+    _, _, rows = bench.read_csv(tmp_path / "kernels.csv")
+    assert rows[0]["fwdbwd_ms"] == 2.0 and math.isnan(rows[0]["fwdbwd_graph_ms"])
+    bench.write(rows, tmp_path)          # and writes back with every column
+    assert "fwdbwd_graph_ms" in (tmp_path / "kernels.csv").read_text()
+
+
+@pytest.mark.gpu
+def test_graph_time_excludes_the_host_and_refuses_a_host_sync():
+    import torch
+
+    x = torch.randn(2**24, device="cuda")
+    one = bench.time_graph(lambda: x.mul_(1.0))
+    ten = bench.time_graph(lambda: [x.mul_(1.0) for _ in range(10)])
+    assert 0 < one < ten and ten / one > 5         # device time grows with the work captured
+    assert math.isnan(bench.time_graph(lambda: x.sum().item()))
