@@ -15,8 +15,8 @@ argument-order bugs for non-commutative combines across triton releases).
 When B·D/BLOCK_D programs cannot fill the GPU (e.g. B=8), time is cut into chunks
 (a scan across chunks, as in Blelloch's two-level scan):
     1. STATE_ONLY pass: each chunk scans from a zero state, keeps (∏a over the chunk, end state);
-    2. carry: the chunk end states are themselves a linear recurrence over chunks, solved by the
-       single-chunk kernel on [B, n_chunks, D];
+    2. carry: the chunk end states are themselves a linear recurrence over chunks, stepped through
+       by a small kernel (`chunk_carries`) on [B, n_chunks, D];
     3. final pass: each chunk rescans from its true initial state and writes h (or db, da).
 """
 from __future__ import annotations
@@ -36,11 +36,11 @@ def affine_combine(a1, b1, a2, b2):
 
 @triton.jit
 def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
-                    hsave_ptr, h0_ptr, da_ptr,
+                    hsave_ptr, h0_ptr, da_ptr, dh0_ptr,
                     T, D, chunk_len, n_dblk, n_chunks,
                     HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr, REVERSE: tl.constexpr,
                     HAS_H0: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
-    # a, b, out, hsave, da: [B, T, D]; init, pend, hend: [B, n_chunks, D]; h0: [B, D]
+    # a, b, out, hsave, da: [B, T, D]; init, pend, hend: [B, n_chunks, D]; h0, dh0: [B, D]
     pid = tl.program_id(0)
     dblk = pid % n_dblk
     chunk = (pid // n_dblk) % n_chunks
@@ -93,6 +93,31 @@ def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
     if STATE_ONLY:
         tl.store(pend_ptr + state_off, p, mask=mask_d)
         tl.store(hend_ptr + state_off, h, mask=mask_d)
+    elif REVERSE and HAS_H0:
+        # the chunk holding t = 0 ends (in reverse order) with h = g_0: dh0 = a_0 g_0
+        at_start = mask_d & ((offs_d * 0 + chunk) == n_chunks - 1)
+        a0 = tl.load(a_ptr + base + offs_d, mask=at_start, other=0.0).to(tl.float32)
+        tl.store(dh0_ptr + bidx.to(tl.int64) * D + offs_d, (a0 * h).to(dh0_ptr.dtype.element_ty), mask=at_start)
+
+
+@triton.jit
+def _chunk_carry_kernel(prod_ptr, end_ptr, first_ptr, out_ptr, n_chunks, W, n_blk,
+                        HAS_FIRST: tl.constexpr, REVERSE: tl.constexpr, BLOCK: tl.constexpr):
+    # prod, end, out: [B, n_chunks, W] fp32; first: [B, W]. Walking the chunks in order (from the
+    # last if REVERSE): out[c] = s (the state entering chunk c), then s = prod[c] s + end[c].
+    pid = tl.program_id(0)
+    bidx = (pid // n_blk).to(tl.int64)
+    offs = (pid % n_blk) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < W
+    if HAS_FIRST:
+        s = tl.load(first_ptr + bidx * W + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        s = tl.zeros([BLOCK], dtype=tl.float32)
+    for i in range(0, n_chunks):
+        c = n_chunks - 1 - i if REVERSE else i
+        off = (bidx * n_chunks + c) * W + offs
+        tl.store(out_ptr + off, s, mask=mask)
+        s = tl.load(prod_ptr + off, mask=mask, other=1.0) * s + tl.load(end_ptr + off, mask=mask, other=0.0)
 
 
 # True when TRITON_INTERPRET=1 was set at import: the kernels then run in Triton's interpreter
@@ -138,6 +163,7 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 TILES = {4: (16, 256, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
 TILES_LONG = {4: (16, 256, 4), 2: (4, 256, 1), 8: (32, 32, 4)}
 LONG_T = 1024
+CARRY_BLOCK = 512      # state elements per program of the carry across chunks
 
 
 def _blocks(D: int, elem_size: int, T: int = 0) -> tuple[int, int, int]:
@@ -154,7 +180,8 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     """Run the (chunked) scan. a, b: [B, T, D] contiguous; init: [B, D] or None.
 
     Forward (reverse=False): returns h [B, T, D] in b's dtype.
-    Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da)."""
+    Backward (reverse=True, b = dh, hsave = h, h0 = initial state): returns (g = db, da, dh0), dh0
+    = a_0 g_0 in h0's dtype (None without h0)."""
     Bsz, T, D = b.shape
     block_t, block_d, warps = _blocks(D, b.element_size(), T)
     n_dblk = cdiv(D, block_d)
@@ -167,7 +194,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         pend = torch.empty(Bsz, n_chunks, D, dtype=torch.float32, device=b.device)
         hend = torch.empty_like(pend)
         _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
-            a, b, dummy, dummy, pend, hend, dummy, dummy, dummy, T, D, chunk_len, n_dblk, n_chunks,
+            a, b, dummy, dummy, pend, hend, dummy, dummy, dummy, dummy, T, D, chunk_len, n_dblk, n_chunks,
             HAS_INIT=False, STATE_ONLY=True, REVERSE=reverse, HAS_H0=False,
             BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
         # 2. carry across chunks: H_c = P_c H_{c-1} + S_c, itself a linear recurrence
@@ -175,28 +202,33 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     else:
         init_c = init
     # 3. final pass from the true initial state of each chunk
+    dh0 = torch.empty_like(h0) if reverse and h0 is not None else None
     _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
         a, b, init_c if init_c is not None else dummy, out, dummy, dummy,
         hsave if hsave is not None else dummy, h0 if h0 is not None else dummy, da,
+        dh0 if dh0 is not None else dummy,
         T, D, chunk_len, n_dblk, n_chunks,
         HAS_INIT=init_c is not None, STATE_ONLY=False, REVERSE=reverse, HAS_H0=h0 is not None,
         BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
-    return (out, da) if reverse else out
+    return (out, da, dh0) if reverse else out
 
 
 def chunk_carries(prod: torch.Tensor, end: torch.Tensor, first: torch.Tensor | None,
                   reverse: bool = False) -> torch.Tensor:
     """The state entering every chunk of a chunked scan. Chunk c maps the state s entering it to
-    prod_c * s + end_c (prod, end: [B, n_chunks, ...] fp32), so the entering states are themselves a
-    linear recurrence over chunks, solved by `lr_scan`; first ([B, ...] or None = 0) enters the
-    first chunk. reverse: the chunks are walked from the last (a backward's carries)."""
+    prod_c * s + end_c (prod, end: [B, n_chunks, ...] fp32 contiguous), so the entering states are
+    themselves a linear recurrence over chunks, stepped through by `_chunk_carry_kernel` (one launch:
+    the host overhead of a few torch ops per call dominated this step); first ([B, ...] or None = 0)
+    enters the first chunk. reverse: the chunks are walked from the last (a backward's carries)."""
     Bsz, n = prod.shape[:2]
-    order = (lambda t: t.flip(1)) if reverse else (lambda t: t)  # noqa: E731
-    a, b = (order(t).reshape(Bsz, n, -1).contiguous() for t in (prod, end))
-    h0 = first.float().reshape(Bsz, -1).contiguous() if first is not None else None
-    carried = lr_scan(a, b, h0)                                   # state after each chunk walked
-    start = h0[:, None] if h0 is not None else torch.zeros_like(carried[:, :1])
-    return order(torch.cat([start, carried[:, :-1]], dim=1)).reshape(prod.shape).contiguous()
+    width = prod[0, 0].numel()
+    out = torch.empty_like(prod)
+    first_c = first.reshape(Bsz, width).contiguous() if first is not None else prod
+    block = CARRY_BLOCK if not INTERPRETED else 16
+    n_blk = cdiv(width, block)
+    _chunk_carry_kernel[(Bsz * n_blk,)](prod, end, first_c, out, n, width, n_blk,
+                                        HAS_FIRST=first is not None, REVERSE=reverse, BLOCK=block)
+    return out
 
 
 class LinearRecurrenceFn(torch.autograd.Function):
@@ -214,10 +246,8 @@ class LinearRecurrenceFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dh):
         a, h, h0 = ctx.saved_tensors
-        db, da = lr_scan(a, dh.contiguous(), None, reverse=True, hsave=h, h0=h0,
-                         chunk_len=ctx.chunk_len)
-        db = db.to(h.dtype)
-        dh0 = (a[:, 0].float() * db[:, 0].float()).to(h0.dtype) if h0 is not None else None
+        db, da, dh0 = lr_scan(a, dh.contiguous(), None, reverse=True, hsave=h, h0=h0,
+                              chunk_len=ctx.chunk_len)
         return da, db, dh0, None
 
 
