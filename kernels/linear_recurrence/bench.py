@@ -59,20 +59,28 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
                 if dtype == torch.float32 and name != "triton":
                     continue      # comparisons in bf16 only
                 note = ""
-                if name == "torch-step-loop" and T > STEP_LOOP_T:
-                    sl = slice(0, STEP_LOOP_T)
-                    args = [a[:, sl].detach().requires_grad_(), b[:, sl].detach().requires_grad_(), h0]
-                    fwd, fwdbwd, note = time_fwd_bwd(fn, args, cot[:, sl])
-                    fwd, fwdbwd = fwd * T / STEP_LOOP_T, fwdbwd * T / STEP_LOOP_T
-                    note = (note + "; " if note else "") + f"extrapolated from T={STEP_LOOP_T}"
-                else:
-                    fwd, fwdbwd, note = time_fwd_bwd(fn, [a, b, h0], cot)
+                inputs = [a, b, h0.detach() if name == "fla-hgrn" else h0]   # FLA's HGRN: no dh0
+                try:
+                    if name == "torch-step-loop" and T > STEP_LOOP_T:
+                        sl = slice(0, STEP_LOOP_T)
+                        args = [a[:, sl].detach().requires_grad_(), b[:, sl].detach().requires_grad_(), h0]
+                        fwd, fwdbwd, note = time_fwd_bwd(fn, args, cot[:, sl])
+                        fwd, fwdbwd = fwd * T / STEP_LOOP_T, fwdbwd * T / STEP_LOOP_T
+                        note = (note + "; " if note else "") + f"extrapolated from T={STEP_LOOP_T}"
+                    else:
+                        fwd, fwdbwd, note = time_fwd_bwd(fn, inputs, cot)
+                except RuntimeError as e:      # a comparison failing must not lose the other rows
+                    if name == "triton":
+                        raise
+                    fwd = fwdbwd = math.nan
+                    note = f"failed: {str(e).splitlines()[0][:120]}"
                 gbps = nbytes / fwdbwd / 1e6
                 if fwd == fwd:
                     note = (note + "; " if note else "") + f"fwd {3 * nbytes / 8 / fwd / 1e6:.0f} GB/s"
+                wrt = [x for x in inputs if x.requires_grad]
                 rows.append(add_graph_time(
                     dict(row, fwd_ms=fwd, fwdbwd_ms=fwdbwd, gbps=gbps, frac_copy_bw=gbps / copy_bw, note=note),
-                    lambda xs=(a, b, h0), c=cot: torch.autograd.grad(fn(*xs), xs, c), nbytes, copy_bw))
+                    lambda xs=inputs, w=wrt, c=cot: torch.autograd.grad(fn(*xs), w, c), nbytes, copy_bw))
             del a, b, h0, cot
             torch.cuda.empty_cache()
     return rows
