@@ -41,7 +41,16 @@ SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d
            dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="index"),
            dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain"),
            dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
-                bwd_chunks=True)]
+                bwd_chunks=True),
+           # register caps: 255 registers leave 8 one-warp programs per SM (kernels.sass_stats)
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
+                fwd_maxnreg=128, bwd_maxnreg=128),
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
+                fwd_maxnreg=168, bwd_maxnreg=168),
+           # one channel per program: 168 (bt512) / 113 (bt256) forward registers at the same or ~20%
+           # more instructions per update (kernels.sass_stats, triton 3.9)
+           dict(block_t=512, fwd_block_d=1, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain"),
+           dict(block_t=256, fwd_block_d=1, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain")]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
@@ -53,7 +62,8 @@ DEVICE = "cuda"   # a test may run the script's logic on the CPU under TRITON_IN
 
 def _cfg_str(cfg: dict) -> str:
     """Compact config text: block_t=32 fwd_warps=1 ... -> 'bt32 fw1 ...'."""
-    short = {"block_t": "bt", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd", "bwd_block_d": "bd"}
+    short = {"block_t": "bt", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd", "bwd_block_d": "bd",
+             "fwd_maxnreg": "fr", "bwd_maxnreg": "br"}
     return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items())
 
 

@@ -550,6 +550,14 @@ def _time_bwd_seq(variant: str) -> bool:
     return variant == "time" and TILES["time"]["bwd"] == "seq"
 
 
+def _maxnreg(variant: str, backward: bool) -> dict:
+    """{"maxnreg": cap} where TILES caps the registers of a "time" kernel (fwd_maxnreg / bwd_maxnreg):
+    at the default 255 registers only 8 one-warp programs fit on an SM, and these kernels are bound
+    by latency (`python -m kernels.sass_stats`); a cap trades spills to L1 for occupancy."""
+    cap = TILES[variant].get("bwd_maxnreg" if backward else "fwd_maxnreg") if variant == "time" else None
+    return {} if cap is None or INTERPRETED else {"maxnreg": cap}
+
+
 def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant; the backward's BLOCK_T is the checkpoint
     spacing."""
@@ -659,7 +667,7 @@ class SelectiveScanFn(torch.autograd.Function):
         dummy = last
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
-                     num_warps=warps)
+                     num_warps=warps, **_maxnreg(variant, backward=False))
         if variant == "time":
             flags["CK"] = ck
         args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
@@ -713,7 +721,8 @@ class SelectiveScanFn(torch.autograd.Function):
         grads = (du, ddelta, dA, dB, dC, dD, dz if dz is not None else dummy, dbias)
         flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                      SOFTPLUS=ctx.softplus, HAS_DLAST=dlast is not None,
-                     BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps)
+                     BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t, num_warps=warps,
+                     **({} if seq_bwd else _maxnreg(ctx.variant, backward=True)))
         if seq_bwd:
             _ss_bwd_seq_kernel[(n_prog,)](*args, *scratch, *grads, Dm, L, N, G, Dg, n_dblk, n_tiles, **flags)
         else:

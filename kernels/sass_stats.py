@@ -1,0 +1,152 @@
+"""Static profile of the scan kernels without a GPU: `python -m kernels.sass_stats [--dump DIR]`.
+
+Compiles the selective-scan "time" kernels and the linear-recurrence kernel for sm_90 (H100) with
+triton's own toolchain (its bundled cuobjdump disassembles the cubin; no GPU or driver is needed),
+specialised as triton would specialise them at the benchmark's long shape (16-byte aligned
+pointers; sizes divisible by 16; a chunk count of 1 folded in), and prints per kernel:
+registers per thread (255 = the cap: at most 8 one-warp programs resident per SM), local memory
+(spills) and, for each innermost loop, its SASS instruction count and mix.
+
+Why: the kernels are bound by instructions issued and by latency at low occupancy, not by
+bytes, and device time is scarce. The instruction count of the innermost loop per state update
+bounds the kernel from below: e.g. the selective scan's forward state loop issues I warp
+instructions per BLOCK_D x BLOCK_T state updates, so B·D·L·N updates take at least
+B·D·L·N / (BLOCK_D·BLOCK_T) · I / (132 SMs x 4 schedulers x 1.755 GHz) seconds on an H100.
+A change to a kernel can be judged here first, then timed on the GPU (`kernels.tune_scans`).
+The numbers come from the local triton, which may differ from the GPU host's (3.6).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib
+import inspect
+import pathlib
+import re
+import subprocess
+import tempfile
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+ISSUE_RATE = 132 * 4 * 1.755e9   # H100 SXM: warp instructions issued per second, all SMs
+_INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,6})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[.A-Z0-9_]*\s*([^;]*);")
+
+
+def _specialise(fn, ptr_types: dict, consts: dict, ints: dict):
+    """(signature, constexprs, attrs) for ASTSource: pointers *fp32 unless named in ptr_types, 16-byte
+    aligned; ints i32, divisible by 16 where their benchmark value is, folded in where it is 1."""
+    sig, consts, attrs = {}, dict(consts), {}
+    for i, name in enumerate(inspect.signature(fn.fn).parameters):
+        if name in consts:
+            sig[name] = "constexpr"
+        elif name.endswith("_ptr"):
+            sig[name] = ptr_types.get(name, "*fp32")
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif ints.get(name) == 1:
+            sig[name], consts[name] = "constexpr", 1
+        else:
+            sig[name] = "i32"
+            if ints.get(name, 1) % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    return sig, consts, attrs
+
+
+def _tool(name: str) -> str:
+    return str(pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / name)
+
+
+def parse_sass(sass: str) -> list[tuple[int, str, str]]:
+    """[(address, opcode without modifiers, operands)] of a cuobjdump -sass listing."""
+    return [(int(m.group(1), 16), m.group(2), m.group(3)) for line in sass.splitlines()
+            if (m := _INSTR.match(line))]
+
+
+def innermost_loops(instrs: list[tuple[int, str, str]]) -> list[tuple[int, int]]:
+    """(start, end) address ranges of the loops (a branch back to an earlier address) that contain
+    no other loop."""
+    loops = []
+    for addr, op, args in instrs:
+        target = re.match(r"\s*(?:`\()?0x([0-9a-f]+)", args)
+        if op == "BRA" and target and int(target.group(1), 16) < addr:
+            loops.append((int(target.group(1), 16), addr))
+    return [(lo, hi) for lo, hi in loops
+            if not any((lo2, hi2) != (lo, hi) and lo <= lo2 and hi2 <= hi for lo2, hi2 in loops)]
+
+
+def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: pathlib.Path | None = None) -> dict:
+    """Compile fn for sm_90 and return {"regs", "local_bytes", "instructions", "loops": [(size, mix)]}."""
+    sig, consts, attrs = _specialise(fn, ptr_types, consts, ints)
+    kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
+                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+    with tempfile.TemporaryDirectory() as tmp:
+        cubin = pathlib.Path(tmp) / "k.cubin"
+        cubin.write_bytes(kernel.asm["cubin"])
+        usage = subprocess.run([_tool("cuobjdump"), "-res-usage", str(cubin)], capture_output=True, text=True,
+                               check=True).stdout
+        sass = subprocess.run([_tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
+                              check=True).stdout
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        (dump / f"{fn.__name__}.sass").write_text(sass)
+    instrs = parse_sass(sass)
+    loops = []
+    for lo, hi in innermost_loops(instrs):
+        mix = collections.Counter(op for addr, op, _ in instrs if lo <= addr <= hi)
+        loops.append((sum(mix.values()), mix))
+    return dict(regs=int(re.search(r"REG:(\d+)", usage).group(1)),
+                local_bytes=int(re.search(r"LOCAL:(\d+)", usage).group(1)),
+                instructions=len(instrs), loops=loops)
+
+
+def _scan_kernels():
+    """(label, fn, ptr_types, constexprs, ints, num_warps, updates per iteration of the innermost
+    loop, updates in all) of the shipped tiles at B=8 D=2048 L=4096 N=16 (selective scan: the loop
+    over the N states, one [BLOCK_D, BLOCK_T] tile per iteration) and B=8 T=4096 D=2048 (recurrence:
+    the loop over [BLOCK_T, BLOCK_D] tiles)."""
+    ss = importlib.import_module("kernels.selective_scan.triton_scan")
+    lr = importlib.import_module("kernels.linear_recurrence.triton_scan")
+    bf16 = {n: "*bf16" for n in ("u_ptr", "dl_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dout_ptr", "du_ptr",
+                                 "ddl_ptr", "dz_ptr", "a_ptr", "b_ptr", "out_ptr", "hsave_ptr", "da_ptr")}
+    gates = dict(HAS_D=True, HAS_Z=True, HAS_BIAS=True, SOFTPLUS=True)
+    t = ss.TILES["time"]
+    ints = dict(Dm=2048, L=4096, N=16, G=1, Dg=2048, n_dblk=2048, n_chunks=1, chunk_len=4096, n_tiles=16,
+                chunk_tiles=16, T=4096, D=2048)
+    fwd = dict(gates, HAS_INIT=False, STATE_ONLY=False, SAVE=True, BLOCK_D=t["fwd_block_d"], BLOCK_N=16,
+               BLOCK_T=t["block_t"], CK=t["block_t"])
+    bwd = dict(gates, HAS_DLAST=False, HAS_GINIT=False, STATE_ONLY=False, BLOCK_D=t["bwd_block_d"], BLOCK_N=16,
+               BLOCK_T=t["block_t"], REV_INDEX=t["rev"] == "index")
+    block_t, block_d, warps = lr.TILES_LONG[2]
+    lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
+    return [
+        ("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
+         t["fwd_block_d"] * t["block_t"], 8 * 2048 * 4096 * 16),
+        ("selective_scan bwd (time)", ss._ss_bwd_time_kernel, bf16, bwd, ints, t["bwd_warps"],
+         t["bwd_block_d"] * t["block_t"], 8 * 2048 * 4096 * 16),
+        ("linear_recurrence fwd bf16", lr._lr_scan_kernel, bf16, dict(lr_c, REVERSE=False), ints, warps,
+         block_t * block_d, 8 * 4096 * 2048),
+        ("linear_recurrence bwd bf16", lr._lr_scan_kernel, bf16, dict(lr_c, REVERSE=True), ints, warps,
+         block_t * block_d, 8 * 4096 * 2048),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dump", type=pathlib.Path, default=None, help="also write each kernel's SASS here")
+    args = parser.parse_args()
+    print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
+          f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
+    for label, fn, ptrs, consts, ints, warps, per_iter, total in _scan_kernels():
+        s = stats(fn, ptrs, consts, ints, warps, args.dump)
+        print(f"\n{label}: {s['regs']} registers, {s['local_bytes']} B local memory, {s['instructions']} "
+              f"instructions, {warps} warp(s) per program")
+        for size, mix in s["loops"]:
+            top = ", ".join(f"{op} {n}" for op, n in mix.most_common(8))
+            floor = total / per_iter * size * warps / ISSUE_RATE * 1e3
+            print(f"  innermost loop: {size} instructions per {per_iter} updates; if it is the hot loop, "
+                  f"issuing it takes >= {floor:.2f} ms. Mix: {top}")
+
+
+if __name__ == "__main__":
+    main()
