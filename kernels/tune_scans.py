@@ -30,7 +30,9 @@ LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
 # "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
-SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
+SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
+                bwd_chunks=True, fwd_maxnreg=168),
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
            dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
            dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
            dict(block_t=64, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),

@@ -54,8 +54,8 @@ Long sequences with few (batch, channel) programs are cut into chunks in the for
 recurrence over chunks on [B, n_chunks, D·N]), and the final pass from each chunk's true state.
 The "time" backward can be chunked the same way (TILES["time"]["bwd_chunks"]): a pass of the g
 recurrence alone per chunk, the carries across chunks by a reverse linear recurrence over chunks,
-then the gradient pass from each chunk's true carry. It is off until timed and tested on a GPU
-(interpreter-tested only); unchunked, B=8 D=2048 already gives B·D/BLOCK_D = 8192 programs.
+then the gradient pass from each chunk's true carry. On (since session 4's H100 run): 18% faster
+fwd+bwd at B=2 D=256 L=8192, no change where B·D/BLOCK_D already fills the GPU.
 """
 from __future__ import annotations
 
@@ -538,10 +538,15 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # 1.6 ms at B=256 D=256 L=256 (one warp per program is fastest; rev "index" 10.9 ms, the "seq"
 # backward 13.9 ms, 2 warps 13.2 ms), against 15.9 / 3.8 ms for the best earlier variant (a
 # one-channel-per-thread sequential forward with the "seq" backward, since removed).
+# Session 4 (same command, results/bench/tune_scans.md): capping the forward at 168 registers
+# (fwd_maxnreg; 12 instead of 8 programs per SM, a few spills) makes it 9-13% faster (1.91 vs 2.10
+# ms long, 0.46 vs 0.53 ms Zoology) but the backward slower (caps of 168 or 128 on it: +1 / +5 ms),
+# so only the forward is capped; the chunked backward is on: 1.15 vs 1.41 ms fwd+bwd at B=2 D=256
+# L=8192 (few programs), equal elsewhere.
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
-                       rev="plain", bwd_chunks=False))
+                       rev="plain", bwd_chunks=True, fwd_maxnreg=168))
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
