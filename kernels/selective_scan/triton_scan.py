@@ -24,11 +24,19 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     (one atomic add per (program, n, t)); bytes (11 [B,D,L] + 6 [B,N,L] tensors) 1.5 GB = 0.5 ms;
     exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
   - measured (`kernels.bench`, H100, bf16, results/bench/kernels.md) with the "time" variant:
-    fwd 2.1 ms, fwd+bwd 7.2 ms at that shape, ~7x above the exp2 bound and 7% of copy bandwidth.
-    A scan over a BLOCK_T tile costs, besides its exp2, ~log2(32) lane-shuffle levels of two fp32
-    values (amortised over the elements a lane holds) and a masked reduction for the last column;
-    the backward does two scans and two atomic adds per (program, n, t). Not profiled: the guess
-    is that instruction count, not memory, bounds both.
+    fwd 2.1 ms, fwd+bwd 7.2 ms at that shape (kernel times from torch.profiler: forward 2.10 ms,
+    backward 5.04 ms; the op is GPU-bound), ~7x above the exp2 bound, 7% of copy bandwidth.
+  - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host):
+    both kernels use 255 registers per thread, so only 8 one-warp programs fit on an SM, and the
+    state loop issues ~670 (forward) / ~1000 (backward, 512 updates) warp instructions per
+    iteration: FMUL/FFMA of the scan's combine, ~64 (fwd) / ~320 (bwd, triton 3.6) lane shuffles,
+    ~100 selects, the masked sums that pick one state (h_n) or one column (the tile's last
+    state). Issuing them takes >= 0.76 ms (fwd) and >= 2.3 ms (bwd) at that shape; the measured
+    times are ~2.7x those floors, the rest being latency that 8 warps per SM do not hide. Capping
+    the forward at 168 registers (12 programs per SM, a few spills) gained 9-13%; the next steps
+    are fewer live tiles (registers) and fewer instructions per state: no masked sums for the
+    carried state (a [BLOCK_D] load/store through L1 instead), and a reverse scan that triton 3.6
+    lowers without the extra shuffles.
 
 Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
   - "time" (shipped): time along the lanes, as in mamba_ssm's CUDA kernel. A program holds [BLOCK_D,
@@ -538,11 +546,13 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # 1.6 ms at B=256 D=256 L=256 (one warp per program is fastest; rev "index" 10.9 ms, the "seq"
 # backward 13.9 ms, 2 warps 13.2 ms), against 15.9 / 3.8 ms for the best earlier variant (a
 # one-channel-per-thread sequential forward with the "seq" backward, since removed).
-# Session 4 (same command, results/bench/tune_scans.md): capping the forward at 168 registers
-# (fwd_maxnreg; 12 instead of 8 programs per SM, a few spills) makes it 9-13% faster (1.91 vs 2.10
-# ms long, 0.46 vs 0.53 ms Zoology) but the backward slower (caps of 168 or 128 on it: +1 / +5 ms),
-# so only the forward is capped; the chunked backward is on: 1.15 vs 1.41 ms fwd+bwd at B=2 D=256
-# L=8192 (few programs), equal elsewhere.
+# Session 4 (same command, results/bench/tune_scans.md, run 4): capping the forward at 168 registers
+# (fwd_maxnreg; 12 instead of 8 programs per SM, a few spills) makes it 9-13% faster at B=8 L=4096
+# (1.91 vs 2.10 ms) and at the Zoology shape (0.46 vs 0.53 ms), 20% slower at B=2 D=256 L=8192
+# (0.38 vs 0.32 ms); capping the backward too (168 or 128) slows it (+1 / +5 ms), so only the
+# forward is capped. The chunked backward is on: 1.15 vs 1.41 ms fwd+bwd at B=2 D=256 L=8192, equal
+# elsewhere. This combination's expected fwd+bwd (sum of the measured kernels; not timed as one
+# row): 6.95 ms long, 1.53 ms Zoology, 1.22 ms at B=2 L=8192.
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
