@@ -116,7 +116,7 @@ def _scan_kernels():
     fwd = dict(gates, HAS_INIT=False, STATE_ONLY=False, SAVE=True, BLOCK_D=t["fwd_block_d"], BLOCK_N=16,
                BLOCK_T=t["block_t"], CK=t["block_t"])
     bwd = dict(gates, HAS_DLAST=False, HAS_GINIT=False, STATE_ONLY=False, BLOCK_D=t["bwd_block_d"], BLOCK_N=16,
-               BLOCK_T=t["block_t"], REV_INDEX=t["rev"] == "index")
+               BLOCK_T=t["block_t"], REV_INDEX=t["rev"] == "index", REV_GATHER=t["rev"] == "gather")
     block_t, block_d, warps = lr.TILES_LONG[2]
     lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
     return [

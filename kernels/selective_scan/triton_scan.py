@@ -413,14 +413,17 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr):
+                        BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
     # dΔ, the recomputed y for dz) accumulate over the loop, Σ_d terms (dB, dC) are atomic adds.
     # REV_INDEX: the reverse scan carries the time index so that its combine cannot depend on the
     # argument order triton uses for reverse scans; else `affine_combine` with reverse=True (first
-    # argument = the earlier one in scan order, i.e. the later time step).
+    # argument = the earlier one in scan order, i.e. the later time step). REV_GATHER: no reverse scan
+    # at all: the scan's inputs are taken in reversed time order (Δ_{t+1} once per tile, C_n dy per
+    # state, by a lane gather), scanned forward, and g gathered back;
+    # triton 3.6 lowers a reverse scan as flip + scan + flip (~6x the lane shuffles of a forward scan).
     # Chunks over time (n_chunks > 1, chunk_tiles tiles each): STATE_ONLY runs only the g recurrence
     # of its chunk from a zero carry and stores gend = g at the chunk's first step and pend =
     # ∏ a_{t+1} over the chunk = exp(A Σ Δ_{t+1}); the carries across chunks (a reverse linear
@@ -471,6 +474,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
             du = dt * u
         idx = tl.broadcast_to(offs_t[None, :], [BLOCK_D, BLOCK_T])
+        if REV_GATHER:
+            rev = tl.broadcast_to((BLOCK_T - 1 - cols)[None, :], [BLOCK_D, BLOCK_T])  # lane j: step t1 - j
+            dt_next_r = tl.gather(dt_next, rev, 1)
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
@@ -482,14 +488,25 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             a2 = A_n * 1.4426950408889634
             c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
             # 1. g_t, the gradient reaching h_t
-            a_next = tl.exp2(dt_next * a2[:, None])
-            cg = dy * c[None, :]
-            cg = tl.where(last, cg + a_next * tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None], cg)
-            if REV_INDEX:
-                _pg, g, _i = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+            g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]       # g right of the tile
+            if REV_GATHER:
+                a_next_r = tl.exp2(dt_next_r * a2[:, None])
+                cg_r = tl.gather(dy * c[None, :], rev, 1)
+                cg_r = tl.where(first, cg_r + a_next_r * g_in, cg_r)
+                _pg, g_r = tl.associative_scan((a_next_r, cg_r), 1, affine_combine)
+                g_first = tl.sum(tl.where(last, g_r, 0.0), axis=1)
+                if not STATE_ONLY:
+                    g = tl.gather(g_r, rev, 1)
             else:
-                _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
-            gc_out = tl.where(pick, tl.sum(tl.where(first, g, 0.0), axis=1)[:, None], gc_out)
+                a_next = tl.exp2(dt_next * a2[:, None])
+                cg = dy * c[None, :]
+                cg = tl.where(last, cg + a_next * g_in, cg)
+                if REV_INDEX:
+                    _pg, g, _i = tl.associative_scan((a_next, cg, idx), 1, _suffix_combine, reverse=True)
+                else:
+                    _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
+                g_first = tl.sum(tl.where(first, g, 0.0), axis=1)
+            gc_out = tl.where(pick, g_first[:, None], gc_out)
             if not STATE_ONLY:
                 # 2. h_t inside the tile, from its checkpoint
                 h0 = tl.load(ckpt_ptr + ck + n, mask=mask_d, other=0.0)
@@ -537,7 +554,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # Tiles per variant. "time" (shipped): block_t = the forward's tile, (fwd|bwd)_block_d channels per
 # program, (fwd|bwd)_warps; bwd "time" (its own backward; rev "plain": reverse scan in triton's
 # argument order where `reverse_scan_in_order` confirms it for the tile, else and for "index" an
-# order-proof combine carrying the time index) or "seq" (the sequential
+# order-proof combine carrying the time index; "gather": no reverse scan, see below) or "seq" (the sequential
 # backward, with checkpoints every TIME_SEQ_CK steps); bwd_chunks: chunk the "time" backward over
 # time when it has few programs (see `_bwd_chunks`). "seq": (BLOCK_D, num_warps) per direction,
 # block_t = checkpoint spacing = the backward's recompute tile; bwd_block_d=8 with 1 warp keeps the
@@ -553,6 +570,10 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # forward is capped. The chunked backward is on: 1.15 vs 1.41 ms fwd+bwd at B=2 D=256 L=8192, equal
 # elsewhere. This combination's expected fwd+bwd (sum of the measured kernels; not timed as one
 # row): 6.95 ms long, 1.53 ms Zoology, 1.22 ms at B=2 L=8192.
+# rev "gather" (no reverse scan: lane gathers around a forward scan) cuts the backward's state loop
+# from 1017 to 818 instructions (318 -> 110 lane shuffles) under triton 3.6 and from 836 to 813
+# under 3.9 (`python -m kernels.sass_stats`), and needs no argument-order probe; interpreter-tested
+# only, so it stays off until `make test-gpu` and `kernels.tune_scans` have run it on the GPU.
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
@@ -741,8 +762,10 @@ class SelectiveScanFn(torch.autograd.Function):
         if seq_bwd:
             _ss_bwd_seq_kernel[(n_prog,)](*args, *scratch, *grads, Dm, L, N, G, Dg, n_dblk, n_tiles, **flags)
         else:
-            flags["REV_INDEX"] = TILES["time"]["rev"] == "index" or not reverse_scan_in_order(
-                u.device, block_d, block_t, warps)
+            rev = TILES["time"]["rev"]
+            flags["REV_GATHER"] = rev == "gather"
+            flags["REV_INDEX"] = rev == "index" or (rev == "plain" and not reverse_scan_in_order(
+                u.device, block_d, block_t, warps))
             n_chunks, chunk_tiles = _bwd_chunks(n_prog, n_tiles, ctx.chunk_len, block_t, u.device)
             grid, ginit = (n_prog * n_chunks,), None
             if n_chunks > 1:

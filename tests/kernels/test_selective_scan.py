@@ -77,10 +77,11 @@ def test_triton_path_is_interpreted_on_cpu():
     assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
 
 
-# the shipped "time" variant, with its reverse scan in triton's argument order ("time") or the
-# order-proof one ("time-revindex"), with its backward chunked over time ("time-bwdchunks", the cases
-# with chunk_len), or followed by the sequential backward ("time-bwdseq"); "seq"
-VARIANTS = ["time", "time-revindex", "time-bwdchunks", "time-bwdseq", "seq"]
+# the shipped "time" variant, with its reverse scan in triton's argument order ("time"), the
+# order-proof one ("time-revindex") or none (lane gathers and a forward scan: "time-revgather"), with
+# its backward not chunked over time ("time-nochunks"; shipped: chunked when it has few programs, the
+# cases with chunk_len), or followed by the sequential backward ("time-bwdseq"); "seq"
+VARIANTS = ["time", "time-revindex", "time-revgather", "time-nochunks", "time-bwdseq", "seq"]
 
 
 def _variant(name, monkeypatch):
@@ -88,11 +89,11 @@ def _variant(name, monkeypatch):
     if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
         return "time"
-    if name == "time-bwdchunks":
-        monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd_chunks", True)
+    if name == "time-nochunks":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd_chunks", False)
         return "time"
-    if name == "time-revindex":
-        monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", "index")
+    if name in ("time-revindex", "time-revgather"):
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", name[len("time-rev"):])
         return "time"
     return name
 
