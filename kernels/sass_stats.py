@@ -75,11 +75,14 @@ def innermost_loops(instrs: list[tuple[int, str, str]]) -> list[tuple[int, int]]
             if not any((lo2, hi2) != (lo, hi) and lo <= lo2 and hi2 <= hi for lo2, hi2 in loops)]
 
 
-def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: pathlib.Path | None = None) -> dict:
-    """Compile fn for sm_90 and return {"regs", "local_bytes", "instructions", "loops": [(size, mix)]}."""
+def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: pathlib.Path | None = None,
+          maxnreg: int | None = None) -> dict:
+    """Compile fn for sm_90 (registers capped at maxnreg, as the kernels' launch option) and return
+    {"regs", "local_bytes", "instructions", "loops": [(size, mix)]}; spills show as LDL/STL in a mix."""
     sig, consts, attrs = _specialise(fn, ptr_types, consts, ints)
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
-                            target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
+                            target=GPUTarget("cuda", 90, 32),
+                            options=dict(num_warps=num_warps, **({"maxnreg": maxnreg} if maxnreg else {})))
     with tempfile.TemporaryDirectory() as tmp:
         cubin = pathlib.Path(tmp) / "k.cubin"
         cubin.write_bytes(kernel.asm["cubin"])

@@ -388,12 +388,14 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 y += hs * c[None, :]
         h = h_out
         if not STATE_ONLY:
+            # offsets and u again rather than kept live across the state loop (registers: occupancy)
+            off_y = (row * L + t0)[:, None] + cols[None, :]
             if HAS_D:
-                y += Dv[:, None] * u
+                y += Dv[:, None] * tl.load(u_ptr + off_y, mask=m_dt, other=0.0).to(tl.float32)
             if HAS_Z:
-                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                zz = tl.load(z_ptr + off_y, mask=m_dt, other=0.0).to(tl.float32)
                 y = y * zz * tl.sigmoid(zz)
-            tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
+            tl.store(y_ptr + off_y, y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
         # ∏ exp(Δ_t A) over the chunk = exp(A Σ Δ_t)
         A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
