@@ -160,6 +160,10 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 # Zoology shape B=256 T=256 D=256 the shuffle tile wins, (64, 64, 4) 0.59 ms vs (4, 256, 1) 3.0 ms
 # (short sequences: few steps per thread, many programs). fp32: (16, 256, 4) is best or within 5%
 # at both (0.69 / 1.23 ms). So the tile depends on the sequence length: TILES_LONG from T >= LONG_T.
+# Host overhead (session 4, `kernels.bench`, H100): the carry across chunks was flip/scan/cat torch
+# ops and dh0 three more; with the carry kernel and dh0 in the backward kernel, fwd+bwd at B=8
+# T=4096 bf16 went from 1.10 to 0.90 ms as called (0.59 ms replayed from a CUDA graph: 60% of copy
+# bandwidth; the rest is Python and six launches) and at the Zoology shape from 0.42 to 0.21 ms.
 TILES = {4: (16, 256, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
 TILES_LONG = {4: (16, 256, 4), 2: (4, 256, 1), 8: (32, 32, 4)}
 LONG_T = 1024
