@@ -114,9 +114,10 @@ def time_graph(step, reps: int = 10) -> float:
 
 
 def add_graph_time(row: dict, step, nbytes: float, copy_bw: float) -> dict:
-    """row with fwdbwd_graph_ms / frac_graph of step() (one forward + backward) for GRAPH_IMPLS."""
-    ms = time_graph(step) if row["impl"] in GRAPH_IMPLS and row.get("fwdbwd_ms", 0) == row.get("fwdbwd_ms", 0) \
-        else math.nan
+    """row with fwdbwd_graph_ms / frac_graph of step() (one forward + backward) for GRAPH_IMPLS; NaN
+    for other implementations and where the timing as called failed (fwdbwd_ms NaN)."""
+    timed = row["impl"] in GRAPH_IMPLS and not math.isnan(row.get("fwdbwd_ms", math.nan))
+    ms = time_graph(step) if timed else math.nan
     return dict(row, fwdbwd_graph_ms=ms, frac_graph=nbytes / ms / 1e6 / copy_bw)
 
 
