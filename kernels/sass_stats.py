@@ -1,6 +1,7 @@
-"""Static profile of the scan kernels without a GPU: `python -m kernels.sass_stats [--dump DIR]`.
+"""Static profile of the kernels without a GPU: `python -m kernels.sass_stats [--ops scans|linear_attention|all]`.
 
-Compiles the selective-scan "time" kernels and the linear-recurrence kernel for sm_90 (H100) with
+Compiles the selective-scan "time" kernels and the linear-recurrence kernel (--ops scans, the
+default), or the chunked linear attention's forward/dq/dkv kernels per decay kind, for sm_90 (H100) with
 triton's own toolchain (its bundled cuobjdump disassembles the cubin; no GPU or driver is needed),
 specialised as triton would specialise them at the benchmark's long shape (16-byte aligned
 pointers; sizes divisible by 16; a chunk count of 1 folded in), and prints per kernel:
@@ -34,14 +35,17 @@ ISSUE_RATE = 132 * 4 * 1.755e9   # H100 SXM: warp instructions issued per second
 _INSTR = re.compile(r"^\s*/\*([0-9a-f]{4,6})\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)[.A-Z0-9_]*\s*([^;]*);")
 
 
-def _specialise(fn, ptr_types: dict, consts: dict, ints: dict):
-    """(signature, constexprs, attrs) for ASTSource: pointers *fp32 unless named in ptr_types, 16-byte
-    aligned; ints i32, divisible by 16 where their benchmark value is, folded in where it is 1."""
+def _specialise(fn, ptr_types: dict, consts: dict, ints: dict, ptrs: tuple = (), floats: tuple = ()):
+    """(signature, constexprs, attrs) for ASTSource: pointers (names ending in _ptr, or in ptrs) *fp32
+    unless named in ptr_types, 16-byte aligned; floats fp32; ints i32, divisible by 16 where their
+    benchmark value is, folded in where it is 1."""
     sig, consts, attrs = {}, dict(consts), {}
     for i, name in enumerate(inspect.signature(fn.fn).parameters):
         if name in consts:
             sig[name] = "constexpr"
-        elif name.endswith("_ptr"):
+        elif name in floats:
+            sig[name] = "fp32"
+        elif name.endswith("_ptr") or name in ptrs:
             sig[name] = ptr_types.get(name, "*fp32")
             attrs[(i,)] = [["tt.divisibility", 16]]
         elif ints.get(name) == 1:
@@ -76,10 +80,10 @@ def innermost_loops(instrs: list[tuple[int, str, str]]) -> list[tuple[int, int]]
 
 
 def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: pathlib.Path | None = None,
-          maxnreg: int | None = None) -> dict:
+          maxnreg: int | None = None, ptrs: tuple = (), floats: tuple = ()) -> dict:
     """Compile fn for sm_90 (registers capped at maxnreg, as the kernels' launch option) and return
     {"regs", "local_bytes", "instructions", "loops": [(size, mix)]}; spills show as LDL/STL in a mix."""
-    sig, consts, attrs = _specialise(fn, ptr_types, consts, ints)
+    sig, consts, attrs = _specialise(fn, ptr_types, consts, ints, ptrs, floats)
     kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs),
                             target=GPUTarget("cuda", 90, 32),
                             options=dict(num_warps=num_warps, **({"maxnreg": maxnreg} if maxnreg else {})))
@@ -134,20 +138,54 @@ def _scan_kernels():
     ]
 
 
+def _linear_attention_kernels():
+    """The chunked linear attention's forward, dq and dk/dv kernels per decay kind at B=8 T=4096 H=8
+    K=V=64 bf16 with the shipped configs (one innermost-loop iteration = one chunk of BT tokens of a
+    [BK, BV] state block; NS segments as `_segments` picks on an H100). Decorated here: chunk.py
+    decorates them at first launch."""
+    import torch
+
+    la = importlib.import_module("kernels.linear_attention.chunk")
+    B, T, H, K, V = 8, 4096, 8, 64, 64
+    sig = {"_fwd_kernel": ("q k v g s0 o ht", dict(USE_S0=True, STORE_HT=False)),
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg", dict(USE_DS0=True, STORE_DH0=False, DG=True))}
+    fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg"}
+    out = []
+    for decay, kind in enumerate(("none", "scalar", "channel")):
+        cfg = la._config_cached(K, V, decay, torch.bfloat16, ())
+        warps = cfg.pop("num_warps")
+        cfg.pop("num_stages", None)
+        blocks = (K // cfg["BK"]) * (V // cfg["BV"])
+        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // cfg["BT"] // 4)
+        for name, (ptrs, flags) in sig.items():
+            fn = triton.jit(getattr(la, name))
+            if decay == 0:
+                flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
+            names = tuple(ptrs.split())
+            types = {p: "*fp32" if p in fp32 else "*bf16" for p in names}
+            out.append((f"linear_attention {name.strip('_')} decay={kind}", fn, types, dict(cfg, **flags), ints,
+                        warps, cfg["BT"], B * T * H * blocks, names, ("scale",), "tokens (one chunk)"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dump", type=pathlib.Path, default=None, help="also write each kernel's SASS here")
+    parser.add_argument("--ops", default="scans", choices=["scans", "linear_attention", "all"])
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
-    for label, fn, ptrs, consts, ints, warps, per_iter, total in _scan_kernels():
-        s = stats(fn, ptrs, consts, ints, warps, args.dump)
+    kernels = [(*k, (), (), "state updates") for k in _scan_kernels()] if args.ops in ("scans", "all") else []
+    kernels += _linear_attention_kernels() if args.ops in ("linear_attention", "all") else []
+    for label, fn, types, consts, ints, warps, per_iter, total, ptrs, floats, unit in kernels:
+        s = stats(fn, types, consts, ints, warps, args.dump, ptrs=ptrs, floats=floats)
         print(f"\n{label}: {s['regs']} registers, {s['local_bytes']} B local memory, {s['instructions']} "
               f"instructions, {warps} warp(s) per program")
         for size, mix in s["loops"]:
             top = ", ".join(f"{op} {n}" for op, n in mix.most_common(8))
             floor = total / per_iter * size * warps / ISSUE_RATE * 1e3
-            print(f"  innermost loop: {size} instructions per {per_iter} updates; if it is the hot loop, "
+            print(f"  innermost loop: {size} instructions per {per_iter} {unit}; if it is the hot loop, "
                   f"issuing it takes >= {floor:.2f} ms. Mix: {top}")
 
 

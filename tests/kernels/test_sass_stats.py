@@ -40,5 +40,17 @@ def test_the_scan_kernels_compile_for_sm90_and_report_their_state_loops():
     assert [r[0] for r in reports] == ["selective_scan fwd (time)", "selective_scan bwd (time)",
                                        "linear_recurrence fwd bf16", "linear_recurrence bwd bf16"]
     assert all(0 < int(regs) <= 255 for _, regs, _ in reports)
-    loops = re.findall(r"innermost loop: (\d+) instructions per (\d+) updates.*>= ([\d.]+) ms", out)
+    loops = re.findall(r"innermost loop: (\d+) instructions per (\d+) state updates.*>= ([\d.]+) ms", out)
     assert len(loops) >= 4 and all(int(n) > 0 and float(ms) > 0 for n, _, ms in loops)
+
+
+def test_the_linear_attention_kernels_compile_for_sm90_per_decay_kind():
+    # chunk.py decorates its kernels at first launch; sass_stats decorates them itself
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-m", "kernels.sass_stats", "--ops", "linear_attention"],
+                         capture_output=True, text=True, env=env, timeout=300, check=True).stdout
+    labels = re.findall(r"^linear_attention (\w+) decay=(\w+): (\d+) registers", out, re.M)
+    assert {(name, decay) for name, decay, _ in labels} == {
+        (name, decay) for name in ("fwd_kernel", "bwd_dq_kernel", "bwd_dkv_kernel")
+        for decay in ("none", "scalar", "channel")}
+    assert len(re.findall(r"innermost loop: \d+ instructions per (16|64) tokens", out)) >= 9
