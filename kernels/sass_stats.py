@@ -153,7 +153,7 @@ def _linear_attention_kernels():
     fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
-        cfg = la._config_cached(K, V, decay, torch.bfloat16, ())
+        cfg = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
         warps = cfg.pop("num_warps")
         cfg.pop("num_stages", None)
         blocks = (K // cfg["BK"]) * (V // cfg["BV"])

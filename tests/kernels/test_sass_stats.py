@@ -49,7 +49,7 @@ def test_the_linear_attention_kernels_compile_for_sm90_per_decay_kind():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     out = subprocess.run([sys.executable, "-m", "kernels.sass_stats", "--ops", "linear_attention"],
                          capture_output=True, text=True, env=env, timeout=300, check=True).stdout
-    labels = re.findall(r"^linear_attention (\w+) decay=(\w+): (\d+) registers", out, re.M)
+    labels = re.findall(r"^linear_attention (\w+) decay=([\w-]+): (\d+) registers", out, re.M)
     assert {(name, decay) for name, decay, _ in labels} == {
         (name, decay) for name in ("fwd_kernel", "bwd_dq_kernel", "bwd_dkv_kernel")
         for decay in ("none", "scalar", "channel")}
