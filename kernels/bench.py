@@ -18,7 +18,7 @@ these implementations, None = all; long: the long shapes only), one dict per mea
     frac_graph  float  the bytes / fwdbwd_graph_ms / copy bandwidth
     note        str    free text (decay kind, "out of memory", ...)
 Where fwdbwd_ms is well above fwdbwd_graph_ms the op is bound by the host (Python, autograd and
-kernel launches: ~10-40 us per Triton launch), not by the GPU.
+kernel launches), not by the GPU; `python -m kernels.profile` splits the time per kernel.
 This module gathers the rows of every op whose bench module imports, prints one table and writes
 results/bench/kernels.md and results/bench/kernels.csv, headed by GPU name and torch/triton versions.
 `--impls triton,fla` times only those implementations; with `--merge` their rows replace the

@@ -4,9 +4,10 @@ Compiles the selective-scan "time" kernels and the linear-recurrence kernel (--o
 default), or the chunked linear attention's forward/dq/dkv kernels per decay kind, for sm_90 (H100) with
 triton's own toolchain (its bundled cuobjdump disassembles the cubin; no GPU or driver is needed),
 specialised as triton would specialise them at the benchmark's long shape (16-byte aligned
-pointers; sizes divisible by 16; a chunk count of 1 folded in), and prints per kernel:
-registers per thread (255 = the cap: at most 8 one-warp programs resident per SM), local memory
-(spills) and, for each innermost loop, its SASS instruction count and mix.
+pointers; sizes divisible by 16; a chunk count of 1 folded in) and with their shipped register
+caps, and prints per kernel: registers per thread (255 = the hardware cap: at most 8 one-warp
+programs resident per SM), local memory (spills) and, for each innermost loop, its SASS
+instruction count and mix (spills show as LDL/STL).
 
 Why: the kernels are bound by instructions issued and by latency at low occupancy, not by
 bytes, and device time is scarce. The instruction count of the innermost loop per state update
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import importlib
 import inspect
 import pathlib
@@ -107,11 +109,27 @@ def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: p
                 instructions=len(instrs), loops=loops)
 
 
-def _scan_kernels():
-    """(label, fn, ptr_types, constexprs, ints, num_warps, updates per iteration of the innermost
-    loop, updates in all) of the shipped tiles at B=8 D=2048 L=4096 N=16 (selective scan: the loop
-    over the N states, one [BLOCK_D, BLOCK_T] tile per iteration) and B=8 T=4096 D=2048 (recurrence:
-    the loop over [BLOCK_T, BLOCK_D] tiles)."""
+@dataclasses.dataclass
+class Kernel:
+    """A kernel as `stats` compiles it, and what one iteration of its innermost loop covers."""
+    label: str
+    fn: object                 # a triton JITFunction
+    types: dict                # pointer name -> "*bf16" / "*fp32"
+    consts: dict               # constexpr values
+    ints: dict                 # benchmark values of the int arguments (specialisation)
+    warps: int
+    per_iter: int              # items one loop iteration covers
+    total: int                 # items at the benchmark shape
+    unit: str
+    ptrs: tuple = ()           # pointer arguments not named *_ptr
+    floats: tuple = ()
+    maxnreg: int | None = None
+
+
+def _scan_kernels() -> list[Kernel]:
+    """The shipped tiles (and the backward's rev="gather" option) at B=8 D=2048 L=4096 N=16 (selective
+    scan: one iteration = one state over a [BLOCK_D, BLOCK_T] tile) and B=8 T=4096 D=2048 (recurrence:
+    one [BLOCK_T, BLOCK_D] tile)."""
     ss = importlib.import_module("kernels.selective_scan.triton_scan")
     lr = importlib.import_module("kernels.linear_recurrence.triton_scan")
     bf16 = {n: "*bf16" for n in ("u_ptr", "dl_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dout_ptr", "du_ptr",
@@ -123,22 +141,24 @@ def _scan_kernels():
     fwd = dict(gates, HAS_INIT=False, STATE_ONLY=False, SAVE=True, BLOCK_D=t["fwd_block_d"], BLOCK_N=16,
                BLOCK_T=t["block_t"], CK=t["block_t"])
     bwd = dict(gates, HAS_DLAST=False, HAS_GINIT=False, STATE_ONLY=False, BLOCK_D=t["bwd_block_d"], BLOCK_N=16,
-               BLOCK_T=t["block_t"], REV_INDEX=t["rev"] == "index", REV_GATHER=t["rev"] == "gather")
+               BLOCK_T=t["block_t"])
+    ss_total, lr_total = 8 * 2048 * 4096 * 16, 8 * 4096 * 2048
     block_t, block_d, warps = lr.TILES_LONG[2]
     lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
-    return [
-        ("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
-         t["fwd_block_d"] * t["block_t"], 8 * 2048 * 4096 * 16),
-        ("selective_scan bwd (time)", ss._ss_bwd_time_kernel, bf16, bwd, ints, t["bwd_warps"],
-         t["bwd_block_d"] * t["block_t"], 8 * 2048 * 4096 * 16),
-        ("linear_recurrence fwd bf16", lr._lr_scan_kernel, bf16, dict(lr_c, REVERSE=False), ints, warps,
-         block_t * block_d, 8 * 4096 * 2048),
-        ("linear_recurrence bwd bf16", lr._lr_scan_kernel, bf16, dict(lr_c, REVERSE=True), ints, warps,
-         block_t * block_d, 8 * 4096 * 2048),
-    ]
+    unit = "state updates"
+    out = [Kernel("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
+                  t["fwd_block_d"] * t["block_t"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
+    for rev in dict.fromkeys([t["rev"], "gather"]):
+        out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,
+                          dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather"), ints, t["bwd_warps"],
+                          t["bwd_block_d"] * t["block_t"], ss_total, unit, maxnreg=t.get("bwd_maxnreg")))
+    for reverse in (False, True):
+        out.append(Kernel(f"linear_recurrence {'bwd' if reverse else 'fwd'} bf16", lr._lr_scan_kernel, bf16,
+                          dict(lr_c, REVERSE=reverse), ints, warps, block_t * block_d, lr_total, unit))
+    return out
 
 
-def _linear_attention_kernels():
+def _linear_attention_kernels() -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels per decay kind at B=8 T=4096 H=8
     K=V=64 bf16 with the shipped configs (one innermost-loop iteration = one chunk of BT tokens of a
     [BK, BV] state block; NS segments as `_segments` picks on an H100). Decorated here: chunk.py
@@ -159,13 +179,12 @@ def _linear_attention_kernels():
         blocks = (K // cfg["BK"]) * (V // cfg["BV"])
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // cfg["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
-            fn = triton.jit(getattr(la, name))
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())
-            types = {p: "*fp32" if p in fp32 else "*bf16" for p in names}
-            out.append((f"linear_attention {name.strip('_')} decay={kind}", fn, types, dict(cfg, **flags), ints,
-                        warps, cfg["BT"], B * T * H * blocks, names, ("scale",), "tokens (one chunk)"))
+            out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
+                              {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,
+                              warps, cfg["BT"], B * T * H * blocks, "tokens (one chunk)", names, ("scale",)))
     return out
 
 
@@ -176,18 +195,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
-    kernels = [(*k, (), (), "state updates") for k in _scan_kernels()] if args.ops in ("scans", "all") else []
+    kernels = _scan_kernels() if args.ops in ("scans", "all") else []
     kernels += _linear_attention_kernels() if args.ops in ("linear_attention", "all") else []
-    for label, fn, types, consts, ints, warps, per_iter, total, ptrs, floats, unit in kernels:
-        s = stats(fn, types, consts, ints, warps, args.dump, ptrs=ptrs, floats=floats)
-        print(f"\n{label}: {s['regs']} registers, {s['local_bytes']} B local memory, {s['instructions']} "
-              f"instructions, {warps} warp(s) per program")
+    for k in kernels:
+        s = stats(k.fn, k.types, k.consts, k.ints, k.warps, args.dump, maxnreg=k.maxnreg, ptrs=k.ptrs,
+                  floats=k.floats)
+        cap = f" (registers capped at {k.maxnreg})" if k.maxnreg else ""
+        print(f"\n{k.label}: {s['regs']} registers, {s['local_bytes']} B local memory, {s['instructions']} "
+              f"instructions, {k.warps} warp(s) per program{cap}")
         for size, mix in s["loops"]:
             top = ", ".join(f"{op} {n}" for op, n in mix.most_common(8))
-            floor = total / per_iter * size * warps / ISSUE_RATE * 1e3
-            print(f"  innermost loop: {size} instructions per {per_iter} {unit}; if it is the hot loop, "
+            floor = k.total / k.per_iter * size * k.warps / ISSUE_RATE * 1e3
+            print(f"  innermost loop: {size} instructions per {k.per_iter} {k.unit}; if it is the hot loop, "
                   f"issuing it takes >= {floor:.2f} ms. Mix: {top}")
-
 
 if __name__ == "__main__":
     main()

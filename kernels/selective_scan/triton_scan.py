@@ -24,10 +24,10 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     (one atomic add per (program, n, t)); bytes (11 [B,D,L] + 6 [B,N,L] tensors) 1.5 GB = 0.5 ms;
     exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
   - measured (`kernels.bench`, H100, bf16, results/bench/kernels.md) with the "time" variant:
-    fwd 2.1 ms, fwd+bwd 7.2 ms at that shape (kernel times from torch.profiler: forward 2.10 ms,
+    fwd 2.1 ms, fwd+bwd 7.2 ms at that shape (kernel times, results/bench/profile.md: forward 2.10 ms,
     backward 5.04 ms; the op is GPU-bound), ~7x above the exp2 bound, 7% of copy bandwidth.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host):
-    both kernels use 255 registers per thread, so only 8 one-warp programs fit on an SM, and the
+    uncapped, both kernels use 255 registers per thread, so only 8 one-warp programs fit on an SM, and the
     state loop issues ~670 (forward) / ~1000 (backward, 512 updates) warp instructions per
     iteration: FMUL/FFMA of the scan's combine, ~64 (fwd) / ~320 (bwd, triton 3.6) lane shuffles,
     ~100 selects, the masked sums that pick one state (h_n) or one column (the tile's last
@@ -35,8 +35,8 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     times are ~2.7x those floors, the rest being latency that 8 warps per SM do not hide. Capping
     the forward at 168 registers (12 programs per SM, a few spills) gained 9-13%; the next steps
     are fewer live tiles (registers) and fewer instructions per state: no masked sums for the
-    carried state (a [BLOCK_D] load/store through L1 instead), and a reverse scan that triton 3.6
-    lowers without the extra shuffles.
+    carried state (a [BLOCK_D] load/store through L1 instead), and no reverse scan in the backward
+    (rev "gather" below; off until GPU-tested).
 
 Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
   - "time" (shipped): time along the lanes, as in mamba_ssm's CUDA kernel. A program holds [BLOCK_D,
@@ -154,6 +154,15 @@ def _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS: tl.constexpr, HAS
     if HAS_D:
         Dv = tl.load(D_ptr + offs_d, mask=mask_d, other=0.0).to(tl.float32)
     return bias, Dv
+
+
+@triton.jit
+def _store_chunk_summary(A_ptr, pend_ptr, end_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, state):
+    """A chunk's state-only pass ends by storing its map s -> pend s + end for the carry across
+    chunks: pend = ∏ exp(Δ_t A) over the chunk = exp(A Σ Δ_t), end = the state it reached from 0."""
+    A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+    tl.store(pend_ptr + state_off, tl.exp(A * sum_dt[:, None]), mask=mask_dn)
+    tl.store(end_ptr + state_off, state, mask=mask_dn)
 
 
 @triton.jit
@@ -397,10 +406,7 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 y = y * zz * tl.sigmoid(zz)
             tl.store(y_ptr + off_y, y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
-        # ∏ exp(Δ_t A) over the chunk = exp(A Σ Δ_t)
-        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-        tl.store(pend_ptr + state_off, tl.exp(A * sum_dt[:, None]), mask=mask_dn)
-        tl.store(hend_ptr + state_off, h, mask=mask_dn)
+        _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
     else:
         is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
         tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
@@ -542,9 +548,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
             tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
-        A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-        tl.store(pend_ptr + state_off, tl.exp(A * sum_dtn[:, None]), mask=mask_dn)
-        tl.store(gend_ptr + state_off, gc, mask=mask_dn)
+        _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
         tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
         if HAS_D:
