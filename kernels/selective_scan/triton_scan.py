@@ -397,14 +397,12 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 y += hs * c[None, :]
         h = h_out
         if not STATE_ONLY:
-            # offsets and u again rather than kept live across the state loop (registers: occupancy)
-            off_y = (row * L + t0)[:, None] + cols[None, :]
             if HAS_D:
-                y += Dv[:, None] * tl.load(u_ptr + off_y, mask=m_dt, other=0.0).to(tl.float32)
+                y += Dv[:, None] * u
             if HAS_Z:
-                zz = tl.load(z_ptr + off_y, mask=m_dt, other=0.0).to(tl.float32)
+                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
                 y = y * zz * tl.sigmoid(zz)
-            tl.store(y_ptr + off_y, y.to(y_ptr.dtype.element_ty), mask=m_dt)
+            tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
         _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
     else:
