@@ -32,31 +32,17 @@ SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=
 # "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
 SS_TIME = [dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
                 bwd_chunks=True, fwd_maxnreg=168),
+           # the default before session 4 (uncapped forward, unchunked backward); earlier candidates and
+           # their readings: results/bench/tune_scans.md runs 1-4
            dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
-           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
-           dict(block_t=64, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
-           dict(block_t=128, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain"),
-           dict(block_t=128, fwd_block_d=8, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain"),
-           dict(block_t=64, fwd_block_d=8, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=4, bwd_warps=1, rev="plain"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="index"),
-           dict(block_t=128, fwd_block_d=4, fwd_warps=2, bwd="time", bwd_block_d=4, bwd_warps=2, rev="plain"),
-           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
-                bwd_chunks=True),
            # no reverse scan (lane gathers + a forward scan): 818 vs 1017 state-loop instructions under
            # triton 3.6, which lowers a reverse scan as flip + scan + flip (kernels.sass_stats)
            dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="gather",
                 bwd_chunks=True, fwd_maxnreg=168),
-           # register caps: 255 registers leave 8 one-warp programs per SM (kernels.sass_stats)
-           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
-                fwd_maxnreg=128, bwd_maxnreg=128),
-           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="plain",
-                fwd_maxnreg=168, bwd_maxnreg=168),
-           # one channel per program: 168 (bt512) / 113 (bt256) forward registers at the same or ~20%
-           # more instructions per update (kernels.sass_stats, triton 3.9)
-           dict(block_t=512, fwd_block_d=1, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain"),
-           dict(block_t=256, fwd_block_d=1, fwd_warps=1, bwd="time", bwd_block_d=1, bwd_warps=1, rev="plain")]
+           dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="gather",
+                bwd_chunks=True, fwd_maxnreg=168, bwd_maxnreg=200),
+           dict(block_t=128, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="gather",
+                bwd_chunks=True, fwd_maxnreg=168)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
