@@ -24,7 +24,7 @@ tests() {
   timeout 540 python -m pytest -q -m gpu $T/test_chunked_linear_attention.py -k "bfloat16 or float16 or bf16" \
     > "$OUT/test_la.log" 2>&1 &
   wait
-  tail -n 3 "$OUT"/test_*.log
+  for f in "$OUT"/test_*.log; do echo "== $f"; tail -n 3 "$f"; done
 }
 tune() { timeout 540 python -m kernels.tune_scans 2>&1 | tee "$OUT/tune_scans.log"; }
 bench() {  # op, implementations (empty: all)

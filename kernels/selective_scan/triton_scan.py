@@ -97,11 +97,15 @@ def _suffix_combine(a1, c1, i1, a2, c2, i2):
 
 
 @triton.jit
-def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """Load δ and return (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias)."""
+def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROWS: tl.constexpr = True):
+    """Load δ and return (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias); bias is
+    [BLOCK_D] per row (ROWS) or already broadcastable to δ."""
     raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
-        raw = raw + bias[:, None]
+        if ROWS:
+            raw = raw + bias[:, None]
+        else:
+            raw = raw + bias
     dt = raw
     if SOFTPLUS:
         # torch's softplus threshold: x for x > 20
@@ -411,6 +415,80 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
 
 @triton.jit
+def _ss_fwd_states_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                          y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
+                          Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                          HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
+                          SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                          BLOCK_T: tl.constexpr, CK: tl.constexpr):
+    # As `_ss_fwd_time_kernel`, with all states at once instead of a loop over them: the tile is
+    # [BLOCK_D, BLOCK_N, BLOCK_T], one associative scan along time covers every (channel, state), the
+    # carried state is one [BLOCK_D, BLOCK_N] tensor (no per-state pick), B and C arrive as [BLOCK_N,
+    # BLOCK_T] tiles, and y = Σ_n C_n h_n is a sum over the state axis.
+    chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
+        tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0)
+    else:
+        h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
+    # exp(ΔA) = exp2(Δ (A log2 e)); padded states have A = 0, B = 0: they stay 0
+    A2 = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32) \
+        * 1.4426950408889634
+    mask_n = offs_n < N
+    cols = tl.arange(0, BLOCK_T)
+    first = (cols == 0)[None, None, :]
+    last = (cols == BLOCK_T - 1)[None, None, :]
+    sum_dt = tl.zeros([BLOCK_D], dtype=tl.float32)                  # Σ Δ over the chunk (STATE_ONLY)
+    t_start = chunk * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    bias3 = bias[:, None, None]
+    for t0 in range(t_start, t_end, BLOCK_T):
+        # 3-d loads ([BLOCK_D, 1, BLOCK_T] and [1, BLOCK_N, BLOCK_T]): their coalesced layout, time
+        # contiguous in each thread, is the one the scan over time wants
+        offs_t = t0 + cols
+        mask_t = offs_t < t_end
+        m_dt = mask_d[:, None, None] & mask_t[None, None, :]
+        off_dt = row[:, None, None] * L + offs_t[None, None, :]
+        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS, False)   # masked: Δ = 0, a = 1
+        off_nt = bc_base + offs_n[None, :, None] * L + offs_t[None, None, :]
+        m_nt = mask_n[None, :, None] & mask_t[None, None, :]
+        b = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
+        a = tl.exp2(dt * A2[:, :, None])
+        x = (dt * u) * b
+        x = tl.where(first, x + a * h[:, :, None], x)
+        _pa, hs = tl.associative_scan((a, x), 2, affine_combine)
+        if SAVE:   # state entering this tile (if a checkpoint starts here), those entering checkpoints inside it
+            tl.store(ckpt_ptr + (row[:, None] * n_tiles + t0 // CK) * N + offs_n[None, :], h,
+                     mask=mask_dn & (t0 % CK == 0))
+            if CK < BLOCK_T:
+                m_ck = mask_dn[:, :, None] & (((cols + 1) % CK == 0) & (cols < BLOCK_T - 1)
+                                              & (offs_t + 1 < t_end))[None, None, :]
+                off_ck = (row[:, None, None] * n_tiles + ((offs_t + 1) // CK)[None, None, :]) * N \
+                    + offs_n[None, :, None]
+                tl.store(ckpt_ptr + off_ck, hs, mask=m_ck)
+        h = tl.sum(tl.where(last, hs, 0.0), axis=2)
+        if STATE_ONLY:
+            sum_dt += tl.sum(tl.sum(dt, axis=2), axis=1)
+        else:
+            c = tl.load(C_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
+            y = tl.sum(hs * c, axis=1, keep_dims=True)
+            if HAS_D:
+                y += Dv[:, None, None] * u
+            if HAS_Z:
+                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
+    if STATE_ONLY:
+        _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
+    else:
+        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
+        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+
+
+@triton.jit
 def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
                         ckpt_ptr, dlast_ptr,
                         du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
@@ -581,7 +659,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
-                       rev="plain", bwd_chunks=True, fwd_maxnreg=168))
+                       rev="gather", bwd_chunks=True, fwd_maxnreg=168))
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
@@ -604,9 +682,13 @@ def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, in
     block_n = next_power_of_2(N)
     cfg = TILES[variant]
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
-        # "time" with the "seq" backward: checkpoints every 4 steps inside tiles of 8
-        return 2, block_n, 4 if backward and _time_bwd_seq(variant) else 8, 4
+        # "time" with the "seq" backward: checkpoints every 4 steps inside tiles of 8; the "states"
+        # forward in tiles of 4 (shorter than the checkpoint spacing, 8)
+        short = _time_bwd_seq(variant) if backward else variant == "time" and cfg.get("fwd") == "states"
+        return 2, block_n, 4 if short else 8, 4
     block_t = TIME_SEQ_CK if backward and _time_bwd_seq(variant) else cfg["block_t"]
+    if not backward and variant == "time" and cfg.get("fwd") == "states":
+        block_t = cfg.get("fwd_block_t", block_t)
     block_d = cfg["bwd_block_d" if backward else "fwd_block_d"]
     warps = cfg["bwd_warps" if backward else "fwd_warps"]
     return min(block_d, next_power_of_2(Dg)), block_n, block_t, warps
@@ -713,7 +795,8 @@ class SelectiveScanFn(torch.autograd.Function):
         args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
-        fwd_kernel = _KERNELS[variant][0]
+        fwd_kernel = _ss_fwd_states_kernel if variant == "time" and TILES["time"].get("fwd") == "states" \
+            else _KERNELS[variant][0]
         init = None
         if n_chunks > 1:
             # 1. state-only pass per chunk; 2. carry across chunks (a linear recurrence over chunks)

@@ -77,11 +77,14 @@ def test_triton_path_is_interpreted_on_cpu():
     assert ss.triton_scan.INTERPRETED and ss.use_triton(torch.zeros(1))
 
 
-# the shipped "time" variant, with its reverse scan in triton's argument order ("time"), the
-# order-proof one ("time-revindex") or none (lane gathers and a forward scan: "time-revgather"), with
+# the shipped "time" variant (its backward without a reverse scan: lane gathers and a forward scan),
+# with a reverse scan in triton's argument order ("time-revplain") or the order-proof one
+# ("time-revindex"), with
 # its backward not chunked over time ("time-nochunks"; shipped: chunked when it has few programs, the
-# cases with chunk_len), or followed by the sequential backward ("time-bwdseq"); "seq"
-VARIANTS = ["time", "time-revindex", "time-revgather", "time-nochunks", "time-bwdseq", "seq"]
+# cases with chunk_len), or followed by the sequential backward ("time-bwdseq"); the "time" variant
+# with its forward over all states at once, in tiles shorter than the checkpoint spacing
+# ("time-states"); "seq"
+VARIANTS = ["time", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-states", "seq"]
 
 
 def _variant(name, monkeypatch):
@@ -92,7 +95,10 @@ def _variant(name, monkeypatch):
     if name == "time-nochunks":
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd_chunks", False)
         return "time"
-    if name in ("time-revindex", "time-revgather"):
+    if name == "time-states":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "fwd", "states")
+        return "time"
+    if name in ("time-revindex", "time-revplain"):
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "rev", name[len("time-rev"):])
         return "time"
     return name
@@ -100,7 +106,7 @@ def _variant(name, monkeypatch):
 
 def test_shipped_variant_is_time():
     assert ss.triton_scan.VARIANT == "time"
-    assert ss.triton_scan.TILES["time"]["bwd"] == "time" and ss.triton_scan.TILES["time"]["rev"] == "plain"
+    assert ss.triton_scan.TILES["time"]["bwd"] == "time" and ss.triton_scan.TILES["time"]["rev"] == "gather"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -211,6 +217,7 @@ def test_time_backward_uses_the_order_proof_scan_when_the_probe_fails(poison, mo
                 return real[grid](*args, **kwargs)
             return launch
 
+    monkeypatch.setitem(ts.TILES["time"], "rev", "plain")
     monkeypatch.setattr(ts, "reverse_scan_in_order", lambda *a: False)
     monkeypatch.setattr(ts, "_ss_bwd_time_kernel", Spy())
     inputs, cot = make_inputs(1, 4, 13, 3, None, torch.float32, full=True)
