@@ -11,7 +11,7 @@ instruction count and mix (spills show as LDL/STL).
 
 Why: the kernels are bound by instructions issued and by latency at low occupancy, not by
 bytes, and device time is scarce. The instruction count of the innermost loop per state update
-bounds the kernel from below: e.g. the selective scan's forward state loop issues I warp
+bounds the kernel from below: e.g. the selective scan's backward state loop issues I warp
 instructions per BLOCK_D x BLOCK_T state updates, so B·D·L·N updates take at least
 B·D·L·N / (BLOCK_D·BLOCK_T) · I / (132 SMs x 4 schedulers x 1.755 GHz) seconds on an H100.
 A change to a kernel can be judged here first, then timed on the GPU (`kernels.tune_scans`).
@@ -127,9 +127,10 @@ class Kernel:
 
 
 def _scan_kernels() -> list[Kernel]:
-    """The shipped tiles (and the backward's rev="gather" option) at B=8 D=2048 L=4096 N=16 (selective
-    scan: one iteration = one state over a [BLOCK_D, BLOCK_T] tile) and B=8 T=4096 D=2048 (recurrence:
-    one [BLOCK_T, BLOCK_D] tile)."""
+    """The shipped tiles (and the backward's rev="plain" option) at B=8 D=2048 L=4096 N=16 (selective
+    scan: one forward iteration = all states of a [BLOCK_D, N, BLOCK_T] tile, one backward iteration =
+    one state over a [BLOCK_D, BLOCK_T] tile) and B=8 T=4096 D=2048 (recurrence: one [BLOCK_T, BLOCK_D]
+    tile)."""
     ss = importlib.import_module("kernels.selective_scan.triton_scan")
     lr = importlib.import_module("kernels.linear_recurrence.triton_scan")
     bf16 = {n: "*bf16" for n in ("u_ptr", "dl_ptr", "B_ptr", "C_ptr", "z_ptr", "y_ptr", "dout_ptr", "du_ptr",
@@ -139,7 +140,7 @@ def _scan_kernels() -> list[Kernel]:
     ints = dict(Dm=2048, L=4096, N=16, G=1, Dg=2048, n_dblk=2048, n_chunks=1, chunk_len=4096, n_tiles=16,
                 chunk_tiles=16, T=4096, D=2048)
     fwd = dict(gates, HAS_INIT=False, STATE_ONLY=False, SAVE=True, BLOCK_D=t["fwd_block_d"], BLOCK_N=16,
-               BLOCK_T=t["block_t"], CK=t["block_t"])
+               BLOCK_T=t["fwd_block_t"], CK=t["block_t"])
     bwd = dict(gates, HAS_DLAST=False, HAS_GINIT=False, STATE_ONLY=False, BLOCK_D=t["bwd_block_d"], BLOCK_N=16,
                BLOCK_T=t["block_t"])
     ss_total, lr_total = 8 * 2048 * 4096 * 16, 8 * 4096 * 2048
@@ -147,8 +148,8 @@ def _scan_kernels() -> list[Kernel]:
     lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
     unit = "state updates"
     out = [Kernel("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
-                  t["fwd_block_d"] * t["block_t"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
-    for rev in dict.fromkeys([t["rev"], "gather"]):
+                  t["fwd_block_d"] * 16 * t["fwd_block_t"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
+    for rev in dict.fromkeys([t["rev"], "plain"]):
         out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,
                           dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather"), ints, t["bwd_warps"],
                           t["bwd_block_d"] * t["block_t"], ss_total, unit, maxnreg=t.get("bwd_maxnreg")))

@@ -30,17 +30,13 @@ LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
 # "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
-_SS_DEFAULT = dict(block_t=256, fwd_block_d=4, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1, rev="gather",
-                   bwd_chunks=True, fwd_maxnreg=168)
+_SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
+                   rev="gather", bwd_chunks=True)
+# the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-5
 SS_TIME = [_SS_DEFAULT,
-           # the default until session 5: reverse scans in the backward (flip + scan + flip under triton
-           # 3.6); earlier candidates and their readings: results/bench/tune_scans.md runs 1-5
-           dict(_SS_DEFAULT, rev="plain"),
-           # the forward over all states at once ([BLOCK_D, N, BLOCK_T] tiles; kernels.sass_stats,
-           # triton 3.6: 124-168 registers at 560-690 instructions per 1024 updates, against 168 with
-           # spills at 722 for the shipped forward)
-           *[dict(_SS_DEFAULT, fwd="states", fwd_block_d=bd, fwd_block_t=bt, fwd_warps=w, fwd_maxnreg=None)
-             for bd, bt, w in [(2, 32, 1), (1, 64, 1), (2, 64, 1), (4, 32, 1), (2, 64, 2), (4, 64, 2)]]]
+           dict(_SS_DEFAULT, rev="plain"),     # reverse scans in the backward (flip + scan + flip, triton 3.6)
+           *[dict(_SS_DEFAULT, fwd_block_d=bd, fwd_block_t=bt, fwd_warps=w)
+             for bd, bt, w in [(1, 64, 1), (4, 32, 1), (2, 64, 2)]]]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
