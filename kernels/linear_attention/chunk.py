@@ -136,9 +136,17 @@ def _fwd_kernel(
             b_GC = tl.sum(b_g, axis=0)                                     # [BK]
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
-            # exact exp(G_tk - G_sk) for s <= t: [BT, BT, BK], every exponent <= 0
-            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
-            b_A = tl.sum(b_q.to(tl.float32)[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2)
+            # exact exp(G_tk - G_sk) for s <= t, one column s at a time ([BT, BK] tiles): k_s and g_s
+            # are reloaded as rows (cache hits), G_s accumulated; every exponent <= 0
+            b_qf = b_q.to(tl.float32)
+            b_A = tl.zeros([BT, BT], dtype=tl.float32)
+            b_Gs = tl.zeros([BK], dtype=tl.float32)
+            for s in range(BT):
+                m_s = m_k & (o_k * 0 + i_t * BT + s < T)
+                b_Gs += tl.load(g + (i_t * BT + s) * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_ks = tl.load(k + (i_t * BT + s) * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+                b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
             b_decay = tl.exp(b_GC)[:, None]
         else:
             b_qd = b_q
@@ -330,9 +338,20 @@ def _bwd_dq_kernel(
                           other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
-            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk)
-            b_dq = b_dq * tl.exp(b_G) + tl.sum(b_dA[:, :, None] * b_k.to(tl.float32)[None, :, :] * b_E, axis=1)
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in _fwd_kernel):
+            # dA[:, s] = do v_s
+            b_dof = b_do.to(tl.float32)
+            b_Gs = tl.zeros([BK], dtype=tl.float32)
+            b_intra = tl.zeros([BT, BK], dtype=tl.float32)
+            for s in range(BT):
+                row_s = i_t * BT + s
+                m_s = m_k & (o_k * 0 + row_s < T)
+                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
+                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+                b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
+            b_dq = b_dq * tl.exp(b_G) + b_intra
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             b_decay = tl.exp(b_GC)[:, None]
         else:
@@ -437,12 +456,26 @@ def _bwd_dkv_kernel(
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
-            b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
+            b_dof = b_do.to(tl.float32)
             b_kdec = tl.exp(b_GC[None, :] - b_G)
-            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
-            b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
+            # one column s at a time (as in _fwd_kernel), e_s[t] = exp(G_t - G_s) for t >= s:
+            # A[:, s] = scale sum_k q k_s e_s; dk_s += sum_t dA[t, s] q_t e_s[t] with dA[:, s] = scale do v_s
+            b_A = tl.zeros([BT, BT], dtype=tl.float32)
+            b_intra = tl.zeros([BT, BK], dtype=tl.float32)
+            b_Gs = tl.zeros([BK], dtype=tl.float32)
+            for s in range(BT):
+                row_s = (c1 - 1 - j) * BT + s
+                m_s = m_k & (o_k * 0 + row_s < T)
+                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
+                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+                b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
+                b_dAs = tl.sum(b_dof * b_vs[None, :], axis=1) * scale
+                b_intra = tl.where(o_i[:, None] == s, tl.sum(b_dAs[:, None] * b_qf * b_e, axis=0)[None, :], b_intra)
+            b_A = b_A * scale
+            b_dk = b_dk * b_kdec + b_intra
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
             b_decay = tl.exp(b_GC)[:, None]
         else:
