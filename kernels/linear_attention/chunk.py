@@ -457,24 +457,25 @@ def _bwd_dkv_kernel(
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             b_qf = b_q.to(tl.float32)
-            b_dof = b_do.to(tl.float32)
+            b_kf = b_k.to(tl.float32)
+            b_vf = b_v.to(tl.float32)
             b_kdec = tl.exp(b_GC[None, :] - b_G)
-            # one column s at a time (as in _fwd_kernel), e_s[t] = exp(G_t - G_s) for t >= s:
-            # A[:, s] = scale sum_k q k_s e_s; dk_s += sum_t dA[t, s] q_t e_s[t] with dA[:, s] = scale do v_s
-            b_A = tl.zeros([BT, BT], dtype=tl.float32)
+            # one row t at a time ([BT, BK] tiles over s; q_t, g_t, do_t reloaded as rows, G_t accumulated),
+            # e_t[s] = exp(G_t - G_s) for s <= t: A[t, :] = scale sum_k k q_t e_t (stored as column t of
+            # A^T) and dk_s += dA[t, s] q_t e_t[s] with dA[t, :] = scale v do_t: sums over K or V only
+            b_AT = tl.zeros([BT, BT], dtype=tl.float32)
             b_intra = tl.zeros([BT, BK], dtype=tl.float32)
-            b_Gs = tl.zeros([BK], dtype=tl.float32)
-            for s in range(BT):
-                row_s = (c1 - 1 - j) * BT + s
-                m_s = m_k & (o_k * 0 + row_s < T)
-                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
-                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-                b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
-                b_dAs = tl.sum(b_dof * b_vs[None, :], axis=1) * scale
-                b_intra = tl.where(o_i[:, None] == s, tl.sum(b_dAs[:, None] * b_qf * b_e, axis=0)[None, :], b_intra)
-            b_A = b_A * scale
+            b_Gt = tl.zeros([BK], dtype=tl.float32)
+            for t in range(BT):
+                row_t = (c1 - 1 - j) * BT + t
+                m_r = m_k & (o_k * 0 + row_t < T)
+                b_Gt += tl.load(g + row_t * (H * K) + o_k, mask=m_r, other=0.0).to(tl.float32)
+                b_qt = tl.load(q + row_t * (H * K) + o_k, mask=m_r, other=0.0).to(tl.float32)
+                b_dot = tl.load(do + row_t * (H * V) + o_v, mask=m_v & (o_v * 0 + row_t < T), other=0.0).to(tl.float32)
+                b_e = tl.exp(tl.where((o_i <= t)[:, None], b_Gt[None, :] - b_G, float("-inf")))
+                b_AT = tl.where(o_i[None, :] == t, tl.sum(b_kf * b_qt[None, :] * b_e, axis=1)[:, None], b_AT)
+                b_intra += (tl.sum(b_vf * b_dot[None, :], axis=1) * scale)[:, None] * b_qt[None, :] * b_e
+            b_A = tl.trans(b_AT) * scale
             b_dk = b_dk * b_kdec + b_intra
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
             b_decay = tl.exp(b_GC)[:, None]
