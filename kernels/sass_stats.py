@@ -174,12 +174,13 @@ def _linear_attention_kernels() -> list[Kernel]:
     fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
-        cfg = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
-        warps = cfg.pop("num_warps")
-        cfg.pop("num_stages", None)
-        blocks = (K // cfg["BK"]) * (V // cfg["BV"])
-        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // cfg["BT"] // 4)
+        base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
+        warps = base.pop("num_warps")
+        base.pop("num_stages", None)
+        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
+            cfg = base if name == "_bwd_dkv_kernel" else la._wide_k(base, K)   # as the launches use them
+            blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())

@@ -605,6 +605,16 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     return cfg
 
 
+def _wide_k(cfg: dict, K: int) -> dict:
+    """The forward's and dq's config: with per-channel decay they hold no [BT, BT, BK] tensor (one
+    column at a time), so K up to 64 (the tile cap) stays in one block: no partial outputs over K
+    blocks to sum (dk/dv keeps BK <= 32)."""
+    if cfg["DECAY"] != 2:
+        return cfg
+    cap = TUNE.get("max_tile", 64)
+    return {**cfg, "BK": min(max(16, next_power_of_2(K)), cap, 64)}
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -639,7 +649,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         NS, SC = _segments(B * H * NV * NK, T, cfg["BT"], q.device)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials summed here
-        o = torch.empty(NK, B, T, H, V, device=dev, dtype=v.dtype if NK == 1 else torch.float32)
+        cfg_f = _wide_k(cfg, K)
+        NKF = cdiv(K, cfg_f["BK"])
+        o = torch.empty(NKF, B, T, H, V, device=dev, dtype=v.dtype if NKF == 1 else torch.float32)
         ht = torch.empty(B, H, K, V, device=dev, dtype=torch.float32)
         dummy = q  # placeholder pointer for absent optional tensors (never read: constexpr flags)
         gp = g if g is not None else dummy
@@ -654,9 +666,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
-        _launch(_fwd_kernel, (B * H * NS, NV, NK), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1, **seg, **cfg)
-        o = o[0] if NK == 1 else o.sum(0).to(v.dtype)
+        _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
+                T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1, **seg, **cfg_f)
+        o = o[0] if NKF == 1 else o.sum(0).to(v.dtype)
         ctx.save_for_backward(q, k, v, g, s_in, ht, gseg)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.sc = scale, decay, h0 is not None, NS, SC
         ctx.set_materialize_grads(False)
@@ -685,8 +697,10 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dq = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
         xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
-        _launch(_bwd_dq_kernel, grid, q, k, v, gp, s_in if s_in is not None else dummy, do, dq, xq,
-                T, ctx.scale, USE_S0=s_in is not None, DG=dg_in_kernel, **seg, **cfg)
+        cfg_q = _wide_k(cfg, K)
+        _launch(_bwd_dq_kernel, (B * H * NS, NV, cdiv(K, cfg_q["BK"])), q, k, v, gp,
+                s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,
+                DG=dg_in_kernel, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end
