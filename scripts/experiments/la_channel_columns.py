@@ -17,6 +17,13 @@ the shipped version = columns in the forward and dq, [BT, BT, BK] in dk/dv):
     8 16384 8 64         3.01 / 9.94-10.05    2.35 / 11.54    2.37 / 9.44     2.34 / 7.62
 
 (ms; every version's error equal to orig's: 4.8e-3 at K=64, 2.6e-2 at K=128 in bf16 against fp32.)
+Then K in one block for the forward and dq ("bk64" = edca836, against "bk32" = its parent):
+
+    shape (B T H K=V)    bk32 fwd / fwd+bwd   bk64
+    8 4096 8 64          0.62 / 1.97          0.52 / 1.90
+    8 4096 8 128         1.91 / 6.99          2.33 / 7.33      (two K blocks of 64: not shipped)
+    256 256 4 64         0.51 / 1.83          0.44 / 1.69
+    8 16384 8 64         2.38 / 7.59          1.93 / 7.23
 """
 from __future__ import annotations
 
