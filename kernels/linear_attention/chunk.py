@@ -84,15 +84,17 @@ def _interpret() -> bool:
 
 
 def _fwd_kernel(
-    q, k, v, g, s0, o, ht, T, scale,
+    q, k, v, g, s0, o, ht, a, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, STORE_A: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
-    partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1.
-    DECAY: 0 none, 1 scalar, 2 per channel."""
+    partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1;
+    STORE_A (per-channel decay, one K block): a: [B, T, H, BT] fp32, the intra-chunk A of (1) for the
+    backward (written by the first V block). DECAY: 0 none, 1 scalar, 2 per channel."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -112,6 +114,8 @@ def _fwd_kernel(
         g += i_b * T * H + i_h
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
+    if STORE_A:
+        a += (i_b * T * H + i_h) * BT
     m_kv = m_k[:, None] & m_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_S0:
@@ -153,6 +157,9 @@ def _fwd_kernel(
                 b_ks = tl.load(k + (i_t * BT + s) * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
                 b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
                 b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
+            if STORE_A:
+                m_a = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
+                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A, mask=m_a)
             b_decay = tl.exp(b_GC)[:, None]
         else:
             b_qd = b_q
@@ -378,10 +385,10 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, T, scale,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, a, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr,
+    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, LOAD_A: tl.constexpr,
     PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
@@ -413,6 +420,8 @@ def _bwd_dkv_kernel(
     else:
         xq += i_b * T * H + i_h
         dg += i_b * T * H + i_h
+    if LOAD_A:
+        a += (i_b * T * H + i_h) * BT
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -464,7 +473,11 @@ def _bwd_dkv_kernel(
             b_GC = tl.sum(b_g, axis=0)
             b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
-            b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
+            if LOAD_A:   # A of (1) as the forward stored it (all of K): dv's A^T do from the first K block
+                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+                b_A = tl.load(a + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a, other=0.0) * scale
+            else:
+                b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
             b_kdec = tl.exp(b_GC[None, :] - b_G)
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
             b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
@@ -668,17 +681,21 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
+        # per-channel decay with K in one block: the forward's A of (1) kept for dk/dv (B*T*H*BT fp32)
+        a = torch.empty(B, T, H, cfg_f["BT"], device=dev, dtype=torch.float32) \
+            if decay == 2 and NKF == 1 and any(ctx.needs_input_grad[:4]) else None
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1, **seg, **cfg_f)
+                a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
+                STORE_A=a is not None, **seg, **cfg_f)
         o = o[0] if NKF == 1 else o.sum(0).to(v.dtype)
-        ctx.save_for_backward(q, k, v, g, s_in, ht, gseg)
+        ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.sc = scale, decay, h0 is not None, NS, SC
         ctx.set_materialize_grads(False)
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, s_in, ht, gseg = ctx.saved_tensors
+        q, k, v, g, s_in, ht, gseg, a = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
@@ -716,8 +733,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dv = torch.empty_like(v) if NK == 1 else torch.empty(NK, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, grid, q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv, dh0, xq,
-                s_in if s_in is not None else dummy, ht, dg, T, ctx.scale, USE_DS0=ds0 is not None,
-                STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, **seg, **cfg)
+                s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
+                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, LOAD_A=a is not None,
+                **seg, **cfg)
         if NK > 1:
             dv = dv.sum(0).to(v.dtype)
         if not direct:
