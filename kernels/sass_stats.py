@@ -171,7 +171,7 @@ def _linear_attention_kernels() -> list[Kernel]:
     sig = {"_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, STORE_A=False)),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
-                               dict(USE_DS0=True, STORE_DH0=False, DG=True, LOAD_A=False))}
+                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
@@ -184,8 +184,8 @@ def _linear_attention_kernels() -> list[Kernel]:
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
-            if decay == 2:   # K <= 64 in one forward block: A stored by the forward, loaded by dk/dv
-                flags = {k: (True if k in ("STORE_A", "LOAD_A") else v) for k, v in flags.items()}
+            if decay == 2:   # A stored by the forward (one K block at K=64), loaded by dk/dv
+                flags = {k: (True if k == "STORE_A" else 1 if k == "NA" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,

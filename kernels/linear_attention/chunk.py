@@ -93,8 +93,8 @@ def _fwd_kernel(
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
     partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1;
-    STORE_A (per-channel decay, one K block): a: [B, T, H, BT] fp32, the intra-chunk A of (1) for the
-    backward (written by the first V block). DECAY: 0 none, 1 scalar, 2 per channel."""
+    STORE_A (per-channel decay): a: [NK, B, T, H, BT], the intra-chunk A of (1) for the backward,
+    summed over this K block (written by the first V block). DECAY: 0 none, 1 scalar, 2 per channel."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -115,7 +115,7 @@ def _fwd_kernel(
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     if STORE_A:
-        a += (i_b * T * H + i_h) * BT
+        a += (i_k * B * T * H + i_b * T * H + i_h) * BT
     m_kv = m_k[:, None] & m_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_S0:
@@ -159,7 +159,7 @@ def _fwd_kernel(
                 b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
             if STORE_A:
                 m_a = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
-                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A, mask=m_a)
+                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_a)
             b_decay = tl.exp(b_GC)[:, None]
         else:
             b_qd = b_q
@@ -388,7 +388,7 @@ def _bwd_dkv_kernel(
     q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, a, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, LOAD_A: tl.constexpr,
+    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
     PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
@@ -420,7 +420,7 @@ def _bwd_dkv_kernel(
     else:
         xq += i_b * T * H + i_h
         dg += i_b * T * H + i_h
-    if LOAD_A:
+    if NA > 0:
         a += (i_b * T * H + i_h) * BT
     if DECAY == 1:
         g += i_b * T * H + i_h
@@ -473,9 +473,14 @@ def _bwd_dkv_kernel(
             b_GC = tl.sum(b_g, axis=0)
             b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
-            if LOAD_A:   # A of (1) as the forward stored it (all of K): dv's A^T do from the first K block
+            if NA > 0:   # A of (1) as the forward stored it, NA partial sums over K blocks: dv's A^T do
+                # from the first K block only
                 m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-                b_A = tl.load(a + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a, other=0.0) * scale
+                b_A = tl.zeros([BT, BT], dtype=tl.float32)
+                for i_a in tl.static_range(NA):
+                    b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
+                                   other=0.0).to(tl.float32)
+                b_A = b_A * scale
             else:
                 b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
             b_kdec = tl.exp(b_GC[None, :] - b_G)
@@ -681,9 +686,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
-        # per-channel decay with K in one block: the forward's A of (1) kept for dk/dv (B*T*H*BT fp32)
-        a = torch.empty(B, T, H, cfg_f["BT"], device=dev, dtype=torch.float32) \
-            if decay == 2 and NKF == 1 and any(ctx.needs_input_grad[:4]) else None
+        # per-channel decay: the forward's A of (1) kept for dk/dv, which then skips its [BT, BT, BK]
+        # product: [NKF, B, T, H, BT], partial sums over the forward's K blocks (fp32), or with one K
+        # block in the input dtype (dk/dv rounds A to it for its tl.dot anyway)
+        a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32) \
+            if decay == 2 and any(ctx.needs_input_grad[:4]) else None
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
                 STORE_A=a is not None, **seg, **cfg_f)
@@ -734,8 +741,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, grid, q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv, dh0, xq,
                 s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
-                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, LOAD_A=a is not None,
-                **seg, **cfg)
+                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
+                NA=0 if a is None else a.shape[0], **seg, **cfg)
         if NK > 1:
             dv = dv.sum(0).to(v.dtype)
         if not direct:
