@@ -24,6 +24,18 @@ Then K in one block for the forward and dq ("bk64" = edca836, against "bk32" = i
     8 4096 8 128         1.91 / 6.99          2.33 / 7.33      (two K blocks of 64: not shipped)
     256 256 4 64         0.51 / 1.83          0.44 / 1.69
     8 16384 8 64         2.38 / 7.59          1.93 / 7.23
+
+Then the forward's A kept for dk/dv ("storeA1" = 41fd0a3^, with one K block only, fp32; "storeAall" =
+41fd0a3, any K: partial sums over K blocks; one K block in the input dtype), against "noA" = e985ce6:
+
+    shape (B T H K=V)    noA fwd+bwd   storeA1   storeAall
+    8 4096 8 64          1.89          1.74      4.09 in this script, 1.72 in kernels.bench (see below)
+    8 4096 8 128         7.01          7.00      6.16
+    256 256 4 64         1.69          1.56-1.57 1.56
+    8 16384 8 64         7.29          6.67-6.81 6.84
+
+(storeAall's 4.09 ms at K=64 was a single reading: `python -m kernels.bench --ops linear_attention
+--impls triton` on the same code, in the same call, measured 1.721 ms; results/bench/kernels.md.)
 """
 from __future__ import annotations
 
