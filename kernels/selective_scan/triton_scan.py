@@ -97,25 +97,9 @@ def _suffix_combine(a1, c1, i1, a2, c2, i2):
 
 
 @triton.jit
-def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ROWS: tl.constexpr = True):
-    """Load δ and return (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias); bias is
-    [BLOCK_D] per row (ROWS) or already broadcastable to δ."""
-    raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        if ROWS:
-            raw = raw + bias[:, None]
-        else:
-            raw = raw + bias
-    dt = raw
-    if SOFTPLUS:
-        # torch's softplus threshold: x for x > 20
-        dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
-    return tl.where(mask, dt, 0.0), raw
-
-
-@triton.jit
-def _delta_row(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """One time step of δ for BLOCK_D channels: (Δ, 0 where masked; δ + bias)."""
+def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Load δ and return (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias); bias
+    broadcasts against δ (e.g. [BLOCK_D, 1] for [BLOCK_D, BLOCK_T] tiles)."""
     raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         raw = raw + bias
@@ -204,7 +188,7 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
             tl.store(ckpt_ptr + ck_row + (t0 // BLOCK_T) * N, h, mask=mask_dn)
         for t in range(t0, tl.minimum(t0 + BLOCK_T, t_end)):
             u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
-            dt, _ = _delta_row(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
+            dt, _ = _delta(dl_ptr, row + t, mask_d, bias, HAS_BIAS, SOFTPLUS)
             Bt = tl.load(B_ptr + bc_2d + t, mask=mask_dn, other=0.0).to(tl.float32)
             # 1. discretise and step: h = exp(ΔA) h + Δ u B
             a = tl.exp2(dt[:, None] * A2)
@@ -279,7 +263,7 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         # 0. per-(d, t) terms of the tile, once per element
         m_dt = mask_d[:, None] & (t0 + cols_t < t1)[None, :]
         off_dt = row[:, None] + (t0 + cols_t)[None, :]
-        DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+        DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias[:, None], HAS_BIAS, SOFTPLUS)
         tl.store(pre_tile, DT)
         if SOFTPLUS:
             tl.store(pre_tile + BLOCK_T * BLOCK_D, tl.sigmoid(RAW))
@@ -382,7 +366,7 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         m_dt = mask_d[:, None, None] & mask_t[None, None, :]
         off_dt = row[:, None, None] * L + offs_t[None, None, :]
         u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS, False)   # masked: Δ = 0, a = 1
+        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
         off_nt = bc_base + offs_n[None, :, None] * L + offs_t[None, None, :]
         m_nt = mask_n[None, :, None] & mask_t[None, None, :]
         b = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
@@ -471,7 +455,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         m_dt = mask_d[:, None] & mask_t[None, :]
         off_dt = row[:, None] * L + offs_t[None, :]
         # Δ_{t+1}: the decay a_{t+1} that carries g_{t+1} back to g_t (0 past the end: a = 1)
-        dt_next, _ = _delta(dl_ptr, off_dt + 1, mask_d[:, None] & (offs_t + 1 < L)[None, :], bias,
+        dt_next, _ = _delta(dl_ptr, off_dt + 1, mask_d[:, None] & (offs_t + 1 < L)[None, :], bias[:, None],
                             HAS_BIAS, SOFTPLUS)
         dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
         if HAS_Z:
@@ -485,7 +469,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             sum_dtn += tl.sum(dt_next, axis=1)
         else:
             u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            dt, raw = _delta(dl_ptr, off_dt, m_dt, bias, HAS_BIAS, SOFTPLUS)
+            dt, raw = _delta(dl_ptr, off_dt, m_dt, bias[:, None], HAS_BIAS, SOFTPLUS)
             du = dt * u
         idx = tl.broadcast_to(offs_t[None, :], [BLOCK_D, BLOCK_T])
         if REV_GATHER:
@@ -574,9 +558,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # block_t = checkpoint spacing = the backward's recompute tile; bwd_block_d=8 with 1 warp keeps the
 # sums over D inside the warp. `python -m kernels.tune_scans` on the H100 (torch 2.11, triton 3.6),
 # bf16 fwd+bwd (results/bench/tune_scans.md), runs 1-3: "time" with the per-state forward 7.2 ms at
-# B=8 D=2048 L=4096 N=16 and 1.6 ms at B=256 D=256 L=256 (one warp per program is fastest; rev "index" 10.9 ms, the "seq"
-# backward 13.9 ms, 2 warps 13.2 ms), against 15.9 / 3.8 ms for the best earlier variant (a
-# one-channel-per-thread sequential forward with the "seq" backward, since removed).
+# B=8 D=2048 L=4096 N=16 and 1.6 ms at B=256 D=256 L=256 (one warp per program is fastest; rev
+# "index" 10.9 ms, the "seq" backward 13.9 ms, 2 warps 13.2 ms), against 15.9 / 3.8 ms for the best
+# earlier variant (a one-channel-per-thread sequential forward with the "seq" backward, since removed).
 # Session 4 (run 4): capping the old per-state forward at 168 registers gained 9-13%; capping the
 # backward (168 or 128) slows it (+1 / +5 ms). The chunked backward is on: 1.15 vs 1.41 ms fwd+bwd
 # at B=2 D=256 L=8192, equal elsewhere.

@@ -57,7 +57,7 @@ def _ss_bwd_states_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias
         m_dg = mask_d[:, None, None] & mask_g[None, None, :]
         off_dg = row[:, None, None] * L + offs_g[None, None, :]
         dt_next, _ = _delta(dl_ptr, off_dg + 1, mask_d[:, None, None] & (offs_g + 1 < L)[None, None, :], bias3,
-                            HAS_BIAS, SOFTPLUS, False)
+                            HAS_BIAS, SOFTPLUS)
         dout_g = tl.load(dout_ptr + off_dg, mask=m_dg, other=0.0).to(tl.float32)
         if HAS_Z:
             zz_g = tl.load(z_ptr + off_dg, mask=m_dg, other=0.0).to(tl.float32)
@@ -86,7 +86,7 @@ def _ss_bwd_states_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias
             m_nt = mask_n[None, :, None] & mask_t[None, None, :]
             off_nt = bc_base + offs_n[None, :, None] * L + offs_t[None, None, :]
             u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            dt, raw = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS, False)
+            dt, raw = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS)
             dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
             if HAS_Z:
                 zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
