@@ -195,6 +195,31 @@ def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypat
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
 
 
+@pytest.mark.parametrize("K,NA", [(48, 1), (80, 3)], ids=["one-kblock", "3-kblocks"])
+def test_triton_interpreted_channel_backward_reuses_the_forward_A(interpret, poison, monkeypatch, K, NA):
+    """Per-channel decay: the forward stores its intra-chunk A (partial sums over its K blocks: one
+    block for K <= 64, 32-wide ones above) only when a gradient will follow, and dk/dv sums those NA
+    partials instead of forming q k exp(G_t - G_s) again; gradients match the reference."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    inputs = make_inputs(1, 40, 2, K, 16, "channel", torch.float32)
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
+    meta = {name: m for name, m in launches}
+    assert meta["_fwd_kernel"]["STORE_A"] and meta["_bwd_dkv_kernel"]["NA"] == NA
+    launches.clear()
+    with torch.no_grad():
+        chunked_linear_attention(inputs["q"], inputs["k"], inputs["v"], inputs["log_decay"])
+    assert [m["STORE_A"] for name, m in launches if name == "_fwd_kernel"] == [False]
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
