@@ -162,8 +162,9 @@ def _scan_kernels() -> list[Kernel]:
 def _linear_attention_kernels() -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels per decay kind at B=8 T=4096 H=8
     K=V=64 bf16 with the shipped configs (one innermost-loop iteration = one chunk of BT tokens of a
-    [BK, BV] state block; NS segments as `_segments` picks on an H100). Decorated here: chunk.py
-    decorates them at first launch."""
+    [BK, BV] state block, or for the per-channel forward and dq one column of a chunk's diagonal block;
+    NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates them at first
+    launch."""
     import torch
 
     la = importlib.import_module("kernels.linear_attention.chunk")
@@ -187,9 +188,13 @@ def _linear_attention_kernels() -> list[Kernel]:
             if decay == 2:   # A stored by the forward (one K block at K=64), loaded by dk/dv
                 flags = {k: (True if k == "STORE_A" else 1 if k == "NA" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())
+            # per-channel forward and dq: the innermost loop is one column of a chunk's diagonal block
+            per_column = decay == 2 and name != "_bwd_dkv_kernel"
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,
-                              warps, cfg["BT"], B * T * H * blocks, "tokens (one chunk)", names, ("scale",)))
+                              warps, 1 if per_column else cfg["BT"], B * T * H * blocks,
+                              "token (one column of a chunk)" if per_column else "tokens (one chunk)", names,
+                              ("scale",)))
     return out
 
 

@@ -153,9 +153,10 @@ def _fwd_kernel(
             b_A = tl.zeros([BT, BT], dtype=tl.float32)
             b_Gs = tl.zeros([BK], dtype=tl.float32)
             for s in range(BT):
-                m_s = m_k & (o_k * 0 + i_t * BT + s < T)
-                b_Gs += tl.load(g + (i_t * BT + s) * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_ks = tl.load(k + (i_t * BT + s) * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                row_s = i_t * BT + s
+                m_s = m_k & (o_k * 0 + row_s < T)
+                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
                 b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
                 b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
             if STORE_A:
