@@ -148,7 +148,7 @@ def _scan_kernels() -> list[Kernel]:
     lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
     unit = "state updates"
     out = [Kernel("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
-                  t["fwd_block_d"] * 16 * t["fwd_block_t"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
+                  fwd["BLOCK_D"] * fwd["BLOCK_N"] * fwd["BLOCK_T"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
     for rev in dict.fromkeys([t["rev"], "plain"]):
         out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,
                           dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather"), ints, t["bwd_warps"],

@@ -29,7 +29,8 @@ LR_SHAPES = [(256, 256, 256), (8, 4096, 2048)]                     # (B, T, D)
 # "seq": [BLOCK_D, N] state per program, one step per iteration
 SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
           dict(block_t=32, fwd_block_d=4, fwd_warps=1, bwd_block_d=2, bwd_warps=1)]
-# "time": a [BLOCK_D, BLOCK_T] tile per state, time along the lanes (block_t = checkpoint spacing)
+# "time": time along the lanes; the forward scans [fd, N, ft] tiles (all states at once), the backward a
+# [bd, bt] tile per state (bt = block_t = the checkpoint spacing)
 _SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
                    rev="gather", bwd_chunks=True)
 # the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-5
@@ -50,7 +51,7 @@ def _cfg_str(cfg: dict) -> str:
     """Compact config text: block_t=32 fwd_warps=1 ... -> 'bt32 fw1 ...'."""
     short = {"block_t": "bt", "fwd_block_t": "ft", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd",
              "bwd_block_d": "bd", "fwd_maxnreg": "fr", "bwd_maxnreg": "br"}
-    return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items() if v is not None)
+    return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items())
 
 
 

@@ -20,9 +20,9 @@ dq one column s at a time, from [BT, BK] tiles exp(G_t - G_s) with the rows k_s,
 dA[:, s] = do v_s) reloaded from memory (cache hits) and G_s accumulated, K <= 64 in one block there;
 the forward keeps its A for dk/dv ([NK, B, T, H, BT]: partial sums over its K blocks), which then only
 forms the [BT, BT, BK] tensor of dk (one column or one row at a time was slower there: a sum over t
-across warps, or the A rows). H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.63 -> 1.72 ms (FLA's
-chunk_gla: 1.75 ms), K=V=128: 9.80 -> 6.24 ms, T=16384 K=V=64: 9.94 -> 6.66 ms (results/bench/kernels.md;
-the steps in scripts/experiments/la_channel_columns.py).
+across warps, or the A rows). H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 -> 1.72 ms (FLA's
+chunk_gla: 1.75 ms), K=V=128: 9.74 -> 6.24 ms, T=16384 K=V=64: 9.95 -> 6.66 ms (results/bench/kernels.md
+and its header; the steps in scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 summed on the host.

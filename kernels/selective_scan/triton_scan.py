@@ -23,7 +23,7 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
   - backward: 2N exp2 (recompute + reverse step), ~10N FMA, N-wide reductions over d for dB and dC
     (one atomic add per (program, n, t)); bytes (11 [B,D,L] + 6 [B,N,L] tensors) 1.5 GB = 0.5 ms;
     exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
-  - measured (H100, bf16, `python -m kernels.tune_scans`, results/bench/tune_scans.md run 5) with
+  - measured (H100, bf16, `python -m kernels.tune_scans`, results/bench/tune_scans.md runs 6-7) with
     the "time" variant: fwd 1.07 ms, fwd+bwd 5.15 ms at that shape, 10% of copy bandwidth; the
     backward (~4.1 ms) is ~4x its exp2 bound.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the

@@ -79,11 +79,10 @@ def test_triton_path_is_interpreted_on_cpu():
 
 # the shipped "time" variant (its backward without a reverse scan: lane gathers and a forward scan),
 # with a reverse scan in triton's argument order ("time-revplain") or the order-proof one
-# ("time-revindex"), with
-# its backward not chunked over time ("time-nochunks"; shipped: chunked when it has few programs, the
-# cases with chunk_len), or followed by the sequential backward ("time-bwdseq", whose checkpoints lie
-# inside the forward's tiles; otherwise the forward's tiles are shorter than the checkpoint spacing);
-# "seq"
+# ("time-revindex"), with its backward not chunked over time ("time-nochunks"; shipped: chunked when
+# it has few programs, the cases with chunk_len), or followed by the sequential backward
+# ("time-bwdseq", whose checkpoints lie inside the forward's tiles; otherwise the forward's tiles are
+# shorter than the checkpoint spacing); "seq"
 VARIANTS = ["time", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "seq"]
 
 
