@@ -221,6 +221,8 @@ def main() -> None:
     parser.add_argument("--ops", default=",".join(m.split(".")[1] for m in MODULES),
                         help="comma-separated ops (default: all)")
     parser.add_argument("--impls", default=None, help="comma-separated implementations to time (default: all)")
+    parser.add_argument("--decays", default=None,
+                        help="linear attention: decay kinds to time, comma-separated (default: all)")
     parser.add_argument("--merge", default=None, metavar="CSV",
                         help="replace the re-measured rows of this kernels.csv, keep its other rows")
     args = parser.parse_args()
@@ -232,6 +234,12 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--ops: unknown {unknown}; choose from {[m.split('.')[1] for m in MODULES]}")
     impls = set(args.impls.split(",")) if args.impls else None
+    if args.decays:
+        la_bench = importlib.import_module("kernels.linear_attention.bench")
+        unknown = sorted(set(args.decays.split(",")) - set(la_bench.DECAYS))
+        if unknown:
+            raise SystemExit(f"--decays: unknown {unknown}; choose from {list(la_bench.DECAYS)}")
+        la_bench.DECAYS = tuple(args.decays.split(","))
     out = pathlib.Path(args.out)
     if args.merge:
         old_head, old_notes, old = read_csv(pathlib.Path(args.merge))

@@ -22,13 +22,15 @@ def _cases(ops: set[str]):
         from . import chunked_linear_attention
 
         for B, T, H, K in [(8, 4096, 8, 64), (8, 4096, 8, 128), (256, 256, 4, 64)]:
-            for decay in ("scalar", "channel"):
+            for decay in ("none", "scalar", "channel"):
                 q, k, v = (torch.randn(B, T, H, K, **dev, requires_grad=True) for _ in range(3))
-                gshape = (B, T, H) if decay == "scalar" else (B, T, H, K)
-                g = (F.logsigmoid(torch.randn(gshape, device="cuda")) / 8).to(torch.bfloat16).requires_grad_()
+                g = None
+                if decay != "none":
+                    gshape = (B, T, H) if decay == "scalar" else (B, T, H, K)
+                    g = (F.logsigmoid(torch.randn(gshape, device="cuda")) / 8).to(torch.bfloat16).requires_grad_()
                 args = (q, k, v, g)
                 yield (f"linear_attention {decay} B={B} T={T} H={H} K=V={K}",
-                       lambda a=args, sc=K**-0.5: chunked_linear_attention(*a, sc), args)
+                       lambda a=args, sc=K**-0.5: chunked_linear_attention(*a, sc), [x for x in args if x is not None])
     if "ss" in ops:
         from . import selective_scan
 

@@ -159,16 +159,16 @@ def _scan_kernels() -> list[Kernel]:
     return out
 
 
-def _linear_attention_kernels() -> list[Kernel]:
+def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels per decay kind at B=8 T=4096 H=8
-    K=V=64 bf16 with the shipped configs (one innermost-loop iteration = one chunk of BT tokens of a
+    K=V (64 or 128) bf16 with the shipped configs (one innermost-loop iteration = one chunk of BT tokens of a
     [BK, BV] state block, or for the per-channel forward and dq one column of a chunk's diagonal block;
     NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates them at first
     launch."""
     import torch
 
     la = importlib.import_module("kernels.linear_attention.chunk")
-    B, T, H, K, V = 8, 4096, 8, 64, 64
+    B, T, H, V = 8, 4096, 8, K
     sig = {"_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, STORE_A=False)),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
@@ -185,8 +185,9 @@ def _linear_attention_kernels() -> list[Kernel]:
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
-            if decay == 2:   # A stored by the forward (one K block at K=64), loaded by dk/dv
-                flags = {k: (True if k == "STORE_A" else 1 if k == "NA" else v) for k, v in flags.items()}
+            if decay == 2:   # A stored by the forward (partial sums over its K blocks), loaded by dk/dv
+                nka = K // la._wide_k(base, K)["BK"]
+                flags = {k: (True if k == "STORE_A" else nka if k == "NA" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())
             # per-channel forward and dq: the innermost loop is one column of a chunk's diagonal block
             per_column = decay == 2 and name != "_bwd_dkv_kernel"
@@ -202,11 +203,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dump", type=pathlib.Path, default=None, help="also write each kernel's SASS here")
     parser.add_argument("--ops", default="scans", choices=["scans", "linear_attention", "all"])
+    parser.add_argument("--la-k", type=int, default=64, help="linear attention: K = V (default 64)")
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
     kernels = _scan_kernels() if args.ops in ("scans", "all") else []
-    kernels += _linear_attention_kernels() if args.ops in ("linear_attention", "all") else []
+    kernels += _linear_attention_kernels(args.la_k) if args.ops in ("linear_attention", "all") else []
     for k in kernels:
         s = stats(k.fn, k.types, k.consts, k.ints, k.warps, args.dump, maxnreg=k.maxnreg, ptrs=k.ptrs,
                   floats=k.floats)

@@ -10,7 +10,7 @@
 #   la      linear attention: ours, sdpa and the PyTorch forms, merged
 #   la-fla  linear attention at the long shapes: FLA only (its autotuning takes minutes per shape, so
 #           the Zoology shapes do not fit in the same call; needs fla-core on the host:
-#           scripts/stage_gpu_comparisons.sh), merged
+#           scripts/stage_gpu_comparisons.sh), merged; DECAYS=channel narrows it to those decay kinds
 set -euo pipefail
 OUT=${OUT:-results/bench/stages}
 TABLE=${TABLE:-results/bench}
@@ -27,8 +27,9 @@ tests() {
   for f in "$OUT"/test_*.log; do echo "== $f"; tail -n 3 "$f"; done
 }
 tune() { timeout 540 python -m kernels.tune_scans 2>&1 | tee "$OUT/tune_scans.log"; }
-bench() {  # op, implementations (empty: all)
-  timeout 540 python -m kernels.bench --ops "$1" ${2:+--impls "$2"} ${LONG:+--long} --merge "$TABLE/kernels.csv" \
+bench() {  # op, implementations (empty: all); LONG=1: the long shapes only; DECAYS=channel,...: those only
+  timeout 540 python -m kernels.bench --ops "$1" ${2:+--impls "$2"} ${LONG:+--long} ${DECAYS:+--decays "$DECAYS"} \
+    --merge "$TABLE/kernels.csv" \
     --out "$TABLE" 2>&1 | tee "$OUT/bench_$1.log"
 }
 ss() { bench selective_scan; }

@@ -25,6 +25,7 @@ from .chunk_torch import chunk_linear_attention_torch
 ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
 LONG = [(8, t, 8, d, d) for t in (4096, 16384) for d in (64, 128)]
 QUICK = [(256, 256, 4, 64, 64), (8, 4096, 8, 128, 128)]
+DECAYS = ("scalar", "channel", "none")   # `python -m kernels.bench --decays` narrows it
 
 
 def _quadratic(q, k, v, g, scale):
@@ -114,7 +115,7 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
         scale = K**-0.5
-        cases = [(d, name, fn) for d in ("scalar", "channel", "none") for name, fn in _impls(d).items()
+        cases = [(d, name, fn) for d in DECAYS for name, fn in _impls(d).items()
                  if only is None or name in only]
         for decay, name, fn in cases:
             g = None

@@ -73,7 +73,9 @@ from .._host import cdiv, next_power_of_2
 LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
-# (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "num_warps", "num_stages".
+# (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
+# themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "num_warps",
+# "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -135,7 +137,8 @@ def _fwd_kernel(
             b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
             b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
-            b_qd = (b_q * tl.exp(b_G)[:, None]).to(b_q.dtype)
+            b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
+            b_orow = tl.exp(b_G)[:, None]
             b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
             b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
@@ -146,6 +149,7 @@ def _fwd_kernel(
             b_G = tl.cumsum(b_g, axis=0)                                   # [BT, BK]
             b_GC = tl.sum(b_g, axis=0)                                     # [BK]
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
+            b_orow = 1.0
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             # exact exp(G_tk - G_sk) for s <= t, one column s at a time ([BT, BK] tiles): k_s and g_s
             # are reloaded as rows (cache hits), G_s accumulated; every exponent <= 0
@@ -165,11 +169,12 @@ def _fwd_kernel(
             b_decay = tl.exp(b_GC)[:, None]
         else:
             b_qd = b_q
+            b_orow = 1.0
             b_kd = b_k
             b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
             b_decay = 1.0
         # (2): inter-chunk part from S plus intra-chunk part from A
-        b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
+        b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
         b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
         tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
@@ -457,16 +462,24 @@ def _bwd_dkv_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
-        b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+        if DECAY != 1:
+            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
         if DECAY == 1:
+            # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
+            # spilled registers); exp(G_C - G_s) scales the rows of k dS rather than k
             b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
-            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E * scale
+            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))   # 0 above the diagonal
             b_kdec = tl.exp(b_GC - b_G)[:, None]
-            b_dk = b_dk * b_kdec + tl.dot(tl.trans(b_dA * b_E).to(b_q.dtype), b_q, input_precision=PREC)
+            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E * scale
+            b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec
+            b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+            b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E * scale
+            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec
+            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
             b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
@@ -496,12 +509,13 @@ def _bwd_dkv_kernel(
             b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
-        b_kd = (b_k * b_kdec).to(b_k.dtype)
-        # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
-        b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
-        b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+        if DECAY != 1:
+            # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
+            b_kd = (b_k * b_kdec).to(b_k.dtype)
+            b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
+            b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
         tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
-        tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
         # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
@@ -615,8 +629,8 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     TUNE = dict(tune)  # noqa: N806 - the snapshot of the module's TUNE this entry was computed for
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
     BT = 16 if decay == 2 else TUNE.get("BT", 64)
-    BK = min(max(16, next_power_of_2(K)), min(32, max_tile) if decay == 2 else max_tile)
-    BV = min(max(16, next_power_of_2(V)), min(64, max_tile) if decay == 2 else max_tile)
+    BK = min(max(16, next_power_of_2(K)), TUNE.get("BK", min(32, max_tile) if decay == 2 else max_tile))
+    BV = min(max(16, next_power_of_2(V)), TUNE.get("BV", min(64, max_tile) if decay == 2 else max_tile))
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
     cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
                num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
@@ -632,7 +646,7 @@ def _wide_k(cfg: dict, K: int) -> dict:
     at K=128 two blocks of 64 were slower than four of 32 (7.33 vs 6.99 ms), so larger K is unchanged
     (scripts/experiments/la_channel_columns.py)."""
     BK = max(16, next_power_of_2(K))
-    if cfg["DECAY"] != 2 or BK > min(64, TUNE.get("max_tile", 64)):
+    if cfg["DECAY"] != 2 or BK > TUNE.get("wide_bk", min(64, TUNE.get("max_tile", 64))):
         return cfg
     return {**cfg, "BK": BK}
 

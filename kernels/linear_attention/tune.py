@@ -33,6 +33,13 @@ VARIANTS = {
     "BT=128": {"BT": 128},
     "tile<=64": {"max_tile": 64},
     "tile<=32": {"max_tile": 32},
+    "BT=32": {"BT": 32},
+    "BT=32 w4": {"BT": 32, "num_warps": 4},
+    "BV=128": {"BV": 128},
+    "BV=128 w4": {"BV": 128, "num_warps": 4},
+    "BV=128 wk64 w4": {"BV": 128, "wide_bk": 64, "num_warps": 4},
+    "BV=128 wk128 w4": {"BV": 128, "wide_bk": 128, "num_warps": 4},
+    "BV=128 BK16 w4": {"BV": 128, "BK": 16, "num_warps": 4},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -71,26 +78,41 @@ def _time(leaves: list, do: torch.Tensor) -> tuple[float, float]:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default=None, help="B,T,H,K,V;... (default: SHAPES)")
+    parser.add_argument("--variants", default=None, help=f"comma-separated names (default: all): {list(VARIANTS)}")
+    parser.add_argument("--decays", default="scalar,channel", help="comma-separated: scalar, channel")
+    args = parser.parse_args()
+    shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")] if args.shapes else SHAPES
+    names = ["default", *[n for n in args.variants.split(",") if n != "default"]] if args.variants else list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
+    variants = {n: VARIANTS[n] for n in names}
+    decays = [(d, {"scalar": 1, "channel": 2}[d]) for d in args.decays.split(",")]
     if DEVICE == "cuda" and not torch.cuda.is_available():
         raise SystemExit("tune.py needs a CUDA GPU")
     copy_bw = copy_bandwidth_gbps()
     print(f"GPU: {torch.cuda.get_device_name()}; copy bandwidth {copy_bw:.0f} GB/s")
-    head = f"{'shape':<26} {'decay':<8} {'variant':<13} {'NS':>3} {'fwd_ms':>8} {'fwdbwd_ms':>9} {'frac_bw':>7} {'err':>8} {'err_dg':>8}"
+    head = (f"{'shape':<26} {'decay':<8} {'variant':<15} {'NS':>3} {'fwd_ms':>8} {'fwdbwd_ms':>9} {'frac_bw':>7} "
+            f"{'err':>8} {'err_dg':>8}")
     print(head)
     best = []
-    for B, T, H, K, V in SHAPES:
+    for B, T, H, K, V in shapes:
         shape = f"B={B} T={T} H={H} K={K} V={V}"
         gen = torch.Generator(device=DEVICE).manual_seed(0)
         q, k = (torch.randn(B, T, H, K, device=DEVICE, generator=gen).to(DTYPE) for _ in range(2))
         v = torch.randn(B, T, H, V, device=DEVICE, generator=gen).to(DTYPE)
         do = torch.randn(B, T, H, V, device=DEVICE, generator=gen).to(DTYPE)
-        for decay_name, decay in (("scalar", 1), ("channel", 2)):
+        for decay_name, decay in decays:
             gshape = (B, T, H) if decay == 1 else (B, T, H, K)
             g = (F.logsigmoid(torch.randn(gshape, device=DEVICE, generator=gen)) / 8).to(DTYPE)
             leaves = [t.requires_grad_() for t in (q, k, v, g)]
             io = 2 * (q.numel() + k.numel() + 2 * v.numel() + g.numel())   # bench.py's byte count
             seen, rows, ref = set(), [], None
-            for name, variant in VARIANTS.items():
+            for name, variant in variants.items():
                 key = _effective(variant, B, T, H, K, V, decay)
                 if key in seen:
                     continue
@@ -103,7 +125,7 @@ def main() -> None:
                 fwd, fb = _time(leaves, do)
                 frac = 3 * io / fb / 1e6 / copy_bw
                 flag = "" if err <= BAD_ERR and err_dg <= BAD_ERR_DG else " BAD"
-                print(f"{shape:<26} {decay_name:<8} {name:<13} {ns:>3} {fwd:>8.3f} {fb:>9.3f} {frac:>7.3f} "
+                print(f"{shape:<26} {decay_name:<8} {name:<15} {ns:>3} {fwd:>8.3f} {fb:>9.3f} {frac:>7.3f} "
                       f"{err:>8.1e} {err_dg:>8.1e}{flag}", flush=True)
                 if not flag:
                     rows.append((fb, fwd, name))
@@ -112,7 +134,7 @@ def main() -> None:
                 t.requires_grad_(False)
                 t.grad = None
             fb, fwd, name = min(rows)
-            best.append(f"{shape:<26} {decay_name:<8} best: {name:<13} fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms")
+            best.append(f"{shape:<26} {decay_name:<8} best: {name:<15} fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms")
         torch.cuda.empty_cache()
     print("\n".join(["", "best variant per shape (by fwd+bwd):"] + best))
 
