@@ -74,7 +74,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "num_warps",
+# themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "wide_warps" (their
+# num_warps then), "num_warps",
 # "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
@@ -648,7 +649,7 @@ def _wide_k(cfg: dict, K: int) -> dict:
     BK = max(16, next_power_of_2(K))
     if cfg["DECAY"] != 2 or BK > TUNE.get("wide_bk", min(64, TUNE.get("max_tile", 64))):
         return cfg
-    return {**cfg, "BK": BK}
+    return {**cfg, "BK": BK, **({"num_warps": TUNE["wide_warps"]} if "wide_warps" in TUNE else {})}
 
 
 @functools.cache

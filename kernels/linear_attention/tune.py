@@ -37,8 +37,9 @@ VARIANTS = {
     "BT=32 w4": {"BT": 32, "num_warps": 4},
     "BV=128": {"BV": 128},
     "BV=128 w4": {"BV": 128, "num_warps": 4},
-    "BV=128 wk64 w4": {"BV": 128, "wide_bk": 64, "num_warps": 4},
     "BV=128 wk128 w4": {"BV": 128, "wide_bk": 128, "num_warps": 4},
+    "BV=128 wk128 ww8": {"BV": 128, "wide_bk": 128, "num_warps": 4, "wide_warps": 8},
+    "wk128 ww8": {"wide_bk": 128, "wide_warps": 8},
     "BV=128 BK16 w4": {"BV": 128, "BK": 16, "num_warps": 4},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
@@ -52,7 +53,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     cfg = chunk._config(K, V, decay, DTYPE)
     NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
     ns, _ = chunk._segments(B * H * NK * NV, T, cfg["BT"], torch.device(DEVICE))
-    return tuple(sorted(cfg.items())) + (("NS", ns),)
+    wide = chunk._wide_k(cfg, K)     # the forward's and dq's
+    return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", wide["BK"], wide["num_warps"]))
 
 
 def _fwd_bwd(q, k, v, g, do):
