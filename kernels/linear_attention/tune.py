@@ -54,7 +54,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
     ns, _ = chunk._segments(B * H * NK * NV, T, cfg["BT"], torch.device(DEVICE))
     wide = chunk._wide_k(cfg, K)     # the forward's and dq's
-    return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", wide["BK"], wide["num_warps"]))
+    return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])))
 
 
 def _fwd_bwd(q, k, v, g, do):
