@@ -177,11 +177,11 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
-        warps = base.pop("num_warps")
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
-            cfg = base if name == "_bwd_dkv_kernel" else la._wide_k(base, K)   # as the launches use them
+            cfg = dict(base if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as the launches use them
+            warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}

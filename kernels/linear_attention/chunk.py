@@ -639,9 +639,13 @@ def _stage_key(key, args, meta) -> tuple:
 
 
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
-    """Chunk and tile sizes. tl.dot needs every dim >= 16; per-channel decay keeps BT*BT*BK small.
-    Scalar / no decay, 16-bit inputs: tiles up to 128 wide (K, V <= 128 in one block), 8 warps for a
-    128-wide tile; fp32 inputs (twice the registers and shared memory per tile) stay at 64.
+    """Chunk and tile sizes. tl.dot needs every dim >= 16. 16-bit inputs: tiles up to 128 wide (K,
+    V <= 128 in one block); fp32 inputs (twice the registers and shared memory per tile) stay at 64.
+    Scalar / no decay: 8 warps for a 128-wide tile. Per-channel decay keeps BT*BT*BK small (BK <= 32,
+    4 warps; the forward and dq widen K, `_wide_k`); V <= 128 in one block spares the recomputation
+    of A per V block and the epilogue over V blocks (H100, bf16, B=8 T=4096 H=8 K=V=128, fwd+bwd:
+    5.98 ms with BV=64, 5.56 with BV=128, 3.99 with the forward and dq at BK=128 and 8 warps;
+    `python -m kernels.linear_attention.tune`, results/bench/tune_linear_attention.md).
     Cached per (shape, TUNE) (host overhead): the caller gets its own copy."""
     return dict(_config_cached(K, V, decay, dtype, tuple(sorted(TUNE.items()))))
 
@@ -652,10 +656,10 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
     BT = 16 if decay == 2 else TUNE.get("BT", 64)
     BK = min(max(16, next_power_of_2(K)), TUNE.get("BK", min(32, max_tile) if decay == 2 else max_tile))
-    BV = min(max(16, next_power_of_2(V)), TUNE.get("BV", min(64, max_tile) if decay == 2 else max_tile))
+    BV = min(max(16, next_power_of_2(V)), TUNE.get("BV", max_tile))
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding
     cfg = dict(BT=BT, BK=BK, BV=BV, DECAY=decay, PREC=prec,
-               num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 else 4))
+               num_warps=TUNE.get("num_warps", 8 if max(BK, BV) >= 128 and decay != 2 else 4))
     if "num_stages" in TUNE:
         cfg["num_stages"] = TUNE["num_stages"]
     return cfg
@@ -663,14 +667,16 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
 
 def _wide_k(cfg: dict, K: int) -> dict:
     """The forward's and dq's config: with per-channel decay they hold no [BT, BT, BK] tensor (one
-    column at a time), so K <= 64 stays in one block: no partial outputs over K blocks to sum (dk/dv
-    keeps BK <= 32). H100, bf16, B=8 T=4096 H=8 K=V=64: fwd 0.52 vs 0.62 ms, fwd+bwd 1.90 vs 1.97 ms;
-    at K=128 two blocks of 64 were slower than four of 32 (7.33 vs 6.99 ms), so larger K is unchanged
-    (scripts/experiments/la_channel_columns.py)."""
+    column at a time), so K <= 128 (16-bit inputs; 64 for fp32) stays in one block, with 8 warps at
+    128: no partial outputs over K blocks to sum (dk/dv keeps BK <= 32). H100, bf16, B=8 T=4096 H=8,
+    fwd+bwd: K=V=64 1.90 vs 1.97 ms with BK=32 (scripts/experiments/la_channel_columns.py); K=V=128
+    (with V in one block) 3.99 ms vs 5.56 with BK=32, and 5.99 with BK=128 at 4 warps
+    (results/bench/tune_linear_attention.md)."""
     BK = max(16, next_power_of_2(K))
-    if cfg["DECAY"] != 2 or BK > TUNE.get("wide_bk", min(64, TUNE.get("max_tile", 64))):
+    if cfg["DECAY"] != 2 or BK > TUNE.get("wide_bk", min(128 if cfg["PREC"] == "tf32" else 64,
+                                                         TUNE.get("max_tile", 128))):
         return cfg
-    return {**cfg, "BK": BK, **({"num_warps": TUNE["wide_warps"]} if "wide_warps" in TUNE else {})}
+    return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
 @functools.cache

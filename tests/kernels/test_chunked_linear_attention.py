@@ -220,6 +220,27 @@ def test_triton_interpreted_channel_backward_reuses_the_forward_A(interpret, poi
     assert [m["STORE_A"] for name, m in launches if name == "_fwd_kernel"] == [False]
 
 
+def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
+    """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
+    dlog_decay finished in dk/dv: no epilogue), the forward and dq with all of K in one block (8
+    warps), dk/dv over three 32-wide K blocks whose dv partials one kernel sums; matches the reference."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, grid, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    check(triton_impl, 1, 20, 1, 80, 80, "channel", torch.float16)
+    grids = {name: (grid, meta) for name, grid, meta in launches}
+    assert grids["_fwd_kernel"][0][1:] == (1, 1) and grids["_fwd_kernel"][1]["num_warps"] == 8
+    assert grids["_bwd_dq_kernel"][0][1:] == (1, 1) and grids["_bwd_dq_kernel"][1]["DG"]
+    assert grids["_bwd_dkv_kernel"][0][1:] == (1, 3) and grids["_bwd_dkv_kernel"][1]["DG"]
+    assert "_sum_partials_kernel" in grids and "_bwd_dg_kernel" not in grids
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
