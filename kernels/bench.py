@@ -223,6 +223,9 @@ def main() -> None:
     parser.add_argument("--impls", default=None, help="comma-separated implementations to time (default: all)")
     parser.add_argument("--decays", default=None,
                         help="linear attention: decay kinds to time, comma-separated (default: all)")
+    parser.add_argument("--shapes", default=None,
+                        help="linear attention: only shapes whose name contains one of these, comma-separated "
+                             "(e.g. 'T=16384 ,K=128 ')")
     parser.add_argument("--merge", default=None, metavar="CSV",
                         help="replace the re-measured rows of this kernels.csv, keep its other rows")
     args = parser.parse_args()
@@ -240,6 +243,8 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--decays: unknown {unknown}; choose from {list(la_bench.DECAYS)}")
         la_bench.DECAYS = tuple(args.decays.split(","))
+    if args.shapes:
+        importlib.import_module("kernels.linear_attention.bench").SHAPE_FILTER = tuple(args.shapes.split(","))
     out = pathlib.Path(args.out)
     if args.merge:
         old_head, old_notes, old = read_csv(pathlib.Path(args.merge))

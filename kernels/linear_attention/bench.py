@@ -26,6 +26,7 @@ ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
 LONG = [(8, t, 8, d, d) for t in (4096, 16384) for d in (64, 128)]
 QUICK = [(256, 256, 4, 64, 64), (8, 4096, 8, 128, 128)]
 DECAYS = ("scalar", "channel", "none")   # `python -m kernels.bench --decays` narrows it
+SHAPE_FILTER: tuple = ()                  # `--shapes K=128,...`: only shapes whose name contains one of these
 
 
 def _quadratic(q, k, v, g, scale):
@@ -112,6 +113,8 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
     dtype = torch.bfloat16
     for B, T, H, K, V in QUICK if quick else LONG if long else ZOOLOGY + LONG:
         shape = f"B={B} T={T} H={H} K={K} V={V}"
+        if SHAPE_FILTER and not any(f in shape + " " for f in SHAPE_FILTER):
+            continue
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)
         scale = K**-0.5
