@@ -91,14 +91,15 @@ def _fwd_kernel(
     q, k, v, g, s0, o, ht, a, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, STORE_A: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, NA: tl.constexpr,
     PREC: tl.constexpr,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
     partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1;
-    STORE_A (per-channel decay): a: [NK, B, T, H, BT], the intra-chunk A of (1) for the backward,
-    summed over this K block (written by the first V block). DECAY: 0 none, 1 scalar, 2 per channel."""
+    per-channel decay: a: [NA, B, T, H, BT], the intra-chunk A of (1) as `_intra_a_kernel` stored it
+    (NA partial sums over K blocks), whose A v term the first K block adds.
+    DECAY: 0 none, 1 scalar, 2 per channel."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -118,8 +119,8 @@ def _fwd_kernel(
         g += i_b * T * H + i_h
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
-    if STORE_A:
-        a += (i_k * B * T * H + i_b * T * H + i_h) * BT
+    if NA > 0:
+        a += (i_b * T * H + i_h) * BT
     m_kv = m_k[:, None] & m_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_S0:
@@ -152,21 +153,12 @@ def _fwd_kernel(
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
             b_orow = 1.0
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
-            # exact exp(G_tk - G_sk) for s <= t, one column s at a time ([BT, BK] tiles): k_s and g_s
-            # are reloaded as rows (cache hits), G_s accumulated; every exponent <= 0
-            b_qf = b_q.to(tl.float32)
+            # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
+            m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
             b_A = tl.zeros([BT, BT], dtype=tl.float32)
-            b_Gs = tl.zeros([BK], dtype=tl.float32)
-            for s in range(BT):
-                row_s = i_t * BT + s
-                m_s = m_k & (o_k * 0 + row_s < T)
-                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-                b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
-            if STORE_A:
-                m_a = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
-                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_a)
+            for i_a in tl.static_range(NA):
+                b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
+                               other=0.0).to(tl.float32)
             b_decay = tl.exp(b_GC)[:, None]
         else:
             b_qd = b_q
@@ -183,6 +175,85 @@ def _fwd_kernel(
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
     if STORE_HT:
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
+
+
+def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr):
+    """Per-channel decay: A of (1) for one chunk and one K block, a fully parallel pass (grid
+    (B*H, chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
+    block's partial sum (the input dtype when NA == 1). Exact exp(G_tk - G_sk) for s <= t, one column s
+    at a time ([BT, BK] tiles): k_s and g_s are reloaded as rows (cache hits), G_s accumulated; every
+    exponent <= 0."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_t = tl.program_id(1)
+    i_k = tl.program_id(2).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    q += (i_b * T * H + i_h) * K
+    k += (i_b * T * H + i_h) * K
+    g += (i_b * T * H + i_h) * K
+    a += (i_k * B * T * H + i_b * T * H + i_h) * BT
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < T
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_qf = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_G = tl.cumsum(tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32),
+                    axis=0)
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    b_Gs = tl.zeros([BK], dtype=tl.float32)
+    for s in range(BT):
+        row_s = i_t * BT + s
+        m_s = m_k & (o_k * 0 + row_s < T)
+        b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+        b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+        b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+        b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
+    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+
+
+def _intra_dq_kernel(k, v, g, do, dqi, T, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+                     PREC: tl.constexpr):
+    """Per-channel decay: the intra-chunk part of dq (without the scale), a fully parallel pass (grid
+    (B*H, chunks, K blocks)) ahead of dq's sequential sweep:
+        dqi_tk = sum_{s <= t} dA[t, s] k_sk exp(G_tk - G_sk),   dA = do v^T (over all of V)
+    one column s at a time as in `_intra_a_kernel`, dA's column picked from the [BT, BT] product.
+    dqi: [B, T, H, K] fp32."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_t = tl.program_id(1)
+    i_k = tl.program_id(2).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    k += (i_b * T * H + i_h) * K
+    g += (i_b * T * H + i_h) * K
+    dqi += (i_b * T * H + i_h) * K
+    v += (i_b * T * H + i_h) * V
+    do += (i_b * T * H + i_h) * V
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < T
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    for v0 in range(0, V, BV):
+        o_v = v0 + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=PREC)
+    b_G = tl.cumsum(tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32),
+                    axis=0)
+    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
+    b_Gs = tl.zeros([BK], dtype=tl.float32)
+    for s in range(BT):
+        row_s = i_t * BT + s
+        m_s = m_k & (o_k * 0 + row_s < T)
+        b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+        b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+        b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+        b_das = tl.sum(tl.where(o_i[None, :] == s, b_dA, 0.0), axis=1)          # dA[:, s]
+        b_dq += b_das[:, None] * b_ks[None, :] * b_e
+    tl.store(dqi + o_t[:, None] * (H * K) + o_k[None, :], b_dq, mask=m_tk)
 
 
 def _local_state_kernel(
@@ -298,15 +369,17 @@ def _scan_kernel(
 
 
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, T, scale,
+    q, k, v, g, s0, do, dq, xq, dqi, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DQI: tl.constexpr, PREC: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
-    xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel)."""
+    xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel).
+    DQI (per channel): the intra-chunk part comes from `_intra_dq_kernel` (dqi: [B, T, H, K] fp32, added
+    by the first V block) instead of the column loop here."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -326,6 +399,8 @@ def _bwd_dq_kernel(
         xq += (i_b * T * H + i_h) * K
     else:
         xq += i_b * T * H + i_h
+    if DQI:
+        dqi += (i_b * T * H + i_h) * K
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -359,19 +434,24 @@ def _bwd_dq_kernel(
                           other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in _fwd_kernel):
-            # dA[:, s] = do v_s
-            b_dof = b_do.to(tl.float32)
-            b_Gs = tl.zeros([BK], dtype=tl.float32)
-            b_intra = tl.zeros([BT, BK], dtype=tl.float32)
-            for s in range(BT):
-                row_s = i_t * BT + s
-                m_s = m_k & (o_k * 0 + row_s < T)
-                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
-                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-                b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
+            if DQI:
+                m_i = m_t[:, None] & m_k[None, :] & (o_k * 0 + i_v == 0)[None, :]
+                b_intra = tl.load(dqi + o_t[:, None] * (H * K) + o_k[None, :], mask=m_i, other=0.0)
+            else:
+                # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in
+                # _intra_a_kernel): dA[:, s] = do v_s
+                b_dof = b_do.to(tl.float32)
+                b_Gs = tl.zeros([BK], dtype=tl.float32)
+                b_intra = tl.zeros([BT, BK], dtype=tl.float32)
+                for s in range(BT):
+                    row_s = i_t * BT + s
+                    m_s = m_k & (o_k * 0 + row_s < T)
+                    b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                    b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                    b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T),
+                                   other=0.0).to(tl.float32)
+                    b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+                    b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
             b_dq = b_dq * tl.exp(b_G) + b_intra
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             b_decay = tl.exp(b_GC)[:, None]
@@ -730,15 +810,19 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
-        # per-channel decay: the forward's A of (1) kept for dk/dv, which then skips its [BT, BT, BK]
-        # product: [NKF, B, T, H, BT], partial sums over the forward's K blocks (fp32), or with one K
-        # block in the input dtype (dk/dv rounds A to it for its tl.dot anyway)
-        a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32) \
-            if decay == 2 and any(ctx.needs_input_grad[:4]) else None
+        # per-channel decay: A of (1) by a parallel pass over all chunks, for the forward's sweep and
+        # kept for dk/dv (which then skips its [BT, BT, BK] product): [NKF, B, T, H, BT], partial sums
+        # over the K blocks (fp32), or with one K block in the input dtype (the tl.dots round A to it)
+        a = None
+        if decay == 2:
+            a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
+            _launch(_intra_a_kernel, (B * H, cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
+                    BK=cfg_f["BK"], num_warps=TUNE.get("intra_warps", 4))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
-                STORE_A=a is not None, **seg, **cfg_f)
+                NA=0 if a is None else NKF, **seg, **cfg_f)
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
+        a = a if any(ctx.needs_input_grad[:4]) else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.sc = scale, decay, h0 is not None, NS, SC
         ctx.set_materialize_grads(False)
@@ -768,9 +852,15 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
         xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         cfg_q = _wide_k(cfg, K)
-        _launch(_bwd_dq_kernel, (B * H * NS, NV, cdiv(K, cfg_q["BK"])), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,
-                DG=dg_in_kernel, **seg, **cfg_q)
+        NKQ = cdiv(K, cfg_q["BK"])
+        dqi = None
+        if decay == 2 and TUNE.get("dq_split", True):
+            dqi = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
+            _launch(_intra_dq_kernel, (B * H, cdiv(T, cfg["BT"]), NKQ), k, v, g, do, dqi, T, B, H, K, V,
+                    BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", 4))
+        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
+                s_in if s_in is not None else dummy, do, dq, xq, dqi if dqi is not None else dummy, T, ctx.scale,
+                USE_S0=s_in is not None, DG=dg_in_kernel, DQI=dqi is not None, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end

@@ -196,28 +196,32 @@ def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypat
 
 
 @pytest.mark.parametrize("K,NA", [(48, 1), (80, 3)], ids=["one-kblock", "3-kblocks"])
-def test_triton_interpreted_channel_backward_reuses_the_forward_A(interpret, poison, monkeypatch, K, NA):
-    """Per-channel decay: the forward stores its intra-chunk A (partial sums over its K blocks: one
-    block for K <= 64, 32-wide ones above) only when a gradient will follow, and dk/dv sums those NA
-    partials instead of forming q k exp(G_t - G_s) again; gradients match the reference."""
+def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, monkeypatch, K, NA):
+    """Per-channel decay: a parallel pass over all chunks forms the intra-chunk A (NA partial sums over
+    K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and dk/dv both
+    sum those partials instead of forming q k exp(G_t - G_s), and A is kept only when a gradient of
+    q, k, v or log_decay follows; outputs and gradients match the reference."""
     from kernels.linear_attention import chunk
 
     launches, real = [], chunk._launch
 
     def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, meta))
+        launches.append((fn.__name__, grid, meta))
         return real(fn, grid, *args, **meta)
 
     monkeypatch.setattr(chunk, "_launch", spy)
     inputs = make_inputs(1, 40, 2, K, 16, "channel", torch.float32)
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
-    meta = {name: m for name, m in launches}
-    assert meta["_fwd_kernel"]["STORE_A"] and meta["_bwd_dkv_kernel"]["NA"] == NA
-    launches.clear()
-    with torch.no_grad():
-        chunked_linear_attention(inputs["q"], inputs["k"], inputs["v"], inputs["log_decay"])
-    assert [m["STORE_A"] for name, m in launches if name == "_fwd_kernel"] == [False]
+    grids = {name: (grid, meta) for name, grid, meta in launches}
+    assert grids["_intra_a_kernel"][0] == (2, 3, NA)                 # (B*H, chunks of 16, K blocks)
+    assert grids["_fwd_kernel"][1]["NA"] == NA and grids["_bwd_dkv_kernel"][1]["NA"] == NA
+    q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
+    h0 = torch.zeros(1, 2, K, 16, requires_grad=True)
+    o = chunked_linear_attention(q, k, v, g, initial_state=h0)
+    assert o.grad_fn.next_functions and o.grad_fn.saved_tensors[-1] is None   # only d initial_state follows
+    o = chunked_linear_attention(q.requires_grad_(), k, v, g)
+    assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 16)
 
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
