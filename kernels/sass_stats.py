@@ -162,7 +162,7 @@ def _scan_kernels() -> list[Kernel]:
 def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels (and the per-channel A pass) per
     decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped configs (one innermost-loop
-    iteration = one chunk of BT tokens of a [BK, BV] state block, or for the per-channel A and dq passes
+    iteration = one chunk of BT tokens of a [BK, BV] state block, or for the per-channel A pass and dq
     one column of a chunk's diagonal block; NS segments as `_segments` picks on an H100). Decorated
     here: chunk.py decorates them at first launch."""
     import torch
@@ -171,8 +171,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a", {}),
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, NA=0)),
-           "_intra_dq_kernel": ("k v g do dqi", {}),
-           "_bwd_dq_kernel": ("q k v g s0 do dq xq dqi", dict(USE_S0=True, DG=True, DQI=False)),
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}
@@ -182,24 +181,21 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
-            if name in ("_intra_a_kernel", "_intra_dq_kernel") and decay != 2:
+            if name == "_intra_a_kernel" and decay != 2:
                 continue
             cfg = dict(base if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as the launches use them
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":
                 cfg, blocks, warps = {n: cfg[n] for n in ("BT", "BK")}, K // cfg["BK"], 4
-            if name == "_intra_dq_kernel":
-                cfg, blocks = {n: cfg[n] for n in ("BT", "BK", "BV", "PREC")}, K // cfg["BK"]
-                warps = 4
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
-                flags = {k: (nka if k == "NA" else True if k == "DQI" else v) for k, v in flags.items()}
+                flags = {k: (nka if k == "NA" else v) for k, v in flags.items()}
             names = tuple(ptrs.split())
             # per-channel A pass and dq: the innermost loop is one column of a chunk's diagonal block
-            per_column = decay == 2 and name in ("_intra_a_kernel", "_intra_dq_kernel")
+            per_column = decay == 2 and name in ("_intra_a_kernel", "_bwd_dq_kernel")
 
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,

@@ -15,17 +15,19 @@ G_C = G at the chunk's last token,
 Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so log_decay = -20 per
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
 a tl.dot, with BT = 64; for per-channel decay it is formed exactly, with BT = 16 (instead of GLA's
-secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows): in the forward and
-dq one column s at a time, from [BT, BK] tiles exp(G_t - G_s) with the rows k_s, g_s (v_s for dq's
-dA[:, s] = do v_s) reloaded from memory (cache hits) and G_s accumulated, K <= 64 in one block there;
-the forward keeps its A for dk/dv ([NK, B, T, H, BT]: partial sums over its K blocks), which then only
-forms the [BT, BT, BK] tensor of dk (one column or one row at a time was slower there: a sum over t
-across warps, or the A rows). H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 -> 1.72 ms (FLA's
-chunk_gla: 1.75 ms), K=V=128: 9.74 -> 6.24 ms, T=16384 K=V=64: 9.95 -> 6.66 ms (results/bench/kernels.md
-and its header; the steps in scripts/experiments/la_channel_columns.py).
+secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows), one column s at a
+time from [BT, BK] tiles exp(G_t - G_s) with the rows k_s, g_s (v_s for dq's dA[:, s] = do v_s)
+reloaded from memory (cache hits) and G_s accumulated: A by a fully parallel pass over all chunks
+(`_intra_a_kernel`, [NK, B, T, H, BT]: partial sums over K blocks), which the forward's sweep loads
+and dk/dv loads again when a gradient follows (dk/dv then only forms the [BT, BT, BK] tensor of dk:
+one column or one row at a time was slower there, a sum over t across warps or the A rows); dq's
+intra-chunk part inside its sweep. 16-bit inputs keep K <= 128 in one block for the A pass, forward
+and dq, and V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 -> 1.61 ms (FLA's
+chunk_gla: 1.76 ms), K=V=128: 9.74 -> 3.81 ms (FLA 3.48 ms) (results/bench/kernels.md and its header;
+the steps in scripts/experiments/la_channel_columns.py and results/bench/tune_linear_attention.md).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
-summed on the host.
+that one small kernel sums (`_sum_partials_kernel`).
 
 Sequence segments. (3) is linear in S, so a run of chunks maps the state entering it to
 exp(Gseg) * S + S_loc, where Gseg is the run's total log decay (a scalar, or a [K] vector) and S_loc the
@@ -212,50 +214,6 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr):
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
 
 
-def _intra_dq_kernel(k, v, g, do, dqi, T, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-                     PREC: tl.constexpr):
-    """Per-channel decay: the intra-chunk part of dq (without the scale), a fully parallel pass (grid
-    (B*H, chunks, K blocks)) ahead of dq's sequential sweep:
-        dqi_tk = sum_{s <= t} dA[t, s] k_sk exp(G_tk - G_sk),   dA = do v^T (over all of V)
-    one column s at a time as in `_intra_a_kernel`, dA's column picked from the [BT, BT] product.
-    dqi: [B, T, H, K] fp32."""
-    i_bh = tl.program_id(0).to(tl.int64)
-    i_t = tl.program_id(1)
-    i_k = tl.program_id(2).to(tl.int64)
-    i_b, i_h = i_bh // H, i_bh % H
-    o_k = i_k * BK + tl.arange(0, BK)
-    m_k = o_k < K
-    k += (i_b * T * H + i_h) * K
-    g += (i_b * T * H + i_h) * K
-    dqi += (i_b * T * H + i_h) * K
-    v += (i_b * T * H + i_h) * V
-    do += (i_b * T * H + i_h) * V
-    o_i = tl.arange(0, BT)
-    o_t = i_t * BT + o_i
-    m_t = o_t < T
-    m_tk = m_t[:, None] & m_k[None, :]
-    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
-    for v0 in range(0, V, BV):
-        o_v = v0 + tl.arange(0, BV)
-        m_tv = m_t[:, None] & (o_v < V)[None, :]
-        b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=PREC)
-    b_G = tl.cumsum(tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32),
-                    axis=0)
-    b_dq = tl.zeros([BT, BK], dtype=tl.float32)
-    b_Gs = tl.zeros([BK], dtype=tl.float32)
-    for s in range(BT):
-        row_s = i_t * BT + s
-        m_s = m_k & (o_k * 0 + row_s < T)
-        b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-        b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-        b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-        b_das = tl.sum(tl.where(o_i[None, :] == s, b_dA, 0.0), axis=1)          # dA[:, s]
-        b_dq += b_das[:, None] * b_ks[None, :] * b_e
-    tl.store(dqi + o_t[:, None] * (H * K) + o_k[None, :], b_dq, mask=m_tk)
-
-
 def _local_state_kernel(
     a, b, g, out, gseg, T, scale,
     H, K, V, NS, SC,
@@ -369,17 +327,18 @@ def _scan_kernel(
 
 
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, dqi, T, scale,
+    q, k, v, g, s0, do, dq, xq, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DQI: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel).
-    DQI (per channel): the intra-chunk part comes from `_intra_dq_kernel` (dqi: [B, T, H, K] fp32, added
-    by the first V block) instead of the column loop here."""
+    Per channel the intra-chunk part stays here, one column at a time: a parallel pass over all chunks
+    like `_intra_a_kernel`'s (dA's columns picked from a [BT, BT] tl.dot) was slower, 0.41 ms alone vs
+    0.50 ms for all of dq at B=8 T=4096 H=8 K=V=64 (H100; scripts/experiments/la_channel_columns.py)."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -399,8 +358,6 @@ def _bwd_dq_kernel(
         xq += (i_b * T * H + i_h) * K
     else:
         xq += i_b * T * H + i_h
-    if DQI:
-        dqi += (i_b * T * H + i_h) * K
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -434,24 +391,19 @@ def _bwd_dq_kernel(
                           other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            if DQI:
-                m_i = m_t[:, None] & m_k[None, :] & (o_k * 0 + i_v == 0)[None, :]
-                b_intra = tl.load(dqi + o_t[:, None] * (H * K) + o_k[None, :], mask=m_i, other=0.0)
-            else:
-                # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in
-                # _intra_a_kernel): dA[:, s] = do v_s
-                b_dof = b_do.to(tl.float32)
-                b_Gs = tl.zeros([BK], dtype=tl.float32)
-                b_intra = tl.zeros([BT, BK], dtype=tl.float32)
-                for s in range(BT):
-                    row_s = i_t * BT + s
-                    m_s = m_k & (o_k * 0 + row_s < T)
-                    b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                    b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                    b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T),
-                                   other=0.0).to(tl.float32)
-                    b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-                    b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in
+            # _intra_a_kernel): dA[:, s] = do v_s
+            b_dof = b_do.to(tl.float32)
+            b_Gs = tl.zeros([BK], dtype=tl.float32)
+            b_intra = tl.zeros([BT, BK], dtype=tl.float32)
+            for s in range(BT):
+                row_s = i_t * BT + s
+                m_s = m_k & (o_k * 0 + row_s < T)
+                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
+                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
+                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
+                b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
             b_dq = b_dq * tl.exp(b_G) + b_intra
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             b_decay = tl.exp(b_GC)[:, None]
@@ -852,15 +804,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
         xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         cfg_q = _wide_k(cfg, K)
-        NKQ = cdiv(K, cfg_q["BK"])
-        dqi = None
-        if decay == 2 and TUNE.get("dq_split", True):
-            dqi = torch.empty(B, T, H, K, device=dev, dtype=torch.float32)
-            _launch(_intra_dq_kernel, (B * H, cdiv(T, cfg["BT"]), NKQ), k, v, g, do, dqi, T, B, H, K, V,
-                    BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", 4))
-        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, dqi if dqi is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DQI=dqi is not None, **seg, **cfg_q)
+        _launch(_bwd_dq_kernel, (B * H * NS, NV, cdiv(K, cfg_q["BK"])), q, k, v, gp,
+                s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,
+                DG=dg_in_kernel, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end

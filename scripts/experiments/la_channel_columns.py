@@ -36,6 +36,20 @@ Then the forward's A kept for dk/dv ("storeA1" = 41fd0a3^, with one K block only
 
 (storeAall's 4.09 ms at K=64 was a single reading: `python -m kernels.bench --ops linear_attention
 --impls triton` on the same code, in the same call, measured 1.721 ms; results/bench/kernels.md.)
+
+Session 6 (same GPU kind and versions): A by a fully parallel pass over all chunks, loaded by the
+forward's sweep ("asplit" = the commit after e507893 with dq's parallel pass switched off), against
+"before" = e507893 (16-bit inputs: V <= 128 and, for the forward and dq, K <= 128 in one block), and
+"split" = also dq's intra-chunk part by a parallel pass (dA's columns picked from a [BT, BT] tl.dot;
+not shipped: its pass alone took 0.41 ms at K=64, `python -m kernels.profile --ops la`):
+
+    shape (B T H K=V)    before fwd / fwd+bwd   asplit          split
+    8 4096 8 64          0.51 / 1.67            0.45 / 1.61     0.45 / 1.71
+    8 4096 8 128         1.22 / 4.02            1.02 / 3.81     1.02 / 3.85
+    256 256 4 64         0.43 / 1.49            0.35 / 1.37     0.35 / 1.51
+    8 16384 8 64         1.97 / 6.45            1.66 / 6.14     1.66 / 6.56
+
+(errors equal across versions: 4.8e-3 at K=64, 6.6e-3 at K=128.)
 """
 from __future__ import annotations
 
