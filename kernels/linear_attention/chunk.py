@@ -77,7 +77,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "wide_warps" (their
-# num_warps then), "num_warps",
+# num_warps then), "intra_warps" (the per-channel A pass's), "num_warps",
 # "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
