@@ -77,7 +77,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "wide_warps" (their
-# num_warps then), "intra_warps" (the per-channel A pass's), "num_warps",
+# num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's
+# BK and num_warps), "num_warps",
 # "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
@@ -711,6 +712,14 @@ def _wide_k(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
+def _dkv_config(cfg: dict) -> dict:
+    """dk/dv's config: per-channel decay, the TUNE overrides "dkv_bk" and "dkv_warps" (dk's [BT, BT, BK]
+    tensor bounds BK there)."""
+    if cfg["DECAY"] != 2 or not ("dkv_bk" in TUNE or "dkv_warps" in TUNE):
+        return cfg
+    return {**cfg, "BK": TUNE.get("dkv_bk", cfg["BK"]), "num_warps": TUNE.get("dkv_warps", cfg["num_warps"])}
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -757,8 +766,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
             if decay:
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg)
+            _launch(_local_state_kernel, (B * H * NS, NV, NKF), k, v, gp, s_in,
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg_f)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
@@ -790,7 +799,6 @@ class _ChunkLinearAttention(torch.autograd.Function):
         cfg = _config(K, V, decay, q.dtype)
         NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
         seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
-        grid = (B * H * NS, NV, NK)
         dummy = q
         gp = g if g is not None else dummy
         # one V block: dq, dk written once in the input dtype and the kernels finish dg (scalar decay
@@ -804,7 +812,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
         xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         cfg_q = _wide_k(cfg, K)
-        _launch(_bwd_dq_kernel, (B * H * NS, NV, cdiv(K, cfg_q["BK"])), q, k, v, gp,
+        NKQ = cdiv(K, cfg_q["BK"])
+        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,
                 DG=dg_in_kernel, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
@@ -812,18 +821,20 @@ class _ChunkLinearAttention(torch.autograd.Function):
         ds0 = dht_c                                               # dS at each segment's end
         if NS > 1:
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, grid, q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
-                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
+            _launch(_local_state_kernel, (B * H * NS, NV, NKQ), q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
+                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_q)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
-        dv = torch.empty_like(v) if NK == 1 else torch.empty(NK, B, T, H, V, device=dev, dtype=torch.float32)
+        cfg_kv = _dkv_config(cfg)
+        NKV = cdiv(K, cfg_kv["BK"])
+        dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
-        _launch(_bwd_dkv_kernel, grid, q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv, dh0, xq,
-                s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
+        _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
+                dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
-                NA=0 if a is None else a.shape[0], **seg, **cfg)
-        if NK > 1:
+                NA=0 if a is None else a.shape[0], **seg, **cfg_kv)
+        if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if not direct:
             # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
