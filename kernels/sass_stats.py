@@ -183,7 +183,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
         for name, (ptrs, flags) in sig.items():
             if name == "_intra_a_kernel" and decay != 2:
                 continue
-            cfg = dict(base if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as the launches use them
+            cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":

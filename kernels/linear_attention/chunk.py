@@ -712,12 +712,17 @@ def _wide_k(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
-def _dkv_config(cfg: dict) -> dict:
-    """dk/dv's config: per-channel decay, the TUNE overrides "dkv_bk" and "dkv_warps" (dk's [BT, BT, BK]
-    tensor bounds BK there)."""
-    if cfg["DECAY"] != 2 or not ("dkv_bk" in TUNE or "dkv_warps" in TUNE):
+def _dkv_config(cfg: dict, K: int) -> dict:
+    """dk/dv's config. Per-channel decay, 16-bit inputs: K <= 64 in one block (4 warps; no partial dv
+    over K blocks to sum), larger K in blocks of 32 (dk's [BT, BT, BK] tensor bounds BK). H100, bf16,
+    B=8 T=4096 H=8 K=V=64 fwd+bwd 1.50 vs 1.65 ms with BK=32; at K=V=128 BK=64 lost (4.34 ms at 8
+    warps, 5.66 at 4, vs 4.06; results/bench/tune_linear_attention.md). TUNE "dkv_bk", "dkv_warps"
+    override."""
+    if cfg["DECAY"] != 2:
         return cfg
-    return {**cfg, "BK": TUNE.get("dkv_bk", cfg["BK"]), "num_warps": TUNE.get("dkv_warps", cfg["num_warps"])}
+    bk = max(16, next_power_of_2(K))
+    bk = bk if bk <= 64 and cfg["PREC"] == "tf32" else cfg["BK"]
+    return {**cfg, "BK": TUNE.get("dkv_bk", bk), "num_warps": TUNE.get("dkv_warps", cfg["num_warps"])}
 
 
 @functools.cache
@@ -766,8 +771,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
             if decay:
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, (B * H * NS, NV, NKF), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg_f)
+            _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
@@ -821,12 +826,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
         ds0 = dht_c                                               # dS at each segment's end
         if NS > 1:
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, (B * H * NS, NV, NKQ), q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
-                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_q)
+            _launch(_local_state_kernel, (B * H * NS, NV, NK), q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
+                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
-        cfg_kv = _dkv_config(cfg)
+        cfg_kv = _dkv_config(cfg, K)
         NKV = cdiv(K, cfg_kv["BK"])
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy

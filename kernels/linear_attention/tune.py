@@ -60,7 +60,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     wide = chunk._wide_k(cfg, K)     # the forward's and dq's
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
-                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg).items()))))
+                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))))
 
 
 def _fwd_bwd(q, k, v, g, do):

@@ -227,7 +227,8 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward and dq with all of K in one block (8
-    warps), dk/dv over three 32-wide K blocks whose dv partials one kernel sums; matches the reference."""
+    warps), dk/dv over three 32-wide K blocks whose dv partials one kernel sums; at K = 48 dk/dv in one
+    block, dv written directly; both match the reference."""
     from kernels.linear_attention import chunk
 
     launches, real = [], chunk._launch
@@ -243,6 +244,11 @@ def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypa
     assert grids["_bwd_dq_kernel"][0][1:] == (1, 1) and grids["_bwd_dq_kernel"][1]["DG"]
     assert grids["_bwd_dkv_kernel"][0][1:] == (1, 3) and grids["_bwd_dkv_kernel"][1]["DG"]
     assert "_sum_partials_kernel" in grids and "_bwd_dg_kernel" not in grids
+    launches.clear()   # K <= 64: dk/dv in one K block too, dv written directly
+    check(triton_impl, 1, 20, 1, 48, 40, "channel", torch.float16)
+    grids = {name: (grid, meta) for name, grid, meta in launches}
+    assert grids["_bwd_dkv_kernel"][0][1:] == (1, 1) and grids["_bwd_dkv_kernel"][1]["BK"] == 64
+    assert "_sum_partials_kernel" not in grids
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
