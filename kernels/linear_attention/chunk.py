@@ -22,9 +22,10 @@ reloaded from memory (cache hits) and G_s accumulated: A by a fully parallel pas
 and dk/dv loads again when a gradient follows (dk/dv then only forms the [BT, BT, BK] tensor of dk:
 one column or one row at a time was slower there, a sum over t across warps or the A rows); dq's
 intra-chunk part inside its sweep. 16-bit inputs keep K <= 128 in one block for the A pass, forward
-and dq, and V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 -> 1.61 ms (FLA's
-chunk_gla: 1.76 ms), K=V=128: 9.74 -> 3.81 ms (FLA 3.48 ms) (results/bench/kernels.md and its header;
-the steps in scripts/experiments/la_channel_columns.py and results/bench/tune_linear_attention.md).
+and dq (K <= 64 for dk/dv), and V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64:
+2.65 -> 1.47 ms (FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 -> 3.88 ms (FLA 3.48 ms) (results/bench/
+kernels.md and its header; the steps in scripts/experiments/la_channel_columns.py and
+results/bench/tune_linear_attention.md).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 that one small kernel sums (`_sum_partials_kernel`).
