@@ -26,6 +26,7 @@ VARIANTS = {
     "ns=1": {"ns": 1},
     "seg_target=2": {"seg_target": 2},
     "seg_target=8": {"seg_target": 8},
+    "seg_target=16": {"seg_target": 16},
     "warps=4": {"num_warps": 4},
     "warps=8": {"num_warps": 8},
     "stages=1": {"num_stages": 1},
