@@ -77,10 +77,9 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "wide_bk" (per channel: the largest K the forward and dq keep in one block), "wide_warps" (their
-# num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's
-# BK and num_warps), "num_warps",
-# "num_stages".
+# themselves), "wide_bk" (per channel: the largest K the A pass, forward and dq keep in one block),
+# "wide_warps" (their num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps"
+# (per channel: dk/dv's BK and num_warps), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -183,13 +182,14 @@ def _fwd_kernel(
 
 def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr):
     """Per-channel decay: A of (1) for one chunk and one K block, a fully parallel pass (grid
-    (B*H, chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
+    (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1). Exact exp(G_tk - G_sk) for s <= t, one column s
     at a time ([BT, BK] tiles): k_s and g_s are reloaded as rows (cache hits), G_s accumulated; every
     exponent <= 0."""
-    i_bh = tl.program_id(0).to(tl.int64)
-    i_t = tl.program_id(1)
-    i_k = tl.program_id(2).to(tl.int64)
+    NT = tl.cdiv(T, BT)
+    i_bh = (tl.program_id(0) // NT).to(tl.int64)
+    i_t = tl.program_id(0) % NT
+    i_k = tl.program_id(1).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
@@ -783,7 +783,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         a = None
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H, cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
                     BK=cfg_f["BK"], num_warps=TUNE.get("intra_warps", 4))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,

@@ -214,7 +214,7 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
     grids = {name: (grid, meta) for name, grid, meta in launches}
-    assert grids["_intra_a_kernel"][0] == (2, 3, NA)                 # (B*H, chunks of 16, K blocks)
+    assert grids["_intra_a_kernel"][0] == (2 * 3, NA)                 # (B*H * chunks of 16, K blocks)
     assert grids["_fwd_kernel"][1]["NA"] == NA and grids["_bwd_dkv_kernel"][1]["NA"] == NA
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
     h0 = torch.zeros(1, 2, K, 16, requires_grad=True)
