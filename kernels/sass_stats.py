@@ -173,7 +173,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, NA=0)),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
-                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, DK=True, DV=True))}
+                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):

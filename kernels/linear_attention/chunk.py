@@ -79,8 +79,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "wide_bk" (per channel: the largest K the A pass, forward and dq keep in one block),
 # "wide_warps" (their num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps"
-# (per channel: dk/dv's BK and num_warps), "dv_split" (per channel: False keeps dv in the K-blocked dk/dv
-# launch), "num_warps", "num_stages".
+# (per channel: dk/dv's BK and num_warps), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -432,7 +431,7 @@ def _bwd_dkv_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    PREC: tl.constexpr, DK: tl.constexpr = True, DV: tl.constexpr = True,
+    PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -440,9 +439,7 @@ def _bwd_dkv_kernel(
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
-    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K]).
-    DK / DV (per channel): compute only dk (and dg) or only dv, for a split into a K-blocked dk launch
-    and a dv launch over all of K (no fp32 partials of dv over K blocks)."""
+    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K])."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -500,7 +497,7 @@ def _bwd_dkv_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        if DECAY != 1 and DK:
+        if DECAY != 1:
             b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
         if DECAY == 1:
@@ -524,23 +521,21 @@ def _bwd_dkv_kernel(
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            if DK or NA == 0:
-                b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
-            if DV:
-                if NA > 0:   # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do
-                    # from the first K block only
-                    m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-                    b_A = tl.zeros([BT, BT], dtype=tl.float32)
-                    for i_a in tl.static_range(NA):
-                        b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :],
-                                       mask=m_a, other=0.0).to(tl.float32)
-                    b_A = b_A * scale
-                else:
-                    b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
+            if NA > 0:   # A of (1) as the forward stored it, NA partial sums over K blocks: dv's A^T do
+                # from the first K block only
+                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+                b_A = tl.zeros([BT, BT], dtype=tl.float32)
+                for i_a in tl.static_range(NA):
+                    b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
+                                   other=0.0).to(tl.float32)
+                b_A = b_A * scale
+            else:
+                b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
             b_kdec = tl.exp(b_GC[None, :] - b_G)
-            if DK:   # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
-                b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
+            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
+            b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
             b_decay = tl.exp(b_GC)[:, None]
         else:
@@ -549,14 +544,13 @@ def _bwd_dkv_kernel(
             b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
-        if DECAY != 1 and DV:
+        if DECAY != 1:
             # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
             b_kd = (b_k * b_kdec).to(b_k.dtype)
             b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
             b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-        if DK:
-            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
@@ -840,20 +834,13 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
         cfg_kv = _dkv_config(cfg, K)
         NKV = cdiv(K, cfg_kv["BK"])
-        # per channel with K in several dk blocks but one wide block: dv by its own sweep over all of K
-        split_dv = (decay == 2 and NKV > 1 and NKQ == 1 and a is not None and TUNE.get("dv_split", True))
-        dv = torch.empty_like(v) if NKV == 1 or split_dv else \
-            torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
+        dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
-                NA=0 if a is None else a.shape[0], DV=not split_dv, **seg, **cfg_kv)
-        if split_dv:
-            _launch(_bwd_dkv_kernel, (B * H * NS, NV, 1), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk,
-                    dv, dh0, xq, s_in if s_in is not None else dummy, ht, dg, a, T, ctx.scale,
-                    USE_DS0=ds0 is not None, STORE_DH0=False, DG=False, NA=a.shape[0], DK=False, **seg, **cfg_q)
-        if NKV > 1 and not split_dv:
+                NA=0 if a is None else a.shape[0], **seg, **cfg_kv)
+        if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if not direct:
             # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
