@@ -717,8 +717,9 @@ def _dkv_config(cfg: dict, K: int) -> dict:
     """dk/dv's config. Per-channel decay, 16-bit inputs: K <= 64 in one block (4 warps; no partial dv
     over K blocks to sum), larger K in blocks of 32 (dk's [BT, BT, BK] tensor bounds BK). H100, bf16,
     B=8 T=4096 H=8 K=V=64 fwd+bwd 1.50 vs 1.65 ms with BK=32; at K=V=128 BK=64 lost (4.34 ms at 8
-    warps, 5.66 at 4, vs 4.06; results/bench/tune_linear_attention.md). TUNE "dkv_bk", "dkv_warps"
-    override."""
+    warps, 5.66 at 4, vs 4.06), and so did dv by its own sweep over all of K instead of partials over
+    the K blocks (3.91 vs 3.87 ms; results/bench/tune_linear_attention.md runs 3 and 5). TUNE "dkv_bk",
+    "dkv_warps" override."""
     if cfg["DECAY"] != 2:
         return cfg
     bk = max(16, next_power_of_2(K))
