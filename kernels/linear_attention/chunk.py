@@ -786,11 +786,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
                     BK=cfg_f["BK"], num_warps=TUNE.get("intra_warps", 4))
-        cfg_fv = {**cfg_f, "BV": min(cfg_f["BV"], TUNE["fwd_bv"])} if decay == 2 and "fwd_bv" in TUNE else cfg_f
-        _launch(_fwd_kernel, (B * H * NS, cdiv(V, cfg_fv["BV"]), NKF), q, k, v, gp,
-                s_in if s_in is not None else dummy, o, ht, a if a is not None else dummy, T, scale, B=B,
-                USE_S0=s_in is not None, STORE_HT=NS == 1,
-                NA=0 if a is None else NKF, **seg, **cfg_fv)
+        _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
+                a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
+                NA=0 if a is None else NKF, **seg, **cfg_f)
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if any(ctx.needs_input_grad[:4]) else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)

@@ -43,7 +43,6 @@ VARIANTS = {
     "wk128 ww8": {"wide_bk": 128, "wide_warps": 8},
     "dkv BK64 w8": {"dkv_bk": 64, "dkv_warps": 8},
     "dkv BK64 w4": {"dkv_bk": 64},
-    "fwd BV64": {"fwd_bv": 64},
     "intra w8": {"intra_warps": 8},
     "intra w2": {"intra_warps": 2},
     "BV=128 BK16 w4": {"BV": 128, "BK": 16, "num_warps": 4},
@@ -62,8 +61,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     wide = chunk._wide_k(cfg, K)     # the forward's and dq's
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
-                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
-                                         ("fwd_bv", chunk.TUNE.get("fwd_bv")))
+                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))))
 
 
 def _fwd_bwd(q, k, v, g, do):
