@@ -819,6 +819,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
         xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         cfg_q = _wide_k(cfg, K)
+        if decay == 2 and "dq_bk" in TUNE:
+            cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
         NKQ = cdiv(K, cfg_q["BK"])
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,

@@ -43,6 +43,8 @@ VARIANTS = {
     "wk128 ww8": {"wide_bk": 128, "wide_warps": 8},
     "dkv BK64 w8": {"dkv_bk": 64, "dkv_warps": 8},
     "dkv BK64 w4": {"dkv_bk": 64},
+    "dq BK64 w4": {"dq_bk": 64},
+    "dq BK64 w8": {"dq_bk": 64, "dq_warps": 8},
     "intra w8": {"intra_warps": 8},
     "intra w2": {"intra_warps": 2},
     "BV=128 BK16 w4": {"BV": 128, "BK": 16, "num_warps": 4},
@@ -61,7 +63,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     wide = chunk._wide_k(cfg, K)     # the forward's and dq's
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
-                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))))
+                                         ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
+                                         ("dq", chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps")))
 
 
 def _fwd_bwd(q, k, v, g, do):
