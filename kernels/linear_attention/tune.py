@@ -64,7 +64,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
-                                         ("dq", chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps")))
+                                         ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))))
 
 
 def _fwd_bwd(q, k, v, g, do):
