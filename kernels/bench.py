@@ -230,21 +230,26 @@ def main() -> None:
                         help="replace the re-measured rows of this kernels.csv, keep its other rows")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if not torch.cuda.is_available():
-        raise SystemExit("python -m kernels.bench needs a CUDA GPU (times are measured with triton.testing.do_bench)")
+    # flags first (a typo reports itself on any machine), then the GPU
     modules = [f"kernels.{op}.bench" for op in args.ops.split(",")]
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         raise SystemExit(f"--ops: unknown {unknown}; choose from {[m.split('.')[1] for m in MODULES]}")
     impls = set(args.impls.split(",")) if args.impls else None
-    if args.decays:
+    if args.decays or args.shapes:
         la_bench = importlib.import_module("kernels.linear_attention.bench")
+    if args.decays:
         unknown = sorted(set(args.decays.split(",")) - set(la_bench.DECAYS))
         if unknown:
             raise SystemExit(f"--decays: unknown {unknown}; choose from {list(la_bench.DECAYS)}")
         la_bench.DECAYS = tuple(args.decays.split(","))
     if args.shapes:
-        importlib.import_module("kernels.linear_attention.bench").SHAPE_FILTER = tuple(args.shapes.split(","))
+        la_bench.SHAPE_FILTER = tuple(args.shapes.split(","))
+        names = la_bench.shape_names(args.quick, args.long)
+        if not any(la_bench.shape_selected(n) for n in names):
+            raise SystemExit(f"--shapes {args.shapes!r} matches none of the linear-attention shapes {names}")
+    if not torch.cuda.is_available():
+        raise SystemExit("python -m kernels.bench needs a CUDA GPU (times are measured with triton.testing.do_bench)")
     out = pathlib.Path(args.out)
     if args.merge:
         old_head, old_notes, old = read_csv(pathlib.Path(args.merge))

@@ -29,6 +29,17 @@ DECAYS = ("scalar", "channel", "none")   # `python -m kernels.bench --decays` na
 SHAPE_FILTER: tuple = ()                  # `--shapes K=128,...`: only shapes whose name contains one of these
 
 
+def shape_names(quick: bool = False, long: bool = False) -> list[str]:
+    """The names of the shapes `run` times, e.g. "B=8 T=4096 H=8 K=64 V=64"."""
+    shapes = QUICK if quick else LONG if long else ZOOLOGY + LONG
+    return [f"B={B} T={T} H={H} K={K} V={V}" for B, T, H, K, V in shapes]
+
+
+def shape_selected(name: str) -> bool:
+    """Whether SHAPE_FILTER keeps this shape (a substring of the name followed by a space; empty keeps all)."""
+    return not SHAPE_FILTER or any(f in name + " " for f in SHAPE_FILTER)
+
+
 def _quadratic(q, k, v, g, scale):
     """Masked quadratic (parallel) form with scalar decay: D[t, s] = exp(G_t - G_s) for s <= t."""
     G = g.float().cumsum(1).transpose(1, 2)                               # [B, H, T]
@@ -113,7 +124,7 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
     dtype = torch.bfloat16
     for B, T, H, K, V in QUICK if quick else LONG if long else ZOOLOGY + LONG:
         shape = f"B={B} T={T} H={H} K={K} V={V}"
-        if SHAPE_FILTER and not any(f in shape + " " for f in SHAPE_FILTER):
+        if not shape_selected(shape):
             continue
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))
         v = torch.randn(B, T, H, V, device="cuda", dtype=dtype)

@@ -65,3 +65,29 @@ def test_graph_time_excludes_the_host_and_refuses_a_host_sync():
     ten = bench.time_graph(lambda: [x.mul_(1.0) for _ in range(10)])
     assert 0 < one < ten and ten / one > 5         # device time grows with the work captured
     assert math.isnan(bench.time_graph(lambda: x.sum().item()))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--decays", "scalar,chanel"], "--decays: unknown ['chanel']"),
+    (["--shapes", "k=128 "], "--shapes 'k=128 ' matches none of the linear-attention shapes"),
+    (["--ops", "linear_attn"], "--ops: unknown ['kernels.linear_attn.bench']"),
+])
+def test_flag_typos_are_reported_before_the_gpu_is_needed(monkeypatch, argv, message):
+    from kernels.linear_attention import bench as la_bench
+
+    monkeypatch.setattr(la_bench, "DECAYS", la_bench.DECAYS)          # main() narrows them in place
+    monkeypatch.setattr(la_bench, "SHAPE_FILTER", la_bench.SHAPE_FILTER)
+    monkeypatch.setattr("sys.argv", ["kernels.bench", *argv])
+    with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
+        bench.main()
+
+
+def test_the_shape_filter_keeps_whole_values():
+    from kernels.linear_attention import bench as la_bench
+
+    la_bench.SHAPE_FILTER = ("K=128 ",)
+    try:
+        kept = [n for n in la_bench.shape_names(long=True) if la_bench.shape_selected(n)]
+    finally:
+        la_bench.SHAPE_FILTER = ()
+    assert kept == ["B=8 T=4096 H=8 K=128 V=128", "B=8 T=16384 H=8 K=128 V=128"]
