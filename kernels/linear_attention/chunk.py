@@ -41,7 +41,8 @@ split into NS segments of SC whole chunks each (the last one may be shorter), an
 and keeps S_in (fp32 [B*H, NS, K, V]) for the backward. NS = 1 (one launch) when the grid is already
 full, e.g. the Zoology shapes B=256, T=256.
 
-Backward (same chunking, recomputing A and S from S_in rather than storing them):
+Backward (same chunking, recomputing S from S_in rather than storing it; A too, except the per-channel A
+that the A pass stored):
     dq_t = scale * S_t do_t                           forward sweep over each segment, from S_in[s]
     dS_t = scale * q_t do_t^T + diag(exp(g_{t+1})) dS_{t+1},  dk_s = dS_s v_s,  dv_s = dS_s^T k_s
                                                       reverse sweep, dS in fp32 registers, dS_0 = d initial_state
@@ -523,7 +524,7 @@ def _bwd_dkv_kernel(
             b_GC = tl.sum(b_g, axis=0)
             b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
-            if NA > 0:   # A of (1) as the forward stored it, NA partial sums over K blocks: dv's A^T do
+            if NA > 0:   # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do
                 # from the first K block only
                 m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
                 b_A = tl.zeros([BT, BT], dtype=tl.float32)
