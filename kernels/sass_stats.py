@@ -224,8 +224,9 @@ def main() -> None:
         for size, mix in s["loops"]:
             top = ", ".join(f"{op} {n}" for op, n in mix.most_common(8))
             floor = k.total / k.per_iter * size * k.warps / ISSUE_RATE * 1e3
+            spills = mix.get("LDL", 0) + mix.get("STL", 0)
             print(f"  innermost loop: {size} instructions per {k.per_iter} {k.unit}; if it is the hot loop, "
-                  f"issuing it takes >= {floor:.2f} ms. Mix: {top}")
+                  f"issuing it takes >= {floor:.2f} ms. Mix: {top}; spill loads/stores (LDL+STL): {spills}")
 
 if __name__ == "__main__":
     main()

@@ -29,10 +29,14 @@ DECAYS = ("scalar", "channel", "none")   # `python -m kernels.bench --decays` na
 SHAPE_FILTER: tuple = ()                  # `--shapes K=128,...`: only shapes whose name contains one of these
 
 
-def shape_names(quick: bool = False, long: bool = False) -> list[str]:
-    """The names of the shapes `run` times, e.g. "B=8 T=4096 H=8 K=64 V=64"."""
+def _shapes(quick: bool, long: bool) -> list[tuple[str, tuple]]:
+    """(name, (B, T, H, K, V)) of the shapes `run` times, e.g. "B=8 T=4096 H=8 K=64 V=64"."""
     shapes = QUICK if quick else LONG if long else ZOOLOGY + LONG
-    return [f"B={B} T={T} H={H} K={K} V={V}" for B, T, H, K, V in shapes]
+    return [(f"B={B} T={T} H={H} K={K} V={V}", (B, T, H, K, V)) for B, T, H, K, V in shapes]
+
+
+def shape_names(quick: bool = False, long: bool = False) -> list[str]:
+    return [name for name, _ in _shapes(quick, long)]
 
 
 def shape_selected(name: str) -> bool:
@@ -122,8 +126,7 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
     rows = []
     copy_bw = copy_bandwidth_gbps()
     dtype = torch.bfloat16
-    for B, T, H, K, V in QUICK if quick else LONG if long else ZOOLOGY + LONG:
-        shape = f"B={B} T={T} H={H} K={K} V={V}"
+    for shape, (B, T, H, K, V) in _shapes(quick, long):
         if not shape_selected(shape):
             continue
         q, k = (torch.randn(B, T, H, K, device="cuda", dtype=dtype) for _ in range(2))

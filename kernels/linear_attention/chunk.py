@@ -761,7 +761,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
         NS, SC = _segments(B * H * NV * NK, T, cfg["BT"], q.device)
         dev = q.device
-        # with one K block the kernel writes o directly, else fp32 partials summed here
+        # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
         cfg_f = _wide_k(cfg, K)
         NKF = cdiv(K, cfg_f["BK"])
         o = torch.empty(NKF, B, T, H, V, device=dev, dtype=v.dtype if NKF == 1 else torch.float32)

@@ -103,7 +103,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     variants = {n: VARIANTS[n] for n in names}
-    decays = [(d, {"scalar": 1, "channel": 2}[d]) for d in args.decays.split(",")]
+    kinds = {"scalar": 1, "channel": 2}
+    unknown = sorted(set(args.decays.split(",")) - set(kinds))
+    if unknown:
+        raise SystemExit(f"--decays: unknown {unknown}; choose from {list(kinds)}")
+    decays = [(d, kinds[d]) for d in args.decays.split(",")]
     if DEVICE == "cuda" and not torch.cuda.is_available():
         raise SystemExit("tune.py needs a CUDA GPU")
     copy_bw = copy_bandwidth_gbps()
