@@ -85,6 +85,7 @@ TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
+FWD_BT = 64              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 
 
 def _interpret() -> bool:
@@ -181,15 +182,23 @@ def _fwd_kernel(
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr):
-    """Per-channel decay: A of (1) for one chunk and one K block, a fully parallel pass (grid
-    (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
-    block's partial sum (the input dtype when NA == 1). Exact exp(G_tk - G_sk) for s <= t, one column s
-    at a time ([BT, BK] tiles): k_s and g_s are reloaded as rows (cache hits), G_s accumulated; every
-    exponent <= 0."""
+def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
+                    PREC: tl.constexpr):
+    """Per-channel decay: A of (1) for the BS rows of one sub-chunk of a chunk of BT tokens and one K
+    block, a fully parallel pass (grid (B*H*chunks*(BT/BS), K blocks)) ahead of the forward's
+    sequential sweep. a: [NA, B, T, H, BT], this K block's partial sum (the input dtype when NA == 1).
+    The diagonal [BS, BS] block is exact, exp(G_tk - G_sk) for s <= t one column s at a time ([BS, BK]
+    tiles: k_s and g_s reloaded as rows (cache hits), G_s accumulated). The columns s of earlier
+    sub-chunks factor at the sub-chunk's start r (the token before its first): exp(G_t - G_s) =
+    exp(G_t - G_r) exp(G_r - G_s), both factors <= 1 (G is non-increasing), so one tl.dot
+    (q_t exp(G_t - G_r)) (k_s exp(G_r - G_s))^T forms them with nothing that can overflow (as GLA's
+    secondary chunking, Yang et al. 2023 sec. 4.2, with the reference point inside the chunk)."""
     NT = tl.cdiv(T, BT)
-    i_bh = (tl.program_id(0) // NT).to(tl.int64)
-    i_t = tl.program_id(0) % NT
+    NSUB: tl.constexpr = BT // BS
+    pid = tl.program_id(0)
+    i_i = pid % NSUB
+    i_t = (pid // NSUB) % NT
+    i_bh = (pid // (NSUB * NT)).to(tl.int64)
     i_k = tl.program_id(1).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
@@ -198,23 +207,31 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr):
     k += (i_b * T * H + i_h) * K
     g += (i_b * T * H + i_h) * K
     a += (i_k * B * T * H + i_b * T * H + i_h) * BT
-    o_i = tl.arange(0, BT)
-    o_t = i_t * BT + o_i
+    o_i = tl.arange(0, BS)
+    o_c = tl.arange(0, BT)
+    r0 = i_t * BT + i_i * BS                   # the sub-chunk's first token
+    o_t = r0 + o_i
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
     b_qf = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
     b_G = tl.cumsum(tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32),
-                    axis=0)
-    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+                    axis=0)                     # G_t - G_r
+    # earlier sub-chunks' columns: [BS, BT], zero from column r0 on (k masked there)
+    o_s = i_t * BT + o_c
+    m_sk = ((o_c < i_i * BS) & (o_s < T))[:, None] & m_k[None, :]
+    b_gs = tl.load(g + o_s[:, None] * (H * K) + o_k[None, :], mask=m_sk, other=0.0).to(tl.float32)
+    b_kr = tl.load(k + o_s[:, None] * (H * K) + o_k[None, :], mask=m_sk, other=0.0).to(tl.float32) \
+        * tl.exp(tl.sum(b_gs, axis=0)[None, :] - tl.cumsum(b_gs, axis=0))       # k_s exp(G_r - G_s)
+    b_A = tl.dot(b_qf * tl.exp(b_G), tl.trans(b_kr), input_precision=PREC)   # [BS, BT]
     b_Gs = tl.zeros([BK], dtype=tl.float32)
-    for s in range(BT):
-        row_s = i_t * BT + s
+    for s in range(BS):
+        row_s = r0 + s
         m_s = m_k & (o_k * 0 + row_s < T)
         b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
         b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
         b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-        b_A = tl.where(o_i[None, :] == s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
-    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+        b_A = tl.where(o_c[None, :] == i_i * BS + s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
+    tl.store(a + o_t[:, None] * (H * BT) + o_c[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
 
 
 def _local_state_kernel(
@@ -432,7 +449,7 @@ def _bwd_dkv_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    PREC: tl.constexpr,
+    AW: tl.constexpr, PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -464,7 +481,7 @@ def _bwd_dkv_kernel(
         xq += i_b * T * H + i_h
         dg += i_b * T * H + i_h
     if NA > 0:
-        a += (i_b * T * H + i_h) * BT
+        a += (i_b * T * H + i_h) * AW
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -490,7 +507,8 @@ def _bwd_dkv_kernel(
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
     for j in range(c1 - c0):
-        o_t = (c1 - 1 - j) * BT + o_i
+        i_t = c1 - 1 - j
+        o_t = i_t * BT + o_i
         m_t = o_t < T
         m_tk = m_t[:, None] & m_k[None, :]
         m_tv = m_t[:, None] & m_v[None, :]
@@ -525,12 +543,13 @@ def _bwd_dkv_kernel(
             b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
             b_qf = b_q.to(tl.float32)
             if NA > 0:   # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do
-                # from the first K block only
+                # from the first K block only; its rows are AW wide (the forward's chunks), this chunk's
+                # [BT, BT] block on their diagonal
                 m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+                o_a = o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
                 b_A = tl.zeros([BT, BT], dtype=tl.float32)
                 for i_a in tl.static_range(NA):
-                    b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
-                                   other=0.0).to(tl.float32)
+                    b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
                 b_A = b_A * scale
             else:
                 b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
@@ -714,6 +733,17 @@ def _wide_k(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
+def _fwd_config(cfg: dict, K: int) -> dict:
+    """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
+    FWD_BT = 64 tokens whose A the A pass forms from exact 16-token diagonal blocks (BS) and factored
+    off-diagonal ones; the backward keeps BT = 16 and reads A's diagonal blocks. TUNE "fwd_bt" overrides
+    (16 = the A pass's exact columns only)."""
+    cfg = _wide_k(cfg, K)
+    if cfg["DECAY"] != 2:
+        return cfg
+    return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT), "BS": cfg["BT"]}
+
+
 def _dkv_config(cfg: dict, K: int) -> dict:
     """dk/dv's config. Per-channel decay, 16-bit inputs: K <= 64 in one block (4 warps; no partial dv
     over K blocks to sum), larger K in blocks of 32 (dk's [BT, BT, BK] tensor bounds BK). H100, bf16,
@@ -759,10 +789,13 @@ class _ChunkLinearAttention(torch.autograd.Function):
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
         NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
-        NS, SC = _segments(B * H * NV * NK, T, cfg["BT"], q.device)
+        # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
+        # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
+        cfg_f = _fwd_config(cfg, K)
+        bs = cfg_f.pop("BS", None)
+        NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
-        cfg_f = _wide_k(cfg, K)
         NKF = cdiv(K, cfg_f["BK"])
         o = torch.empty(NKF, B, T, H, V, device=dev, dtype=v.dtype if NKF == 1 else torch.float32)
         ht = torch.empty(B, H, K, V, device=dev, dtype=torch.float32)
@@ -775,7 +808,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             if decay:
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
             _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **cfg)
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg, "BT": cfg_f["BT"]})
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
@@ -785,15 +818,17 @@ class _ChunkLinearAttention(torch.autograd.Function):
         a = None
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
-                    BK=cfg_f["BK"], num_warps=TUNE.get("intra_warps", 4))
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]) * (cfg_f["BT"] // bs), NKF), q, k, g, a, T, B, H,
+                    K, BT=cfg_f["BT"], BS=bs, BK=cfg_f["BK"], PREC=cfg_f["PREC"],
+                    num_warps=TUNE.get("intra_warps", 4))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
                 NA=0 if a is None else NKF, **seg, **cfg_f)
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if any(ctx.needs_input_grad[:4]) else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)
-        ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.sc = scale, decay, h0 is not None, NS, SC
+        ctx.scale, ctx.decay, ctx.has_h0, ctx.ns = scale, decay, h0 is not None, NS
+        ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
         ctx.set_materialize_grads(False)
         return o, ht
 
@@ -843,7 +878,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
-                NA=0 if a is None else a.shape[0], **seg, **cfg_kv)
+                NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1], **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if not direct:

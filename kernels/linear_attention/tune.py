@@ -48,6 +48,9 @@ VARIANTS = {
     "intra w8": {"intra_warps": 8},
     "intra w2": {"intra_warps": 2},
     "BV=128 BK16 w4": {"BV": 128, "BK": 16, "num_warps": 4},
+    "fwd_bt=16": {"fwd_bt": 16},
+    "fwd_bt=32": {"fwd_bt": 32},
+    "fwd_bt=128": {"fwd_bt": 128},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -59,9 +62,11 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     chunk.TUNE.update(variant)
     cfg = chunk._config(K, V, decay, DTYPE)
     NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
-    ns, _ = chunk._segments(B * H * NK * NV, T, cfg["BT"], torch.device(DEVICE))
-    wide = chunk._wide_k(cfg, K)     # the forward's and dq's
+    fwd = chunk._fwd_config(cfg, K)
+    ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE))
+    wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
+                                         ("fwd", tuple(sorted(fwd.items()))),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))))
