@@ -186,11 +186,11 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
                 cfg = dict(la._fwd_config(base, K))
-            bs = cfg.pop("BS", None)
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":
-                cfg, blocks, warps = {n: cfg[n] for n in ("BT", "BK", "PREC")} | {"BS": bs}, K // cfg["BK"], 4
+                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")} | {"LEVELS": cfg["BT"].bit_length() - 1}
+                blocks, warps = K // cfg["BK"], 4
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
@@ -201,7 +201,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             ints = dict(ints, SC=T // cfg["BT"] // 4)
             names = tuple(ptrs.split())
             # per-channel A pass and dq: the innermost loop is one column of a chunk's diagonal block
-            per_column = decay == 2 and name in ("_intra_a_kernel", "_bwd_dq_kernel")
+            per_column = decay == 2 and name == "_bwd_dq_kernel"
 
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,

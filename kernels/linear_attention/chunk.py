@@ -182,23 +182,25 @@ def _fwd_kernel(
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BS: tl.constexpr, BK: tl.constexpr,
+def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, LEVELS: tl.constexpr,
                     PREC: tl.constexpr):
-    """Per-channel decay: A of (1) for the BS rows of one sub-chunk of a chunk of BT tokens and one K
-    block, a fully parallel pass (grid (B*H*chunks*(BT/BS), K blocks)) ahead of the forward's
-    sequential sweep. a: [NA, B, T, H, BT], this K block's partial sum (the input dtype when NA == 1).
-    The diagonal [BS, BS] block is exact, exp(G_tk - G_sk) for s <= t one column s at a time ([BS, BK]
-    tiles: k_s and g_s reloaded as rows (cache hits), G_s accumulated). The columns s of earlier
-    sub-chunks factor at the sub-chunk's start r (the token before its first): exp(G_t - G_s) =
-    exp(G_t - G_r) exp(G_r - G_s), both factors <= 1 (G is non-increasing), so one tl.dot
-    (q_t exp(G_t - G_r)) (k_s exp(G_r - G_s))^T forms them with nothing that can overflow (as GLA's
-    secondary chunking, Yang et al. 2023 sec. 4.2, with the reference point inside the chunk)."""
+    """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
+    (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
+    block's partial sum (the input dtype when NA == 1). LEVELS = log2(BT).
+
+    exp(G_t - G_s) is factored by halving: split the chunk into halves, those into halves, ..., down to
+    single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
+    the upper half of one block; with r the last token of s's half,
+        exp(G_t - G_s) = exp(G_t - G_r) exp(G_r - G_s),    both factors <= 1 (G is non-increasing),
+    and G_t - G_r, G_r - G_s are sums of g within one half (L = the cumulative sum within t's half,
+    Th - L of s's, with Th the half's total). So each of the log2(BT) levels is one tl.dot of
+    (q * exp(L)) on the upper halves' rows with (k * exp(Th - L)) on the lower halves' rows, kept where
+    the two halves pair up; the diagonal is q_t . k_t. Nothing can overflow, and every factor is exact
+    up to rounding (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference point
+    per pair of halves instead of one per chunk)."""
     NT = tl.cdiv(T, BT)
-    NSUB: tl.constexpr = BT // BS
-    pid = tl.program_id(0)
-    i_i = pid % NSUB
-    i_t = (pid // NSUB) % NT
-    i_bh = (pid // (NSUB * NT)).to(tl.int64)
+    i_bh = (tl.program_id(0) // NT).to(tl.int64)
+    i_t = tl.program_id(0) % NT
     i_k = tl.program_id(1).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
@@ -207,31 +209,28 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BS: tl.constexpr, 
     k += (i_b * T * H + i_h) * K
     g += (i_b * T * H + i_h) * K
     a += (i_k * B * T * H + i_b * T * H + i_h) * BT
-    o_i = tl.arange(0, BS)
-    o_c = tl.arange(0, BT)
-    r0 = i_t * BT + i_i * BS                   # the sub-chunk's first token
-    o_t = r0 + o_i
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
-    b_qf = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_G = tl.cumsum(tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32),
-                    axis=0)                     # G_t - G_r
-    # earlier sub-chunks' columns: [BS, BT], zero from column r0 on (k masked there)
-    o_s = i_t * BT + o_c
-    m_sk = ((o_c < i_i * BS) & (o_s < T))[:, None] & m_k[None, :]
-    b_gs = tl.load(g + o_s[:, None] * (H * K) + o_k[None, :], mask=m_sk, other=0.0).to(tl.float32)
-    b_kr = tl.load(k + o_s[:, None] * (H * K) + o_k[None, :], mask=m_sk, other=0.0).to(tl.float32) \
-        * tl.exp(tl.sum(b_gs, axis=0)[None, :] - tl.cumsum(b_gs, axis=0))       # k_s exp(G_r - G_s)
-    b_A = tl.dot(b_qf * tl.exp(b_G), tl.trans(b_kr), input_precision=PREC)   # [BS, BT]
-    b_Gs = tl.zeros([BK], dtype=tl.float32)
-    for s in range(BS):
-        row_s = r0 + s
-        m_s = m_k & (o_k * 0 + row_s < T)
-        b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-        b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-        b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-        b_A = tl.where(o_c[None, :] == i_i * BS + s, tl.sum(b_qf * b_ks[None, :] * b_e, axis=1)[:, None], b_A)
-    tl.store(a + o_t[:, None] * (H * BT) + o_c[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+    b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_A = tl.where(o_i[:, None] == o_i[None, :], tl.sum(b_q * b_k, axis=1)[:, None], 0.0)
+    for lvl in tl.static_range(LEVELS):
+        # 2**(lvl+1) halves of BT / 2**(lvl+1) tokens (written out: a constexpr assigned in a static
+        # loop becomes a tensor)
+        g3 = tl.reshape(b_g, [2 ** (lvl + 1), BT // 2 ** (lvl + 1), BK])
+        b_L = tl.reshape(tl.cumsum(g3, axis=1), [BT, BK])                      # G_t - G_(half start - 1)
+        b_Th = tl.reshape(tl.broadcast_to(tl.sum(g3, axis=1)[:, None, :], [2 ** (lvl + 1), BT // 2 ** (lvl + 1), BK]),
+                          [BT, BK])                                             # the half's total
+        half = o_i // (BT // 2 ** (lvl + 1))
+        upper = half % 2 == 1
+        b_qs = tl.where(upper[:, None], b_q * tl.exp(b_L), 0.0)
+        b_ks = tl.where(upper[:, None], 0.0, b_k * tl.exp(b_Th - b_L))
+        pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+        b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
+    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
 
 
 def _local_state_kernel(
@@ -735,13 +734,12 @@ def _wide_k(cfg: dict, K: int) -> dict:
 
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
-    FWD_BT = 64 tokens whose A the A pass forms from exact 16-token diagonal blocks (BS) and factored
-    off-diagonal ones; the backward keeps BT = 16 and reads A's diagonal blocks. TUNE "fwd_bt" overrides
-    (16 = the A pass's exact columns only)."""
+    FWD_BT = 64 tokens (the A pass factors exp(G_t - G_s) by halving the chunk, `_intra_a_kernel`); the
+    backward keeps BT = 16 and reads A's diagonal blocks. TUNE "fwd_bt" overrides."""
     cfg = _wide_k(cfg, K)
     if cfg["DECAY"] != 2:
         return cfg
-    return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT), "BS": cfg["BT"]}
+    return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT)}
 
 
 def _dkv_config(cfg: dict, K: int) -> dict:
@@ -792,7 +790,6 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
         # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
         cfg_f = _fwd_config(cfg, K)
-        bs = cfg_f.pop("BS", None)
         NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
@@ -818,8 +815,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         a = None
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]) * (cfg_f["BT"] // bs), NKF), q, k, g, a, T, B, H,
-                    K, BT=cfg_f["BT"], BS=bs, BK=cfg_f["BK"], PREC=cfg_f["PREC"],
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
+                    BK=cfg_f["BK"], LEVELS=cfg_f["BT"].bit_length() - 1, PREC=cfg_f["PREC"],
                     num_warps=TUNE.get("intra_warps", 4))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,

@@ -214,9 +214,9 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
     grids = {name: (grid, meta) for name, grid, meta in launches}
-    # (B*H * chunks of 64 * sub-chunks of 16, K blocks); the forward's chunks are 64 tokens, dk/dv's
-    # 16, reading the diagonal blocks of A's 64-wide rows
-    assert grids["_intra_a_kernel"][0] == (2 * 1 * 4, NA)
+    # (B*H * chunks of 64, K blocks); the forward's chunks are 64 tokens, dk/dv's 16, reading the
+    # diagonal blocks of A's 64-wide rows
+    assert grids["_intra_a_kernel"][0] == (2 * 1, NA)
     assert grids["_intra_a_kernel"][1]["BT"] == grids["_fwd_kernel"][1]["BT"] == 64
     assert grids["_fwd_kernel"][1]["NA"] == NA and grids["_bwd_dkv_kernel"][1]["NA"] == NA
     assert grids["_bwd_dkv_kernel"][1]["BT"] == 16 and grids["_bwd_dkv_kernel"][1]["AW"] == 64
