@@ -189,7 +189,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":
-                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")} | {"LEVELS": cfg["BT"].bit_length() - 1}
+                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")} | {"LEVELS": cfg["BT"].bit_length() - 1, "GPREC": cfg["PREC"]}
                 blocks, warps = K // cfg["BK"], 4
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}

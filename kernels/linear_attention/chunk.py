@@ -183,7 +183,7 @@ def _fwd_kernel(
 
 
 def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, LEVELS: tl.constexpr,
-                    PREC: tl.constexpr):
+                    PREC: tl.constexpr, GPREC: tl.constexpr):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1). LEVELS = log2(BT).
@@ -192,12 +192,12 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
     single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
     the upper half of one block; with r the last token of s's half,
         exp(G_t - G_s) = exp(G_t - G_r) exp(G_r - G_s),    both factors <= 1 (G is non-increasing),
-    and G_t - G_r, G_r - G_s are sums of g within one half (L = the cumulative sum within t's half,
-    Th - L of s's, with Th the half's total). So each of the log2(BT) levels is one tl.dot of
-    (q * exp(L)) on the upper halves' rows with (k * exp(Th - L)) on the lower halves' rows, kept where
-    the two halves pair up; the diagonal is q_t . k_t. Nothing can overflow, and every factor is exact
-    up to rounding (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference point
-    per pair of halves instead of one per chunk)."""
+    where G_t - G_r sums g over t's half up to t and G_r - G_s over s's half after s. So each level
+    takes one exp of a [BT, BK] tile E (those sums: E = M g with M a 0/1 [BT, BT] matrix, a tl.dot that
+    is exact for 16-bit g, fp32 accumulation) and one tl.dot (q exp(E) on the upper halves' rows) (k
+    exp(E) on the lower halves')^T, kept where the two halves pair up; the diagonal is q_t . k_t.
+    Nothing can overflow (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference
+    point per pair of halves instead of one per chunk). GPREC: the precision of M g ("ieee" for fp32 g)."""
     NT = tl.cdiv(T, BT)
     i_bh = (tl.program_id(0) // NT).to(tl.int64)
     i_t = tl.program_id(0) % NT
@@ -213,21 +213,19 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
     o_t = i_t * BT + o_i
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
-    b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_A = tl.where(o_i[:, None] == o_i[None, :], tl.sum(b_q * b_k, axis=1)[:, None], 0.0)
+    b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_A = tl.where(o_i[:, None] == o_i[None, :],
+                   tl.sum(b_q.to(tl.float32) * b_k.to(tl.float32), axis=1)[:, None], 0.0)
     for lvl in tl.static_range(LEVELS):
-        # 2**(lvl+1) halves of BT / 2**(lvl+1) tokens (written out: a constexpr assigned in a static
-        # loop becomes a tensor)
-        g3 = tl.reshape(b_g, [2 ** (lvl + 1), BT // 2 ** (lvl + 1), BK])
-        b_L = tl.reshape(tl.cumsum(g3, axis=1), [BT, BK])                      # G_t - G_(half start - 1)
-        b_Th = tl.reshape(tl.broadcast_to(tl.sum(g3, axis=1)[:, None, :], [2 ** (lvl + 1), BT // 2 ** (lvl + 1), BK]),
-                          [BT, BK])                                             # the half's total
-        half = o_i // (BT // 2 ** (lvl + 1))
+        half = o_i // (BT // 2 ** (lvl + 1))        # 2**(lvl+1) halves
         upper = half % 2 == 1
-        b_qs = tl.where(upper[:, None], b_q * tl.exp(b_L), 0.0)
-        b_ks = tl.where(upper[:, None], 0.0, b_k * tl.exp(b_Th - b_L))
+        m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
+                                                            o_i[None, :] > o_i[:, None])
+        b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g, input_precision=GPREC))
+        b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
+        b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
         pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
         b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
@@ -817,6 +815,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
                     BK=cfg_f["BK"], LEVELS=cfg_f["BT"].bit_length() - 1, PREC=cfg_f["PREC"],
+                    GPREC="ieee" if g.dtype == torch.float32 else cfg_f["PREC"],
                     num_warps=TUNE.get("intra_warps", 4))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,

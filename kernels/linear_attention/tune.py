@@ -51,6 +51,8 @@ VARIANTS = {
     "fwd_bt=16": {"fwd_bt": 16},
     "fwd_bt=32": {"fwd_bt": 32},
     "fwd_bt=128": {"fwd_bt": 128},
+    "fwd_bt=32 iw8": {"fwd_bt": 32, "intra_warps": 8},
+    "fwd_bt=32 iw2": {"fwd_bt": 32, "intra_warps": 2},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
