@@ -174,7 +174,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
            "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
-    fp32 = {"g", "s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}
+    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}   # g: bf16, as the benchmark passes it
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
@@ -189,8 +189,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":
-                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")} | {"LEVELS": cfg["BT"].bit_length() - 1, "GPREC": cfg["PREC"]}
-                blocks, warps = K // cfg["BK"], 4
+                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")}
+                blocks, warps = K // cfg["BK"], la.TUNE.get("intra_warps", 2)
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
@@ -200,13 +200,9 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
             names = tuple(ptrs.split())
-            # per-channel A pass and dq: the innermost loop is one column of a chunk's diagonal block
-            per_column = decay == 2 and name == "_bwd_dq_kernel"
-
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,
-                              warps, 1 if per_column else cfg["BT"], B * T * H * blocks,
-                              "token (one column of a chunk)" if per_column else "tokens (one chunk)", names,
+                              warps, cfg["BT"], B * T * H * blocks, "tokens (one chunk)", names,
                               ("scale",)))
     return out
 

@@ -85,7 +85,7 @@ TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
-FWD_BT = 64              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
+FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 
 
 def _interpret() -> bool:
@@ -182,11 +182,10 @@ def _fwd_kernel(
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, LEVELS: tl.constexpr,
-                    PREC: tl.constexpr, GPREC: tl.constexpr):
+def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
-    block's partial sum (the input dtype when NA == 1). LEVELS = log2(BT).
+    block's partial sum (the input dtype when NA == 1).
 
     exp(G_t - G_s) is factored by halving: split the chunk into halves, those into halves, ..., down to
     single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
@@ -197,7 +196,7 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
     is exact for 16-bit g, fp32 accumulation) and one tl.dot (q exp(E) on the upper halves' rows) (k
     exp(E) on the lower halves')^T, kept where the two halves pair up; the diagonal is q_t . k_t.
     Nothing can overflow (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference
-    point per pair of halves instead of one per chunk). GPREC: the precision of M g ("ieee" for fp32 g)."""
+    point per pair of halves instead of one per chunk; M g in full fp32 precision for fp32 g)."""
     NT = tl.cdiv(T, BT)
     i_bh = (tl.program_id(0) // NT).to(tl.int64)
     i_t = tl.program_id(0) % NT
@@ -218,16 +217,21 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
     b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_A = tl.where(o_i[:, None] == o_i[None, :],
                    tl.sum(b_q.to(tl.float32) * b_k.to(tl.float32), axis=1)[:, None], 0.0)
-    for lvl in tl.static_range(LEVELS):
-        half = o_i // (BT // 2 ** (lvl + 1))        # 2**(lvl+1) halves
-        upper = half % 2 == 1
-        m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
-                                                            o_i[None, :] > o_i[:, None])
-        b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g, input_precision=GPREC))
-        b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
-        b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
-        pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
-        b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
+    for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+        if 2 ** (lvl + 1) <= BT:
+            half = o_i // (BT // 2 ** (lvl + 1))        # 2**(lvl+1) halves
+            upper = half % 2 == 1
+            # the sums of g over t's half up to t (upper halves) or after t (lower halves): M g
+            m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
+                                                                o_i[None, :] > o_i[:, None])
+            if b_g.dtype == tl.float32:
+                b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee"))
+            else:
+                b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g))
+            b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
+            b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
+            pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+            b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
 
 
@@ -404,23 +408,26 @@ def _bwd_dq_kernel(
             b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                          other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
-            b_GC = tl.sum(b_g, axis=0)
-            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), one column s at a time (as in
-            # _intra_a_kernel): dA[:, s] = do v_s
-            b_dof = b_do.to(tl.float32)
-            b_Gs = tl.zeros([BK], dtype=tl.float32)
-            b_intra = tl.zeros([BT, BK], dtype=tl.float32)
-            for s in range(BT):
-                row_s = i_t * BT + s
-                m_s = m_k & (o_k * 0 + row_s < T)
-                b_Gs += tl.load(g + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_ks = tl.load(k + row_s * (H * K) + o_k, mask=m_s, other=0.0).to(tl.float32)
-                b_vs = tl.load(v + row_s * (H * V) + o_v, mask=m_v & (o_v * 0 + row_s < T), other=0.0).to(tl.float32)
-                b_e = tl.exp(tl.where((o_i >= s)[:, None], b_G - b_Gs[None, :], float("-inf")))
-                b_intra += tl.sum(b_dof * b_vs[None, :], axis=1)[:, None] * b_ks[None, :] * b_e
+            b_gn = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            b_G = tl.cumsum(b_gn.to(tl.float32), axis=0)
+            b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), factored by halving the chunk as in
+            # _intra_a_kernel: per level exp(G_t - G_r) (dA on the pairs of halves) (k exp(G_r - G_s))
+            b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=1)[:, None] * b_k.to(tl.float32)
+            for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+                if 2 ** (lvl + 1) <= BT:
+                    half = o_i // (BT // 2 ** (lvl + 1))
+                    upper = half % 2 == 1
+                    m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
+                                                                        o_i[None, :] > o_i[:, None])
+                    if b_gn.dtype == tl.float32:
+                        b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_gn, input_precision="ieee"))
+                    else:
+                        b_x = tl.exp(tl.dot(m_sum.to(b_gn.dtype), b_gn))
+                    b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
+                    pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+                    b_dAp = tl.where(pair, b_dA, 0.0).to(b_k.dtype)
+                    b_intra += tl.where(upper[:, None], b_x, 0.0) * tl.dot(b_dAp, b_ks, input_precision=PREC)
             b_dq = b_dq * tl.exp(b_G) + b_intra
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             b_decay = tl.exp(b_GC)[:, None]
@@ -814,9 +821,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
-                    BK=cfg_f["BK"], LEVELS=cfg_f["BT"].bit_length() - 1, PREC=cfg_f["PREC"],
-                    GPREC="ieee" if g.dtype == torch.float32 else cfg_f["PREC"],
-                    num_warps=TUNE.get("intra_warps", 4))
+                    BK=cfg_f["BK"], PREC=cfg_f["PREC"],
+                    num_warps=TUNE.get("intra_warps", 2))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
                 NA=0 if a is None else NKF, **seg, **cfg_f)

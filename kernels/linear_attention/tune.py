@@ -51,8 +51,9 @@ VARIANTS = {
     "fwd_bt=16": {"fwd_bt": 16},
     "fwd_bt=32": {"fwd_bt": 32},
     "fwd_bt=128": {"fwd_bt": 128},
-    "fwd_bt=32 iw8": {"fwd_bt": 32, "intra_warps": 8},
-    "fwd_bt=32 iw2": {"fwd_bt": 32, "intra_warps": 2},
+    "fwd_bt=64": {"fwd_bt": 64},
+    "intra w1": {"intra_warps": 1},
+    "intra w4": {"intra_warps": 4},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15

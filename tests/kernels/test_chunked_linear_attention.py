@@ -214,18 +214,19 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
     grids = {name: (grid, meta) for name, grid, meta in launches}
-    # (B*H * chunks of 64, K blocks); the forward's chunks are 64 tokens, dk/dv's 16, reading the
-    # diagonal blocks of A's 64-wide rows
-    assert grids["_intra_a_kernel"][0] == (2 * 1, NA)
-    assert grids["_intra_a_kernel"][1]["BT"] == grids["_fwd_kernel"][1]["BT"] == 64
+    # (B*H * the forward's chunks (FWD_BT = 32 tokens), K blocks); dk/dv's chunks are 16 tokens, reading
+    # the diagonal blocks of A's FWD_BT-wide rows
+    assert chunk.FWD_BT == 32
+    assert grids["_intra_a_kernel"][0] == (2 * 2, NA)
+    assert grids["_intra_a_kernel"][1]["BT"] == grids["_fwd_kernel"][1]["BT"] == 32
     assert grids["_fwd_kernel"][1]["NA"] == NA and grids["_bwd_dkv_kernel"][1]["NA"] == NA
-    assert grids["_bwd_dkv_kernel"][1]["BT"] == 16 and grids["_bwd_dkv_kernel"][1]["AW"] == 64
+    assert grids["_bwd_dkv_kernel"][1]["BT"] == 16 and grids["_bwd_dkv_kernel"][1]["AW"] == 32
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
     h0 = torch.zeros(1, 2, K, 16, requires_grad=True)
     o = chunked_linear_attention(q, k, v, g, initial_state=h0)
     assert o.grad_fn.next_functions and o.grad_fn.saved_tensors[-1] is None   # only d initial_state follows
     o = chunked_linear_attention(q.requires_grad_(), k, v, g)
-    assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 64)
+    assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 32)
 
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
