@@ -541,25 +541,39 @@ def _bwd_dkv_kernel(
             b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
-            b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal[:, :, None], b_G[:, None, :] - b_G[None, :, :], float("-inf")))
+            b_gn = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+            b_G = tl.cumsum(b_gn.to(tl.float32), axis=0)
+            b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
             b_qf = b_q.to(tl.float32)
-            if NA > 0:   # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do
-                # from the first K block only; its rows are AW wide (the forward's chunks), this chunk's
-                # [BT, BT] block on their diagonal
-                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-                o_a = o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
-                b_A = tl.zeros([BT, BT], dtype=tl.float32)
-                for i_a in tl.static_range(NA):
-                    b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
-                b_A = b_A * scale
-            else:
-                b_A = tl.sum(b_qf[:, None, :] * b_k.to(tl.float32)[None, :, :] * b_E, axis=2) * scale
+            # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
+            # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
+            # their diagonal
+            m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+            o_a = o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
+            b_A = tl.zeros([BT, BT], dtype=tl.float32)
+            for i_a in tl.static_range(NA):
+                b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
+            b_A = b_A * scale
             b_kdec = tl.exp(b_GC[None, :] - b_G)
-            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk)
-            b_dk = b_dk * b_kdec + tl.sum(b_dA[:, :, None] * b_qf[:, None, :] * b_E, axis=0)
+            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk), factored by halving the chunk as in
+            # _intra_a_kernel: per level exp(G_r - G_s) (dA^T on the pairs of halves) (q exp(G_t - G_r))
+            b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=0)[:, None] * b_qf
+            for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+                if 2 ** (lvl + 1) <= BT:
+                    half = o_i // (BT // 2 ** (lvl + 1))
+                    upper = half % 2 == 1
+                    m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
+                                                                        o_i[None, :] > o_i[:, None])
+                    if b_gn.dtype == tl.float32:
+                        b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_gn, input_precision="ieee"))
+                    else:
+                        b_x = tl.exp(tl.dot(m_sum.to(b_gn.dtype), b_gn))
+                    b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
+                    pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+                    b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
+                    b_intra += tl.where(upper[:, None], 0.0, b_x) * tl.dot(tl.trans(b_dAp), b_qs,
+                                                                           input_precision=PREC)
+            b_dk = b_dk * b_kdec + b_intra
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
             b_decay = tl.exp(b_GC)[:, None]
         else:
@@ -748,17 +762,14 @@ def _fwd_config(cfg: dict, K: int) -> dict:
 
 
 def _dkv_config(cfg: dict, K: int) -> dict:
-    """dk/dv's config. Per-channel decay, 16-bit inputs: K <= 64 in one block (4 warps; no partial dv
-    over K blocks to sum), larger K in blocks of 32 (dk's [BT, BT, BK] tensor bounds BK). H100, bf16,
-    B=8 T=4096 H=8 K=V=64 fwd+bwd 1.50 vs 1.65 ms with BK=32; at K=V=128 BK=64 lost (4.34 ms at 8
-    warps, 5.66 at 4, vs 4.06), and so did dv by its own sweep over all of K instead of partials over
-    the K blocks (3.91 vs 3.87 ms; results/bench/tune_linear_attention.md runs 3 and 5). TUNE "dkv_bk",
-    "dkv_warps" override."""
+    """dk/dv's config. Per-channel decay: as the forward's and dq's tiles (`_wide_k`; K <= 128 in one
+    block for 16-bit inputs, so dv is written once, with no partials over K blocks to sum), since dk's
+    intra-chunk part is factored by halving the chunk (tl.dots) rather than formed as a [BT, BT, BK]
+    product, which had bounded BK to 32 at K = 128. TUNE "dkv_bk", "dkv_warps" override."""
     if cfg["DECAY"] != 2:
         return cfg
-    bk = max(16, next_power_of_2(K))
-    bk = bk if bk <= 64 and cfg["PREC"] == "tf32" else cfg["BK"]
-    return {**cfg, "BK": TUNE.get("dkv_bk", bk), "num_warps": TUNE.get("dkv_warps", cfg["num_warps"])}
+    wide = _wide_k(cfg, K)
+    return {**wide, "BK": TUNE.get("dkv_bk", wide["BK"]), "num_warps": TUNE.get("dkv_warps", wide["num_warps"])}
 
 
 @functools.cache
@@ -875,6 +886,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
         cfg_kv = _dkv_config(cfg, K)
         NKV = cdiv(K, cfg_kv["BK"])
+        if decay == 2 and a is None:
+            # only d initial_state follows, so the forward kept no A: dk/dv's chunks' A by the A pass
+            NKA = cdiv(K, _wide_k(cfg, K)["BK"])
+            a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a, T, B, H, K, BT=cfg["BT"],
+                    BK=_wide_k(cfg, K)["BK"], PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", 2))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,

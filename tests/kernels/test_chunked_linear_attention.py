@@ -225,15 +225,22 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     h0 = torch.zeros(1, 2, K, 16, requires_grad=True)
     o = chunked_linear_attention(q, k, v, g, initial_state=h0)
     assert o.grad_fn.next_functions and o.grad_fn.saved_tensors[-1] is None   # only d initial_state follows
+    launches.clear()   # then dk/dv's A comes from an A pass over its own 16-token chunks
+    (o * inputs["do"]).sum().backward()
+    assert ("_intra_a_kernel" in [n for n, _, _ in launches]) and grids["_bwd_dkv_kernel"][1]["BT"] == 16
+    h0_ref = torch.zeros(1, 2, K, 16, dtype=torch.float64, requires_grad=True)
+    o_ref, _ = naive_linear_attention(q.double(), k.double(), v.double(), g.double(), initial_state=h0_ref)
+    (o_ref * inputs["do"].double()).sum().backward()
+    assert_close({"dh0": h0_ref.grad}, {"dh0": h0.grad}, TOL[torch.float32])
     o = chunked_linear_attention(q.requires_grad_(), k, v, g)
     assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 32)
 
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
-    dlog_decay finished in dk/dv: no epilogue), the forward and dq with all of K in one block (8
-    warps), dk/dv over three 32-wide K blocks whose dv partials one kernel sums; at K = 48 dk/dv in one
-    block, dv written directly; both match the reference."""
+    dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
+    warps), dv written directly; with dk/dv forced to 32-wide K blocks (TUNE dkv_bk), three blocks
+    whose dv partials one kernel sums; both match the reference."""
     from kernels.linear_attention import chunk
 
     launches, real = [], chunk._launch
@@ -245,15 +252,16 @@ def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypa
     monkeypatch.setattr(chunk, "_launch", spy)
     check(triton_impl, 1, 20, 1, 80, 80, "channel", torch.float16)
     grids = {name: (grid, meta) for name, grid, meta in launches}
-    assert grids["_fwd_kernel"][0][1:] == (1, 1) and grids["_fwd_kernel"][1]["num_warps"] == 8
-    assert grids["_bwd_dq_kernel"][0][1:] == (1, 1) and grids["_bwd_dq_kernel"][1]["DG"]
+    for name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
+        assert grids[name][0][1:] == (1, 1) and grids[name][1]["num_warps"] == 8, name
+    assert grids["_bwd_dq_kernel"][1]["DG"] and grids["_bwd_dkv_kernel"][1]["DG"]
+    assert "_sum_partials_kernel" not in grids and "_bwd_dg_kernel" not in grids
+    launches.clear()
+    monkeypatch.setitem(chunk.TUNE, "dkv_bk", 32)
+    check(triton_impl, 1, 20, 1, 80, 80, "channel", torch.float16)
+    grids = {name: (grid, meta) for name, grid, meta in launches}
     assert grids["_bwd_dkv_kernel"][0][1:] == (1, 3) and grids["_bwd_dkv_kernel"][1]["DG"]
     assert "_sum_partials_kernel" in grids and "_bwd_dg_kernel" not in grids
-    launches.clear()   # K <= 64: dk/dv in one K block too, dv written directly
-    check(triton_impl, 1, 20, 1, 48, 40, "channel", torch.float16)
-    grids = {name: (grid, meta) for name, grid, meta in launches}
-    assert grids["_bwd_dkv_kernel"][0][1:] == (1, 1) and grids["_bwd_dkv_kernel"][1]["BK"] == 64
-    assert "_sum_partials_kernel" not in grids
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
