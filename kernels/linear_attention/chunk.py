@@ -726,7 +726,7 @@ def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
 def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) -> dict:
     TUNE = dict(tune)  # noqa: N806 - the snapshot of the module's TUNE this entry was computed for
     max_tile = TUNE.get("max_tile", 128 if dtype in (torch.float16, torch.bfloat16) else 64)
-    BT = 16 if decay == 2 else TUNE.get("BT", 64)
+    BT = TUNE.get("channel_bt", 16) if decay == 2 else TUNE.get("BT", 64)
     BK = min(max(16, next_power_of_2(K)), TUNE.get("BK", min(32, max_tile) if decay == 2 else max_tile))
     BV = min(max(16, next_power_of_2(V)), TUNE.get("BV", max_tile))
     prec = "ieee" if dtype == torch.float32 else "tf32"   # fp32 inputs: no silent tf32 rounding

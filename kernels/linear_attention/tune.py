@@ -52,6 +52,8 @@ VARIANTS = {
     "fwd_bt=32": {"fwd_bt": 32},
     "fwd_bt=128": {"fwd_bt": 128},
     "fwd_bt=64": {"fwd_bt": 64},
+    "channel_bt=32": {"channel_bt": 32},
+    "channel_bt=32 w8": {"channel_bt": 32, "dkv_warps": 8, "num_warps": 8},
     "intra w1": {"intra_warps": 1},
     "intra w4": {"intra_warps": 4},
 }
