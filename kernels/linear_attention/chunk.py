@@ -14,18 +14,23 @@ G_C = G at the chunk's last token,
 
 Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so log_decay = -20 per
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
-a tl.dot, with BT = 64; for per-channel decay it is formed exactly, with BT = 16 (instead of GLA's
-secondary chunking, which factors exp(G_t - G_s) and needs care where it overflows), one column s at a
-time from [BT, BK] tiles exp(G_t - G_s) with the rows k_s, g_s (v_s for dq's dA[:, s] = do v_s)
-reloaded from memory (cache hits) and G_s accumulated: A by a fully parallel pass over all chunks
-(`_intra_a_kernel`, [NK, B, T, H, BT]: partial sums over K blocks), which the forward's sweep loads
-and dk/dv loads again when a gradient follows (dk/dv then only forms the [BT, BT, BK] tensor of dk:
-one column or one row at a time was slower there, a sum over t across warps or the A rows); dq's
-intra-chunk part inside its sweep. 16-bit inputs keep K <= 128 in one block for the A pass, forward
-and dq (K <= 64 for dk/dv), and V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64:
-2.65 -> 1.47 ms (FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 -> 3.88 ms (FLA 3.48 ms) (results/bench/
-kernels.md and its header; the steps in scripts/experiments/la_channel_columns.py and
-results/bench/tune_linear_attention.md).
+a tl.dot, with BT = 64. For per-channel decay exp(G_tk - G_sk) differs per channel, so (1) is not one
+matrix product; it is factored by halving the chunk: a pair s < t is first split into different halves
+at one level of the binary tree of halves, and with r the last token of s's half
+    exp(G_t - G_s) = exp(G_t - G_r) * exp(G_r - G_s),     both factors <= 1,
+so each level is one tl.dot of (q_t exp(G_t - G_r)) on the upper halves' rows with (k_s exp(G_r - G_s))
+on the lower halves' rows, kept where the halves pair up (log2(BT) levels; the diagonal is q_t . k_t).
+Nothing overflows, unlike GLA's secondary chunking with one reference point per chunk (which needs
+care where exp(-G) overflows). The within-half sums of g that the exponents need are one 0/1 [BT, BT]
+tl.dot per level (exact for 16-bit g: products by 0 and 1, fp32 sums; full fp32 precision for fp32 g).
+A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
+[NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
+again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-chunk parts, dA =
+do v^T times the same factors, are factored the same way inside their sweeps. 16-bit inputs keep K,
+V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) ->
+1.47 (session 6: the A pass, wide tiles) -> 1.05 ms (factored by halving; FLA's chunk_gla: 1.76 ms),
+K=V=128: 9.74 -> 3.88 -> 2.84 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
+results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 that one small kernel sums (`_sum_partials_kernel`).
@@ -357,9 +362,10 @@ def _bwd_dq_kernel(
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel).
-    Per channel the intra-chunk part stays here, one column at a time: a parallel pass over all chunks
-    like `_intra_a_kernel`'s (dA's columns picked from a [BT, BT] tl.dot) was slower, 0.41 ms alone vs
-    0.50 ms for all of dq at B=8 T=4096 H=8 K=V=64 (H100; scripts/experiments/la_channel_columns.py)."""
+    Per channel the intra-chunk part stays here, factored by halving the chunk (module docstring): at
+    K=V=128 dq took 1.22 ms with the earlier column loop, 0.72 ms now (H100, B=8 T=4096 H=8; run 8 of
+    results/bench/tune_linear_attention.md). A parallel pass over all chunks for it was slower when it
+    was a column loop (0.41 ms alone vs 0.50 ms for all of dq at K=V=64; la_channel_columns.py)."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -713,11 +719,12 @@ def _stage_key(key, args, meta) -> tuple:
 def _config(K: int, V: int, decay: int, dtype: torch.dtype) -> dict:
     """Chunk and tile sizes. tl.dot needs every dim >= 16. 16-bit inputs: tiles up to 128 wide (K,
     V <= 128 in one block); fp32 inputs (twice the registers and shared memory per tile) stay at 64.
-    Scalar / no decay: 8 warps for a 128-wide tile. Per-channel decay keeps BT*BT*BK small (BK <= 32,
-    4 warps; the forward and dq widen K, `_wide_k`); V <= 128 in one block spares the recomputation
-    of A per V block and the epilogue over V blocks (H100, bf16, B=8 T=4096 H=8 K=V=128, fwd+bwd:
-    5.98 ms with BV=64, 5.56 with BV=128, 3.99 with the forward and dq at BK=128 and 8 warps;
-    `python -m kernels.linear_attention.tune`, results/bench/tune_linear_attention.md).
+    Scalar / no decay: 8 warps for a 128-wide tile. Per-channel decay: BT = 16 for the backward (TUNE
+    "channel_bt"; 32 was slower at K=V=128 and less accurate in dlog_decay, run 8f), BK <= 32 for the
+    segment passes (the sweeps widen K, `_wide_k`, `_fwd_config`, `_dkv_config`); V <= 128 in one block
+    spares the recomputation of A per V block and the epilogue over V blocks (H100, bf16, B=8 T=4096
+    H=8 K=V=128, fwd+bwd: 5.98 ms with BV=64, 5.56 with BV=128, 3.99 with the forward and dq at BK=128
+    and 8 warps; `python -m kernels.linear_attention.tune`, results/bench/tune_linear_attention.md).
     Cached per (shape, TUNE) (host overhead): the caller gets its own copy."""
     return dict(_config_cached(K, V, decay, dtype, tuple(sorted(TUNE.items()))))
 
@@ -738,9 +745,9 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
 
 
 def _wide_k(cfg: dict, K: int) -> dict:
-    """The forward's and dq's config: with per-channel decay they hold no [BT, BT, BK] tensor (one
-    column at a time), so K <= 128 (16-bit inputs; 64 for fp32) stays in one block, with 8 warps at
-    128: no partial outputs over K blocks to sum (dk/dv keeps BK <= 32). H100, bf16, B=8 T=4096 H=8,
+    """The sweeps' config with per-channel decay (forward, dq, dk/dv): they hold no [BT, BT, BK]
+    tensor (the intra-chunk parts are tl.dots), so K <= 128 (16-bit inputs; 64 for fp32) stays in one
+    block, with 8 warps at 128: no partial outputs over K blocks to sum. H100, bf16, B=8 T=4096 H=8,
     fwd+bwd: K=V=64 1.90 vs 1.97 ms with BK=32 (scripts/experiments/la_channel_columns.py); K=V=128
     (with V in one block) 3.99 ms vs 5.56 with BK=32, and 5.99 with BK=128 at 4 warps
     (results/bench/tune_linear_attention.md)."""
@@ -753,8 +760,10 @@ def _wide_k(cfg: dict, K: int) -> dict:
 
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
-    FWD_BT = 64 tokens (the A pass factors exp(G_t - G_s) by halving the chunk, `_intra_a_kernel`); the
-    backward keeps BT = 16 and reads A's diagonal blocks. TUNE "fwd_bt" overrides."""
+    FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"); the backward keeps its
+    16-token chunks and reads A's diagonal blocks. H100, bf16, B=8 T=4096 H=8 K=V=128, forward: 0.81 ms
+    (32 tokens, 2 warps) vs 1.16 (32 tokens, 4 warps), 0.84 (16 tokens, 2 warps), 2.26 (64 tokens, 4
+    warps: the A pass spills) (results/bench/tune_linear_attention.md runs 8c-8d)."""
     cfg = _wide_k(cfg, K)
     if cfg["DECAY"] != 2:
         return cfg
