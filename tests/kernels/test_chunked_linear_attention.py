@@ -380,3 +380,15 @@ def test_triton_gpu_tune_variants(monkeypatch, variant):
     for name, value in variant.items():
         monkeypatch.setitem(chunk.TUNE, name, value)
     check(triton_impl, 2, 700, 2, 128, 128, "scalar", torch.bfloat16, device="cuda")
+
+
+@pytest.mark.parametrize("tune", [{"fwd_bt": 16}, {"fwd_bt": 64, "ns": 2}, {"channel_bt": 32, "ns": 2}], ids=str)
+def test_triton_interpreted_channel_chunk_sizes(interpret, poison, monkeypatch, tune):
+    """Per-channel decay with other chunk sizes for the forward (its A pass then factors 4 or 6 levels
+    of halves) or the backward (whose chunks then equal the forward's, A read whole), with segments
+    and log_decay down to -20: the factored exponents never overflow."""
+    from kernels.linear_attention import chunk
+
+    for key, value in tune.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
+    check(triton_impl, 1, 150, 2, 16, 16, "channel", torch.float32, strength=20.0)
