@@ -31,7 +31,11 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
     lane shuffles, ~110 selects, the masked sums that pick one state or the tile's last column):
     >= 1.85 ms at that shape, the rest being latency that 8 warps per SM do not hide. Register caps
-    trade that for spills and lose (tune runs 4-5). The forward, over all states at once, needs
+    trade that for spills and lose (tune runs 4-5). A backward over all states at once ([BLOCK_D, N,
+    BLOCK_T] tiles, as the forward; session 7, not kept) compiled to 85-98 instructions per 32 state
+    updates against this one's 51 (offline sm_90, triton 3.6): triton replicates its per-(d, t) work
+    (softplus, sigmoids) over the lanes of the N axis, and its reverse scan's flips add ~22 shuffles
+    per update. The forward, over all states at once, needs
     124 registers and ~640 instructions per 1024 updates (>= 0.72 ms; measured 1.07 ms): it was
     1.91 ms as a loop over states with 168 registers and spills.
 
