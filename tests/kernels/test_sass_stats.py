@@ -54,6 +54,7 @@ def test_the_linear_attention_kernels_compile_for_sm90_per_decay_kind():
     assert {(name, decay) for name, decay, _ in labels} == {
         (name, decay) for name in ("fwd_kernel", "bwd_dq_kernel", "bwd_dkv_kernel")
         for decay in ("none", "scalar", "channel")} | {("intra_a_kernel", "channel")}
-    # a chunk loop per kernel, or for the per-channel A pass and dq a loop over a chunk's columns
-    loops = re.findall(r"innermost loop: \d+ instructions per (16 tokens|64 tokens|1 token) \(one (chunk|column)", out)
-    assert len(loops) >= 10 and sum(unit == "1 token" for unit, _ in loops) == 2
+    # a chunk loop per sweep: 64-token chunks without decay and with scalar decay; per channel the
+    # forward's 32-token chunks and the backward's 16 (the A pass has no loop: its levels unroll)
+    loops = re.findall(r"innermost loop: \d+ instructions per (\d+) tokens \(one chunk\)", out)
+    assert len(loops) >= 9 and sorted(int(n) for n in loops)[:3] == [16, 16, 32]
