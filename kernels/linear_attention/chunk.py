@@ -336,19 +336,27 @@ def _scan_kernel(
     b_S = tl.zeros([BLOCK], dtype=tl.float32)
     if USE_S0:
         b_S += tl.load(s0 + i_bh * K * V + o_e, mask=m_e, other=0.0)
+    # x[s + 1] (x[s - 1] in reverse) is loaded one step ahead, so that its latency overlaps this
+    # step's store instead of stalling every step of the chain
+    if REVERSE:
+        b_x = tl.load(x + (i_bh * NS + NS - 1) * K * V + o_e, mask=m_e, other=0.0)
+    else:
+        b_x = tl.load(x + i_bh * NS * K * V + o_e, mask=m_e, other=0.0)
     for j in range(NS):
         if REVERSE:
             i_s = NS - 1 - j
+            i_n = i_s - 1
         else:
             i_s = j
-        p = x + (i_bh * NS + i_s) * K * V + o_e
-        b_x = tl.load(p, mask=m_e, other=0.0)
-        tl.store(p, b_S, mask=m_e)
+            i_n = i_s + 1
+        b_xn = tl.load(x + (i_bh * NS + i_n) * K * V + o_e, mask=m_e & (o_e * 0 + j + 1 < NS), other=0.0)
+        tl.store(x + (i_bh * NS + i_s) * K * V + o_e, b_S, mask=m_e)
         if DECAY == 1:
             b_S = b_S * tl.exp(tl.load(gseg + i_bh * NS + i_s))
         if DECAY == 2:
             b_S = b_S * tl.exp(tl.load(gseg + (i_bh * NS + i_s) * K + o_e // V, mask=m_e, other=0.0))
         b_S += b_x
+        b_x = b_xn
     tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
 
 

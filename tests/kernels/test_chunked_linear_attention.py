@@ -363,7 +363,8 @@ def test_triton_gpu_many_heads():
 @needs_cuda
 @pytest.mark.parametrize("decay", DECAYS)
 def test_triton_gpu_many_segments_bf16(monkeypatch, decay):
-    """16 segments forced at T = 2048 (2 chunks of 64 or 8 chunks of 16 per segment), bf16."""
+    """16 segments forced at T = 2048 (2 chunks of 64 per segment; per channel 4 forward chunks of 32
+    and 8 backward chunks of 16), bf16."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", 16)
