@@ -35,6 +35,35 @@ def affine_combine(a1, b1, a2, b2):
 
 
 @triton.jit
+def _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau0, tau_end, T, D, rows, offs_d, mask_d,
+                   REVERSE: tl.constexpr, HAS_H0: tl.constexpr, STATE_ONLY: tl.constexpr):
+    """The [BLOCK_T, BLOCK_D] inputs of the tile at scan position tau0 (fp32): a (the backward's
+    a_{t+1}; 1 on padding rows: identity maps), b, and for the backward's da the previous state
+    h_{t-1} (h_{-1} = the initial state, or 0; 0 unless REVERSE and not STATE_ONLY)."""
+    tau = tau0 + rows
+    valid = tau < tau_end
+    if REVERSE:
+        t = T - 1 - tau                                      # backward: walk time from the end
+        ta = t + 1                                           # g_t = a_{t+1} g_{t+1} + dh_t
+    else:
+        t = tau
+        ta = t
+    m2 = valid[:, None] & mask_d[None, :]
+    off = base + t.to(tl.int64)[:, None] * D + offs_d[None, :]
+    off_a = base + ta.to(tl.int64)[:, None] * D + offs_d[None, :]
+    a = tl.load(a_ptr + off_a, mask=m2 & (ta < T)[:, None], other=0.0).to(tl.float32)
+    a = tl.where(m2, a, 1.0)
+    b = tl.load(b_ptr + off, mask=m2, other=0.0).to(tl.float32)
+    hp = tl.zeros_like(b)
+    if REVERSE and not STATE_ONLY:
+        hp = tl.load(hsave_ptr + off - D, mask=m2 & (t >= 1)[:, None], other=0.0).to(tl.float32)
+        if HAS_H0:
+            h0 = tl.load(h0_ptr + bidx.to(tl.int64) * D + offs_d, mask=mask_d, other=0.0)
+            hp = tl.where((t == 0)[:, None], h0.to(tl.float32)[None, :], hp)
+    return a, b, hp
+
+
+@triton.jit
 def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
                     hsave_ptr, h0_ptr, da_ptr, dh0_ptr,
                     T, D, chunk_len, n_dblk, n_chunks,
@@ -58,32 +87,24 @@ def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
     rows = tl.arange(0, BLOCK_T)
     tau_start = chunk * chunk_len
     tau_end = tl.minimum(tau_start + chunk_len, T)
+    # each tile's loads are issued one tile ahead (they do not depend on the carried state), so
+    # that their latency overlaps the previous tile's scan
+    a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau_start, tau_end, T, D,
+                                    rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
     for tau0 in range(tau_start, tau_end, BLOCK_T):
+        a, b, hp = a_n, b_n, hp_n
+        a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau0 + BLOCK_T, tau_end, T,
+                                        D, rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
         tau = tau0 + rows                                    # position in scan order
         valid = tau < tau_end
-        if REVERSE:
-            t = T - 1 - tau                                  # backward: walk time from the end
-            ta = t + 1                                       # g_t = a_{t+1} g_{t+1} + dh_t
-        else:
-            t = tau
-            ta = t
+        t = T - 1 - tau if REVERSE else tau                  # backward: walk time from the end
         m2 = valid[:, None] & mask_d[None, :]                # [BLOCK_T, BLOCK_D]
         off = base + t.to(tl.int64)[:, None] * D + offs_d[None, :]
-        off_a = base + ta.to(tl.int64)[:, None] * D + offs_d[None, :]
-        a = tl.load(a_ptr + off_a, mask=m2 & (ta < T)[:, None], other=0.0).to(tl.float32)
-        a = tl.where(m2, a, 1.0)                             # padding rows: identity map
-        b = tl.load(b_ptr + off, mask=m2, other=0.0).to(tl.float32)
         pa, pb = tl.associative_scan((a, b), 0, affine_combine)
         hs = pa * h[None, :] + pb                            # [BLOCK_T, BLOCK_D] states
         if not STATE_ONLY:
             tl.store(out_ptr + off, hs.to(out_ptr.dtype.element_ty), mask=m2)
-            if REVERSE:
-                # da_t = g_t h_{t-1}; h_{-1} is the initial state (or 0)
-                off_prev = base + (t - 1).to(tl.int64)[:, None] * D + offs_d[None, :]
-                hp = tl.load(hsave_ptr + off_prev, mask=m2 & (t >= 1)[:, None], other=0.0).to(tl.float32)
-                if HAS_H0:
-                    h0 = tl.load(h0_ptr + bidx.to(tl.int64) * D + offs_d, mask=mask_d, other=0.0)
-                    hp = tl.where((t == 0)[:, None], h0.to(tl.float32)[None, :], hp)
+            if REVERSE:   # da_t = g_t h_{t-1}
                 tl.store(da_ptr + off, (hs * hp).to(da_ptr.dtype.element_ty), mask=m2)
         # padding rows are identity maps, so the last row holds the state after the tile
         last = (rows == BLOCK_T - 1)[:, None]
@@ -113,11 +134,19 @@ def _chunk_carry_kernel(prod_ptr, end_ptr, first_ptr, out_ptr, n_chunks, W, n_bl
         s = tl.load(first_ptr + bidx * W + offs, mask=mask, other=0.0).to(tl.float32)
     else:
         s = tl.zeros([BLOCK], dtype=tl.float32)
+    # chunk c's (prod, end) are loaded one step ahead: their latency overlaps the previous step
+    c = n_chunks - 1 if REVERSE else 0
+    off = (bidx * n_chunks + c) * W + offs
+    pr, en = tl.load(prod_ptr + off, mask=mask, other=1.0), tl.load(end_ptr + off, mask=mask, other=0.0)
     for i in range(0, n_chunks):
         c = n_chunks - 1 - i if REVERSE else i
         off = (bidx * n_chunks + c) * W + offs
+        nxt = off - W if REVERSE else off + W
+        m_n = mask & (offs * 0 + i + 1 < n_chunks)
+        pr_n, en_n = tl.load(prod_ptr + nxt, mask=m_n, other=1.0), tl.load(end_ptr + nxt, mask=m_n, other=0.0)
         tl.store(out_ptr + off, s, mask=mask)
-        s = tl.load(prod_ptr + off, mask=mask, other=1.0) * s + tl.load(end_ptr + off, mask=mask, other=0.0)
+        s = pr * s + en
+        pr, en = pr_n, en_n
 
 
 # True when TRITON_INTERPRET=1 was set at import: the kernels then run in Triton's interpreter

@@ -107,11 +107,42 @@ def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constex
     raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
     if HAS_BIAS:
         raw = raw + bias
+    return _delta_of(raw, mask, bias, False, SOFTPLUS), raw
+
+
+@triton.jit
+def _delta_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Δ from loaded δ (fp32): softplus(δ + bias) or δ + bias, 0 where masked."""
+    if HAS_BIAS:
+        raw = raw + bias
     dt = raw
     if SOFTPLUS:
         # torch's softplus threshold: x for x > 20
         dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
-    return tl.where(mask, dt, 0.0), raw
+    return tl.where(mask, dt, 0.0)
+
+
+@triton.jit
+def _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t0, t_end, cols, row, L, mask_d, bc_base, offs_n,
+                       mask_n, HAS_Z: tl.constexpr, STATE_ONLY: tl.constexpr):
+    """The forward's inputs of the tile starting at t0, in their dtype: u, δ as [BLOCK_D, 1, BLOCK_T],
+    B, C as [1, BLOCK_N, BLOCK_T], z (0 where absent or masked; C and z only when y is written)."""
+    offs_t = t0 + cols
+    mask_t = offs_t < t_end
+    m_dt = mask_d[:, None, None] & mask_t[None, None, :]
+    off_dt = row[:, None, None] * L + offs_t[None, None, :]
+    off_nt = bc_base + offs_n[None, :, None] * L + offs_t[None, None, :]
+    m_nt = mask_n[None, :, None] & mask_t[None, None, :]
+    u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0)
+    dl = tl.load(dl_ptr + off_dt, mask=m_dt, other=0.0)
+    b = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0)
+    c = tl.zeros_like(b)
+    z = tl.zeros_like(u)
+    if not STATE_ONLY:
+        c = tl.load(C_ptr + off_nt, mask=m_nt, other=0.0)
+        if HAS_Z:
+            z = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0)
+    return u, dl, b, c, z
 
 
 @triton.jit
@@ -362,18 +393,22 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     t_start = chunk * chunk_len
     t_end = tl.minimum(t_start + chunk_len, L)
     bias3 = bias[:, None, None]
+    # 3-d loads ([BLOCK_D, 1, BLOCK_T] and [1, BLOCK_N, BLOCK_T]): their coalesced layout, time
+    # contiguous in each thread, is the one the scan over time wants. Each tile's u, δ, B (and C, z)
+    # are loaded one tile ahead, in the input dtype: their latency overlaps the previous tile's scan.
+    u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t_start, t_end, cols, row, L,
+                                                  mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
     for t0 in range(t_start, t_end, BLOCK_T):
-        # 3-d loads ([BLOCK_D, 1, BLOCK_T] and [1, BLOCK_N, BLOCK_T]): their coalesced layout, time
-        # contiguous in each thread, is the one the scan over time wants
+        u_c, dl_c, b_c, c_c, z_c = u_n, dl_n, b_n, c_n, z_n
+        u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t0 + BLOCK_T, t_end, cols,
+                                                      row, L, mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
         offs_t = t0 + cols
         mask_t = offs_t < t_end
         m_dt = mask_d[:, None, None] & mask_t[None, None, :]
         off_dt = row[:, None, None] * L + offs_t[None, None, :]
-        u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-        dt, _ = _delta(dl_ptr, off_dt, m_dt, bias3, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
-        off_nt = bc_base + offs_n[None, :, None] * L + offs_t[None, None, :]
-        m_nt = mask_n[None, :, None] & mask_t[None, None, :]
-        b = tl.load(B_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
+        u = u_c.to(tl.float32)
+        dt = _delta_of(dl_c.to(tl.float32), m_dt, bias3, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
+        b = b_c.to(tl.float32)
         a = tl.exp2(dt * A2[:, :, None])
         x = (dt * u) * b
         x = tl.where(first, x + a * h[:, :, None], x)
@@ -391,12 +426,11 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if STATE_ONLY:
             sum_dt += tl.sum(tl.sum(dt, axis=2), axis=1)
         else:
-            c = tl.load(C_ptr + off_nt, mask=m_nt, other=0.0).to(tl.float32)
-            y = tl.sum(hs * c, axis=1, keep_dims=True)
+            y = tl.sum(hs * c_c.to(tl.float32), axis=1, keep_dims=True)
             if HAS_D:
                 y += Dv[:, None, None] * u
             if HAS_Z:
-                zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
+                zz = z_c.to(tl.float32)
                 y = y * zz * tl.sigmoid(zz)
             tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
@@ -484,11 +518,25 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
         gc_out = gc
         ck = (row * n_tiles + tile) * N
+        # state n's A, C, B rows and checkpoint are loaded one state ahead
+        A_nx = tl.load(A_ptr + offs_d * N, mask=mask_d, other=0.0).to(tl.float32)
+        c_nx = tl.load(C_ptr + bc_base + offs_t, mask=mask_t, other=0.0)
+        b_nx = tl.zeros_like(c_nx)
+        h0_nx = tl.zeros_like(A_nx)
+        if not STATE_ONLY:
+            b_nx = tl.load(B_ptr + bc_base + offs_t, mask=mask_t, other=0.0)
+            h0_nx = tl.load(ckpt_ptr + ck, mask=mask_d, other=0.0)
         for n in range(0, N):
             pick = offs_n[None, :] == n
-            A_n = tl.load(A_ptr + offs_d * N + n, mask=mask_d, other=0.0).to(tl.float32)
+            A_n, c, b, h0 = A_nx, c_nx.to(tl.float32), b_nx.to(tl.float32), h0_nx
+            m_dn = mask_d & (offs_d * 0 + n + 1 < N)
+            m_tn = mask_t & (offs_t * 0 + n + 1 < N)
+            A_nx = tl.load(A_ptr + offs_d * N + n + 1, mask=m_dn, other=0.0).to(tl.float32)
+            c_nx = tl.load(C_ptr + bc_base + (n + 1) * L + offs_t, mask=m_tn, other=0.0)
+            if not STATE_ONLY:
+                b_nx = tl.load(B_ptr + bc_base + (n + 1) * L + offs_t, mask=m_tn, other=0.0)
+                h0_nx = tl.load(ckpt_ptr + ck + n + 1, mask=m_dn, other=0.0)
             a2 = A_n * 1.4426950408889634
-            c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
             # 1. g_t, the gradient reaching h_t
             g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]       # g right of the tile
             if REV_GATHER:
@@ -511,8 +559,6 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             gc_out = tl.where(pick, g_first[:, None], gc_out)
             if not STATE_ONLY:
                 # 2. h_t inside the tile, from its checkpoint
-                h0 = tl.load(ckpt_ptr + ck + n, mask=mask_d, other=0.0)
-                b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=mask_t, other=0.0).to(tl.float32)
                 a = tl.exp2(dt * a2[:, None])
                 x = du * b[None, :]
                 _pa, hs = tl.associative_scan((a, tl.where(first, x + a * h0[:, None], x)), 1, affine_combine)
