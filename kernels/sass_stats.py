@@ -140,19 +140,20 @@ def _scan_kernels() -> list[Kernel]:
     ints = dict(Dm=2048, L=4096, N=16, G=1, Dg=2048, n_dblk=2048, n_chunks=1, chunk_len=4096, n_tiles=16,
                 chunk_tiles=16, T=4096, D=2048)
     fwd = dict(gates, HAS_INIT=False, STATE_ONLY=False, SAVE=True, BLOCK_D=t["fwd_block_d"], BLOCK_N=16,
-               BLOCK_T=t["fwd_block_t"], CK=t["block_t"])
+               BLOCK_T=t["fwd_block_t"], CK=t["block_t"], PREFETCH=True)
     bwd = dict(gates, HAS_DLAST=False, HAS_GINIT=False, STATE_ONLY=False, BLOCK_D=t["bwd_block_d"], BLOCK_N=16,
                BLOCK_T=t["block_t"])
     ss_total, lr_total = 8 * 2048 * 4096 * 16, 8 * 4096 * 2048
     block_t, block_d, warps = lr.TILES_LONG[2]
-    lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d)
+    lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d, PREFETCH=True)
     unit = "state updates"
     out = [Kernel("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
                   fwd["BLOCK_D"] * fwd["BLOCK_N"] * fwd["BLOCK_T"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
     for rev in dict.fromkeys([t["rev"], "plain"]):
         out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,
-                          dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather"), ints, t["bwd_warps"],
-                          t["bwd_block_d"] * t["block_t"], ss_total, unit, maxnreg=t.get("bwd_maxnreg")))
+                          dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather", PREFETCH=True), ints,
+                          t["bwd_warps"], t["bwd_block_d"] * t["block_t"], ss_total, unit,
+                          maxnreg=t.get("bwd_maxnreg")))
     for reverse in (False, True):
         out.append(Kernel(f"linear_recurrence {'bwd' if reverse else 'fwd'} bf16", lr._lr_scan_kernel, bf16,
                           dict(lr_c, REVERSE=reverse), ints, warps, block_t * block_d, lr_total, unit))

@@ -68,7 +68,8 @@ def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
                     hsave_ptr, h0_ptr, da_ptr, dh0_ptr,
                     T, D, chunk_len, n_dblk, n_chunks,
                     HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr, REVERSE: tl.constexpr,
-                    HAS_H0: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr):
+                    HAS_H0: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_D: tl.constexpr,
+                    PREFETCH: tl.constexpr):
     # a, b, out, hsave, da: [B, T, D]; init, pend, hend: [B, n_chunks, D]; h0, dh0: [B, D]
     pid = tl.program_id(0)
     dblk = pid % n_dblk
@@ -87,14 +88,19 @@ def _lr_scan_kernel(a_ptr, b_ptr, init_ptr, out_ptr, pend_ptr, hend_ptr,
     rows = tl.arange(0, BLOCK_T)
     tau_start = chunk * chunk_len
     tau_end = tl.minimum(tau_start + chunk_len, T)
-    # each tile's loads are issued one tile ahead (they do not depend on the carried state), so
-    # that their latency overlaps the previous tile's scan
-    a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau_start, tau_end, T, D,
-                                    rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
+    # PREFETCH: each tile's loads are issued one tile ahead (they do not depend on the carried state),
+    # so that their latency overlaps the previous tile's scan (see TILES_LONG)
+    if PREFETCH:
+        a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau_start, tau_end, T, D,
+                                        rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
     for tau0 in range(tau_start, tau_end, BLOCK_T):
-        a, b, hp = a_n, b_n, hp_n
-        a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau0 + BLOCK_T, tau_end, T,
-                                        D, rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
+        if PREFETCH:
+            a, b, hp = a_n, b_n, hp_n
+            a_n, b_n, hp_n = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau0 + BLOCK_T, tau_end,
+                                            T, D, rows, offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
+        else:
+            a, b, hp = _lr_tile_loads(a_ptr, b_ptr, hsave_ptr, h0_ptr, base, bidx, tau0, tau_end, T, D, rows,
+                                      offs_d, mask_d, REVERSE, HAS_H0, STATE_ONLY)
         tau = tau0 + rows                                    # position in scan order
         valid = tau < tau_end
         t = T - 1 - tau if REVERSE else tau                  # backward: walk time from the end
@@ -193,7 +199,11 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 # ops and dh0 three more; with the carry kernel and dh0 in the backward kernel, fwd+bwd at B=8
 # T=4096 bf16 went from 1.10 to 0.90 ms as called (0.59 ms replayed from a CUDA graph: 60% of copy
 # bandwidth; the rest is Python and six launches) and at the Zoology shape from 0.42 to 0.21 ms.
+# Loads one tile ahead (PREFETCH) only with the long tiles: bf16 fwd+bwd at B=8 D=2048 T=16384 2.32
+# -> 2.21 ms, equal at T=4096, but the Zoology shape's (64, 64, 4) tile slowed down (0.143 -> 0.180 ms
+# from a CUDA graph) (session 7, `python -m kernels.bench`, results/bench/kernels.md).
 TILES = {4: (16, 256, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
+PREFETCH_T = 1024      # = LONG_T; tests lower it to run the prefetching path in the interpreter
 TILES_LONG = {4: (16, 256, 4), 2: (4, 256, 1), 8: (32, 32, 4)}
 LONG_T = 1024
 CARRY_BLOCK = 512      # state elements per program of the carry across chunks
@@ -219,6 +229,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
     block_t, block_d, warps = _blocks(D, b.element_size(), T)
     n_dblk = cdiv(D, block_d)
     chunk_len, n_chunks = _plan(Bsz, T, D, b.device, chunk_len, block_t, block_d, warps)
+    prefetch = T >= PREFETCH_T
     out = torch.empty_like(b)
     da = torch.empty(a.shape, dtype=da_dtype or a.dtype, device=a.device) if reverse else out
     dummy = out
@@ -229,7 +240,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         _lr_scan_kernel[(Bsz * n_chunks * n_dblk,)](
             a, b, dummy, dummy, pend, hend, dummy, dummy, dummy, dummy, T, D, chunk_len, n_dblk, n_chunks,
             HAS_INIT=False, STATE_ONLY=True, REVERSE=reverse, HAS_H0=False,
-            BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
+            BLOCK_T=block_t, BLOCK_D=block_d, PREFETCH=prefetch, num_warps=warps)
         # 2. carry across chunks: H_c = P_c H_{c-1} + S_c, itself a linear recurrence
         init_c = chunk_carries(pend, hend, init)   # [B, n_chunks, D] fp32
     else:
@@ -242,7 +253,7 @@ def lr_scan(a: torch.Tensor, b: torch.Tensor, init: torch.Tensor | None, *, reve
         dh0 if dh0 is not None else dummy,
         T, D, chunk_len, n_dblk, n_chunks,
         HAS_INIT=init_c is not None, STATE_ONLY=False, REVERSE=reverse, HAS_H0=h0 is not None,
-        BLOCK_T=block_t, BLOCK_D=block_d, num_warps=warps)
+        BLOCK_T=block_t, BLOCK_D=block_d, PREFETCH=prefetch, num_warps=warps)
     return (out, da, dh0) if reverse else out
 
 

@@ -32,10 +32,11 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     lane shuffles, ~110 selects, the masked sums that pick one state or the tile's last column):
     >= 1.85 ms at that shape, the rest being latency that 8 warps per SM do not hide. Register caps
     trade that for spills and lose (tune runs 4-5). A backward over all states at once ([BLOCK_D, N,
-    BLOCK_T] tiles, as the forward; session 7, not kept) compiled to 85-98 instructions per 32 state
-    updates against this one's 51 (offline sm_90, triton 3.6): triton replicates its per-(d, t) work
-    (softplus, sigmoids) over the lanes of the N axis, and its reverse scan's flips add ~22 shuffles
-    per update. The forward, over all states at once, needs
+    BLOCK_T] tiles, as the forward) lost: 7.2-14 ms (session 5, scripts/experiments/ss_bwd_states.py);
+    session 7's variant (g's inputs loaded in reversed time, or a reverse scan) compiled to 85-98
+    instructions per 32 state updates against this one's 51 (offline sm_90, triton 3.6): triton
+    replicates its per-(d, t) work (softplus, sigmoids) over the lanes of the N axis, and the reverse
+    scan's flips add ~22 shuffles per update. The forward, over all states at once, needs
     124 registers and ~640 instructions per 1024 updates (>= 0.72 ms; measured 1.07 ms): it was
     1.91 ms as a loop over states with 168 registers and spills.
 
@@ -365,7 +366,7 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                           HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                           SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
                           SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                          BLOCK_T: tl.constexpr, CK: tl.constexpr):
+                          BLOCK_T: tl.constexpr, CK: tl.constexpr, PREFETCH: tl.constexpr):
     # Time along the lanes, all states at once: u, δ, z, y move as [BLOCK_D, 1, BLOCK_T] tiles and B, C
     # as [1, BLOCK_N, BLOCK_T] tiles (contiguous in t: coalesced), a = exp(ΔA) and x = ΔuB are
     # [BLOCK_D, BLOCK_N, BLOCK_T], and one `tl.associative_scan` along time covers every (channel,
@@ -394,14 +395,21 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     t_end = tl.minimum(t_start + chunk_len, L)
     bias3 = bias[:, None, None]
     # 3-d loads ([BLOCK_D, 1, BLOCK_T] and [1, BLOCK_N, BLOCK_T]): their coalesced layout, time
-    # contiguous in each thread, is the one the scan over time wants. Each tile's u, δ, B (and C, z)
-    # are loaded one tile ahead, in the input dtype: their latency overlaps the previous tile's scan.
-    u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t_start, t_end, cols, row, L,
-                                                  mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
+    # contiguous in each thread, is the one the scan over time wants. PREFETCH: each tile's u, δ, B
+    # (and C, z) are loaded one tile ahead, in the input dtype, so that their latency overlaps the
+    # previous tile's scan (see `_prefetch`).
+    if PREFETCH:
+        u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t_start, t_end, cols, row,
+                                                      L, mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
     for t0 in range(t_start, t_end, BLOCK_T):
-        u_c, dl_c, b_c, c_c, z_c = u_n, dl_n, b_n, c_n, z_n
-        u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t0 + BLOCK_T, t_end, cols,
-                                                      row, L, mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
+        if PREFETCH:
+            u_c, dl_c, b_c, c_c, z_c = u_n, dl_n, b_n, c_n, z_n
+            u_n, dl_n, b_n, c_n, z_n = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t0 + BLOCK_T, t_end,
+                                                          cols, row, L, mask_d, bc_base, offs_n, mask_n, HAS_Z,
+                                                          STATE_ONLY)
+        else:
+            u_c, dl_c, b_c, c_c, z_c = _ss_fwd_tile_loads(u_ptr, dl_ptr, B_ptr, C_ptr, z_ptr, t0, t_end, cols, row,
+                                                          L, mask_d, bc_base, offs_n, mask_n, HAS_Z, STATE_ONLY)
         offs_t = t0 + cols
         mask_t = offs_t < t_end
         m_dt = mask_d[:, None, None] & mask_t[None, None, :]
@@ -441,6 +449,24 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
 
 @triton.jit
+def _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n, N, L, offs_d, mask_d, offs_t, mask_t, bc_base, ck,
+                        STATE_ONLY: tl.constexpr):
+    """State n's inputs to the backward's state loop over one tile (nothing when n = N): A[:, n] fp32,
+    the C and B rows over the tile in their dtype, and the checkpointed h entering the tile (B and h
+    only when the gradients are formed)."""
+    m_dn = mask_d & (offs_d * 0 + n < N)
+    m_tn = mask_t & (offs_t * 0 + n < N)
+    A_n = tl.load(A_ptr + offs_d * N + n, mask=m_dn, other=0.0).to(tl.float32)
+    c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=m_tn, other=0.0)
+    b = tl.zeros_like(c)
+    h0 = tl.zeros_like(A_n)
+    if not STATE_ONLY:
+        b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=m_tn, other=0.0)
+        h0 = tl.load(ckpt_ptr + ck + n, mask=m_dn, other=0.0)
+    return A_n, c, b, h0
+
+
+@triton.jit
 def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
                         ckpt_ptr, dlast_ptr,
                         du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
@@ -449,7 +475,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                        BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr):
+                        BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr,
+                        PREFETCH: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
@@ -518,24 +545,20 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
         gc_out = gc
         ck = (row * n_tiles + tile) * N
-        # state n's A, C, B rows and checkpoint are loaded one state ahead
-        A_nx = tl.load(A_ptr + offs_d * N, mask=mask_d, other=0.0).to(tl.float32)
-        c_nx = tl.load(C_ptr + bc_base + offs_t, mask=mask_t, other=0.0)
-        b_nx = tl.zeros_like(c_nx)
-        h0_nx = tl.zeros_like(A_nx)
-        if not STATE_ONLY:
-            b_nx = tl.load(B_ptr + bc_base + offs_t, mask=mask_t, other=0.0)
-            h0_nx = tl.load(ckpt_ptr + ck, mask=mask_d, other=0.0)
+        # PREFETCH: state n's A, C, B rows and checkpoint are loaded one state ahead
+        if PREFETCH:
+            A_nx, c_nx, b_nx, h0_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, 0, N, L, offs_d, mask_d,
+                                                          offs_t, mask_t, bc_base, ck, STATE_ONLY)
         for n in range(0, N):
             pick = offs_n[None, :] == n
-            A_n, c, b, h0 = A_nx, c_nx.to(tl.float32), b_nx.to(tl.float32), h0_nx
-            m_dn = mask_d & (offs_d * 0 + n + 1 < N)
-            m_tn = mask_t & (offs_t * 0 + n + 1 < N)
-            A_nx = tl.load(A_ptr + offs_d * N + n + 1, mask=m_dn, other=0.0).to(tl.float32)
-            c_nx = tl.load(C_ptr + bc_base + (n + 1) * L + offs_t, mask=m_tn, other=0.0)
-            if not STATE_ONLY:
-                b_nx = tl.load(B_ptr + bc_base + (n + 1) * L + offs_t, mask=m_tn, other=0.0)
-                h0_nx = tl.load(ckpt_ptr + ck + n + 1, mask=m_dn, other=0.0)
+            if PREFETCH:
+                A_n, c, b, h0 = A_nx, c_nx.to(tl.float32), b_nx.to(tl.float32), h0_nx
+                A_nx, c_nx, b_nx, h0_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n + 1, N, L, offs_d,
+                                                              mask_d, offs_t, mask_t, bc_base, ck, STATE_ONLY)
+            else:
+                A_n, c, b, h0 = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n, N, L, offs_d, mask_d, offs_t,
+                                                    mask_t, bc_base, ck, STATE_ONLY)
+                c, b = c.to(tl.float32), b.to(tl.float32)
             a2 = A_n * 1.4426950408889634
             # 1. g_t, the gradient reaching h_t
             g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]       # g right of the tile
@@ -629,6 +652,16 @@ TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the 
 def _time_bwd_seq(variant: str) -> bool:
     """True when the "time" forward is followed by the sequential ("seq") backward."""
     return variant == "time" and TILES["time"]["bwd"] == "seq"
+
+
+PREFETCH_16BIT_ONLY = True   # tests switch it off to run the prefetching loops on fp32 inputs
+
+
+def _prefetch(u: torch.Tensor) -> bool:
+    """Whether the "time" kernels load one step ahead (PREFETCH): for 16-bit inputs only. H100, fwd+bwd
+    (session 7, `python -m kernels.bench`): bf16 4.97 vs 5.18 ms at B=8 D=2048 L=4096 N=16 and 1.05
+    vs 1.21 ms at the Zoology shape, but fp32 8.55 vs 7.61 ms (twice the registers per loaded row)."""
+    return u.element_size() == 2 or not PREFETCH_16BIT_ONLY
 
 
 def _maxnreg(variant: str, backward: bool) -> dict:
@@ -754,7 +787,7 @@ class SelectiveScanFn(torch.autograd.Function):
                      SOFTPLUS=bool(delta_softplus), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
                      num_warps=warps, **_maxnreg(variant, backward=False))
         if variant == "time":
-            flags["CK"] = ck
+            flags.update(CK=ck, PREFETCH=_prefetch(u))
         args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
@@ -812,6 +845,7 @@ class SelectiveScanFn(torch.autograd.Function):
             _ss_bwd_seq_kernel[(n_prog,)](*args, *scratch, *grads, Dm, L, N, G, Dg, n_dblk, n_tiles, **flags)
         else:
             rev = TILES["time"]["rev"]
+            flags["PREFETCH"] = _prefetch(u)
             flags["REV_GATHER"] = rev == "gather"
             flags["REV_INDEX"] = rev == "index" or (rev == "plain" and not reverse_scan_in_order(
                 u.device, block_d, block_t, warps))

@@ -40,6 +40,7 @@ class StatesBackward:
     def __getitem__(self, grid):
         def launch(*args, **meta):
             meta.pop("REV_INDEX")
+            meta.pop("PREFETCH", None)   # (session 7's option of the shipped kernel)
             meta["REV_GATHER"] = self.rev_gather
             return _ss_bwd_states_kernel[grid](*args, **meta)
         return launch

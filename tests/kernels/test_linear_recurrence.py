@@ -68,8 +68,13 @@ def test_triton_path_is_interpreted_on_cpu():
     assert lr.triton_scan.INTERPRETED and lr.use_triton(torch.zeros(1))
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["load-at-use", "prefetch"])
 @pytest.mark.parametrize("B,T,D,dtype,decay,h0,chunk_len", CASES)
-def test_triton_matches_naive(B, T, D, dtype, decay, h0, chunk_len, poison):
+def test_triton_matches_naive(B, T, D, dtype, decay, h0, chunk_len, prefetch, poison, monkeypatch):
+    """Both tile loops: loads at their use (short sequences) and issued one tile ahead (from PREFETCH_T
+    steps on; lowered here so that these short cases take that path)."""
+    if prefetch:
+        monkeypatch.setattr(lr.triton_scan, "PREFETCH_T", 0)
     inputs, dh = make_inputs(B, T, D, dtype, decay, h0)
     ref = fwd_bwd(naive_linear_recurrence, inputs, dh, upcast=True)
     out = fwd_bwd(lambda *x: lr.triton_linear_recurrence(*x, chunk_len=chunk_len), inputs, dh)
@@ -116,6 +121,7 @@ def test_rejects_bad_shapes():
     (1100, 4, 4096, "mixed", None),      # B*D/BLOCK_D > 65535 programs on grid axis 0
 ])
 def test_gpu_matches_reference(B, T, D, decay, chunk_len, dtype):
+    """T = 4096 takes the prefetching tile loop (PREFETCH_T), the others load at use."""
     inputs, dh = make_inputs(B, T, D, dtype, decay, device="cuda")
     ref = fwd_bwd(lambda *x: chunked_linear_recurrence(*x, chunk=64), inputs, dh, upcast=True)
     out = fwd_bwd(lambda *x: lr.triton_linear_recurrence(*x, chunk_len=chunk_len), inputs, dh)

@@ -83,13 +83,17 @@ def test_triton_path_is_interpreted_on_cpu():
 # it has few programs, the cases with chunk_len), or followed by the sequential backward
 # ("time-bwdseq", whose checkpoints lie inside the forward's tiles; otherwise the forward's tiles are
 # shorter than the checkpoint spacing); "seq"
-VARIANTS = ["time", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "seq"]
+# "time-prefetch": the loops that load one step ahead (shipped for 16-bit inputs only) on every case
+VARIANTS = ["time", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-prefetch", "seq"]
 
 
 def _variant(name, monkeypatch):
     """The triton_selective_scan variant for a test id; switches the "time" backward if asked."""
     if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
+        return "time"
+    if name == "time-prefetch":
+        monkeypatch.setattr(ss.triton_scan, "PREFETCH_16BIT_ONLY", False)
         return "time"
     if name == "time-nochunks":
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd_chunks", False)
