@@ -25,7 +25,8 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     exp2 0.6 ms. Roofline fwd+bwd ~1 ms (target: 50% of copy bandwidth = 1 ms fwd+bwd).
   - measured (H100, bf16, `python -m kernels.tune_scans`, results/bench/tune_scans.md runs 6-7) with
     the "time" variant: fwd 1.07 ms, fwd+bwd 5.15 ms at that shape, 10% of copy bandwidth; the
-    backward (~4.1 ms) is ~4x its exp2 bound.
+    backward (~4.1 ms) is ~4x its exp2 bound. Session 7 (loads one step ahead for 16-bit inputs,
+    `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
