@@ -163,9 +163,9 @@ def _scan_kernels() -> list[Kernel]:
 def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels (and the per-channel A pass) per
     decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped configs (one innermost-loop
-    iteration = one chunk of BT tokens of a [BK, BV] state block, or for the per-channel A pass and dq
-    one column of a chunk's diagonal block; NS segments as `_segments` picks on an H100). Decorated
-    here: chunk.py decorates them at first launch."""
+    iteration = one chunk of BT tokens of a [BK, BV] state block; the per-channel A pass has no loop,
+    its levels unroll; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
+    them at first launch."""
     import torch
 
     la = importlib.import_module("kernels.linear_attention.chunk")

@@ -83,9 +83,10 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "wide_bk" (per channel: the largest K the A pass, forward and dq keep in one block),
+# themselves), "wide_bk" (per channel: the largest K the A pass and the sweeps keep in one block),
 # "wide_warps" (their num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps"
-# (per channel: dk/dv's BK and num_warps), "num_warps", "num_stages".
+# (per channel: dk/dv's BK and num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the
+# forward's chunk), "channel_bt" (per channel: the backward's chunk), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -844,9 +845,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
-        # per-channel decay: A of (1) by a parallel pass over all chunks, for the forward's sweep and
-        # kept for dk/dv (which then skips its [BT, BT, BK] product): [NKF, B, T, H, BT], partial sums
-        # over the K blocks (fp32), or with one K block in the input dtype (the tl.dots round A to it)
+        # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
+        # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
+        # one K block in the input dtype (the tl.dots round A to it)
         a = None
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)

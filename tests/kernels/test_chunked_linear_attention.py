@@ -197,10 +197,10 @@ def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypat
 
 @pytest.mark.parametrize("K,NA", [(48, 1), (80, 3)], ids=["one-kblock", "3-kblocks"])
 def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, monkeypatch, K, NA):
-    """Per-channel decay: a parallel pass over all chunks forms the intra-chunk A (NA partial sums over
-    K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and dk/dv both
-    sum those partials instead of forming q k exp(G_t - G_s), and A is kept only when a gradient of
-    q, k, v or log_decay follows; outputs and gradients match the reference."""
+    """Per-channel decay: a parallel pass over the forward's chunks forms the intra-chunk A (NA partial
+    sums over K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and
+    dk/dv both sum those partials, and A is kept only when a gradient of q, k, v or log_decay follows
+    (else dk/dv's own A pass runs); outputs and gradients match the reference."""
     from kernels.linear_attention import chunk
 
     launches, real = [], chunk._launch
