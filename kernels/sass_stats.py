@@ -172,9 +172,9 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a", {}),
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, NA=0)),
-           "_bwd_dq_kernel": ("q k v g s0 do dq xq", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a",
-                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi", dict(USE_S0=True, DG=True, INTRA=False)),
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a ki",
+                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, INTRA=False))}
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}   # g: bf16, as the benchmark passes it
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
@@ -197,6 +197,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 flags = {k: (nka if k == "NA" else v) for k, v in flags.items()}
+            if "INTRA" in flags:   # per channel the intra-chunk parts come from _intra_grad_kernel
+                flags = dict(flags, INTRA=decay == 2)
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)

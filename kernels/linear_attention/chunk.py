@@ -363,11 +363,70 @@ def _scan_kernel(
     tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
 
 
+def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
+                       BV: tl.constexpr, PREC: tl.constexpr):
+    """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
+    and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
+    sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
+        qi_t = sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
+    exp(G_t - G_s) factored by halving the chunk as in `_intra_a_kernel` (the two share each level's
+    exp). qi, ki: [B, T, H, K] in the input dtype."""
+    NT = tl.cdiv(T, BT)
+    i_bh = (tl.program_id(0) // NT).to(tl.int64)
+    i_t = tl.program_id(0) % NT
+    i_k = tl.program_id(1).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = i_k * BK + tl.arange(0, BK)
+    m_k = o_k < K
+    q += (i_b * T * H + i_h) * K
+    k += (i_b * T * H + i_h) * K
+    g += (i_b * T * H + i_h) * K
+    qi += (i_b * T * H + i_h) * K
+    ki += (i_b * T * H + i_h) * K
+    v += (i_b * T * H + i_h) * V
+    do += (i_b * T * H + i_h) * V
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
+    m_t = o_t < T
+    m_tk = m_t[:, None] & m_k[None, :]
+    b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_dA = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_v in range(tl.cdiv(V, BV)):
+        o_v = i_v * BV + tl.arange(0, BV)
+        m_tv = m_t[:, None] & (o_v < V)[None, :]
+        b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+        b_dA += tl.dot(b_do, tl.trans(b_v), input_precision=PREC)
+    b_diag = tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0)
+    b_qi = tl.sum(b_diag, axis=1)[:, None] * b_k.to(tl.float32)
+    b_ki = tl.sum(b_diag, axis=0)[:, None] * b_q.to(tl.float32)
+    for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+        if 2 ** (lvl + 1) <= BT:
+            half = o_i // (BT // 2 ** (lvl + 1))
+            upper = half % 2 == 1
+            m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
+                                                                o_i[None, :] > o_i[:, None])
+            if b_g.dtype == tl.float32:
+                b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee"))
+            else:
+                b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g))
+            b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
+            b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
+            pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+            b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
+            b_qi += tl.where(upper[:, None], b_x, 0.0) * tl.dot(b_dAp, b_ks, input_precision=PREC)
+            b_ki += tl.where(upper[:, None], 0.0, b_x) * tl.dot(tl.trans(b_dAp), b_qs, input_precision=PREC)
+    tl.store(qi + o_t[:, None] * (H * K) + o_k[None, :], b_qi.to(qi.dtype.element_ty), mask=m_tk)
+    tl.store(ki + o_t[:, None] * (H * K) + o_k[None, :], (b_ki * scale).to(ki.dtype.element_ty), mask=m_tk)
+
+
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, T, scale,
+    q, k, v, g, s0, do, dq, xq, qi, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, INTRA: tl.constexpr, PREC: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -430,8 +489,13 @@ def _bwd_dq_kernel(
             b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), factored by halving the chunk as in
             # _intra_a_kernel: per level exp(G_t - G_r) (dA on the pairs of halves) (k exp(G_r - G_s))
-            b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=1)[:, None] * b_k.to(tl.float32)
-            for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+            if INTRA:   # from _intra_grad_kernel (over all of V: added by the first V block only)
+                b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
+                                  mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
+            else:
+                b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=1)[:, None] \
+                    * b_k.to(tl.float32)
+            for lvl in tl.static_range(7 * (1 - INTRA)):                  # BT <= 128: log2(BT) levels
                 if 2 ** (lvl + 1) <= BT:
                     half = o_i // (BT // 2 ** (lvl + 1))
                     upper = half % 2 == 1
@@ -466,11 +530,11 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, a, T, scale,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, a, ki, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    AW: tl.constexpr, PREC: tl.constexpr,
+    AW: tl.constexpr, INTRA: tl.constexpr, PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -574,8 +638,12 @@ def _bwd_dkv_kernel(
             b_kdec = tl.exp(b_GC[None, :] - b_G)
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk), factored by halving the chunk as in
             # _intra_a_kernel: per level exp(G_r - G_s) (dA^T on the pairs of halves) (q exp(G_t - G_r))
-            b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=0)[:, None] * b_qf
-            for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
+            if INTRA:   # from _intra_grad_kernel (over all of V: added by the first V block only)
+                b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
+                                  mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
+            else:
+                b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=0)[:, None] * b_qf
+            for lvl in tl.static_range(7 * (1 - INTRA)):                  # BT <= 128: log2(BT) levels
                 if 2 ** (lvl + 1) <= BT:
                     half = o_i // (BT // 2 ** (lvl + 1))
                     upper = half % 2 == 1
@@ -891,9 +959,18 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
         NKQ = cdiv(K, cfg_q["BK"])
+        # per channel: the intra-chunk parts of dq and dk by a parallel pass (TUNE "intra_pass" off: in the
+        # sweeps)
+        intra = decay == 2 and TUNE.get("intra_pass", True)
+        qi = ki = dummy
+        if intra:
+            qi, ki = torch.empty_like(q), torch.empty_like(k)
+            _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
+                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
+                    num_warps=TUNE.get("intra_grad_warps", 4))
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, T, ctx.scale, USE_S0=s_in is not None,
-                DG=dg_in_kernel, **seg, **cfg_q)
+                s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
+                DG=dg_in_kernel, INTRA=intra, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end
@@ -915,8 +992,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
-                dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, T, ctx.scale,
-                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
+                dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, ki, T, ctx.scale,
+                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, INTRA=intra,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1], **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
