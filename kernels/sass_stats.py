@@ -172,9 +172,10 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a", {}),
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, NA=0)),
-           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi", dict(USE_S0=True, DG=True, INTRA=False)),
+           "_intra_grad_kernel": ("q k v g do qi ki", {}),
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a ki",
-                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, INTRA=False))}
+                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a"}   # g: bf16, as the benchmark passes it
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
@@ -182,7 +183,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
-            if name == "_intra_a_kernel" and decay != 2:
+            if name in ("_intra_a_kernel", "_intra_grad_kernel") and decay != 2:
                 continue
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
@@ -192,13 +193,14 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             if name == "_intra_a_kernel":
                 cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")}
                 blocks, warps = K // cfg["BK"], la.TUNE.get("intra_warps", 2)
+            if name == "_intra_grad_kernel":   # the backward's chunks, dq's K blocks
+                cfg = {"BT": base["BT"], "BK": cfg["BK"], "BV": base["BV"], "PREC": cfg["PREC"]}
+                blocks, warps = K // cfg["BK"], la.TUNE.get("intra_grad_warps", 2)
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 flags = {k: (nka if k == "NA" else v) for k, v in flags.items()}
-            if "INTRA" in flags:   # per channel the intra-chunk parts come from _intra_grad_kernel
-                flags = dict(flags, INTRA=decay == 2)
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)

@@ -26,10 +26,11 @@ tl.dot per level (exact for 16-bit g: products by 0 and 1, fp32 sums; full fp32 
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
 again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-chunk parts, dA =
-do v^T times the same factors, are factored the same way inside their sweeps. 16-bit inputs keep K,
-V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) ->
-1.47 (session 6: the A pass, wide tiles) -> 1.05 ms (factored by halving; FLA's chunk_gla: 1.76 ms),
-K=V=128: 9.74 -> 3.88 -> 2.84 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
+do v^T times the same factors, come from a second parallel pass over the backward's chunks
+(`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
+block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
+the A pass, wide tiles) -> 1.05 ms (factored by halving; FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 ->
+3.88 -> 2.66 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
 results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
@@ -426,16 +427,18 @@ def _bwd_dq_kernel(
     q, k, v, g, s0, do, dq, xq, qi, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, INTRA: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel).
-    Per channel the intra-chunk part stays here, factored by halving the chunk (module docstring): at
-    K=V=128 dq took 1.22 ms with the earlier column loop, 0.72 ms now (H100, B=8 T=4096 H=8; run 8 of
-    results/bench/tune_linear_attention.md). A parallel pass over all chunks for it was slower when it
-    was a column loop (0.41 ms alone vs 0.50 ms for all of dq at K=V=64; la_channel_columns.py)."""
+    Per channel the intra-chunk part comes from `_intra_grad_kernel` (qi), factored by halving the
+    chunk (module docstring); as a column loop inside this sweep dq took 1.22 ms at K=V=128, factored
+    inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
+    shapes and lost 2% at the Zoology shape (H100, bf16; results/bench/tune_linear_attention.md run
+    8i). (A parallel pass lost when it was a column loop: 0.41 ms alone vs 0.50 ms for all of dq at
+    K=V=64; la_channel_columns.py.) qi: [B, T, H, K], the first V block adds it."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -487,28 +490,10 @@ def _bwd_dq_kernel(
             b_gn = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             b_G = tl.cumsum(b_gn.to(tl.float32), axis=0)
             b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
-            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk), factored by halving the chunk as in
-            # _intra_a_kernel: per level exp(G_t - G_r) (dA on the pairs of halves) (k exp(G_r - G_s))
-            if INTRA:   # from _intra_grad_kernel (over all of V: added by the first V block only)
-                b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
-                                  mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
-            else:
-                b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=1)[:, None] \
-                    * b_k.to(tl.float32)
-            for lvl in tl.static_range(7 * (1 - INTRA)):                  # BT <= 128: log2(BT) levels
-                if 2 ** (lvl + 1) <= BT:
-                    half = o_i // (BT // 2 ** (lvl + 1))
-                    upper = half % 2 == 1
-                    m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
-                                                                        o_i[None, :] > o_i[:, None])
-                    if b_gn.dtype == tl.float32:
-                        b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_gn, input_precision="ieee"))
-                    else:
-                        b_x = tl.exp(tl.dot(m_sum.to(b_gn.dtype), b_gn))
-                    b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
-                    pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
-                    b_dAp = tl.where(pair, b_dA, 0.0).to(b_k.dtype)
-                    b_intra += tl.where(upper[:, None], b_x, 0.0) * tl.dot(b_dAp, b_ks, input_precision=PREC)
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
+            # added by the first V block only)
+            b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
+                              mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
             b_dq = b_dq * tl.exp(b_G) + b_intra
             b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
             b_decay = tl.exp(b_GC)[:, None]
@@ -534,7 +519,7 @@ def _bwd_dkv_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    AW: tl.constexpr, INTRA: tl.constexpr, PREC: tl.constexpr,
+    AW: tl.constexpr, PREC: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -542,7 +527,9 @@ def _bwd_dkv_kernel(
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
-    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K])."""
+    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K]); per
+    channel dk's intra-chunk part comes from `_intra_grad_kernel` (ki: [B, T, H, K], added by the first
+    V block) and dv's A^T do from the A pass (a, rows AW wide)."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -636,28 +623,10 @@ def _bwd_dkv_kernel(
                 b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
             b_A = b_A * scale
             b_kdec = tl.exp(b_GC[None, :] - b_G)
-            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk), factored by halving the chunk as in
-            # _intra_a_kernel: per level exp(G_r - G_s) (dA^T on the pairs of halves) (q exp(G_t - G_r))
-            if INTRA:   # from _intra_grad_kernel (over all of V: added by the first V block only)
-                b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
-                                  mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
-            else:
-                b_intra = tl.sum(tl.where(o_i[:, None] == o_i[None, :], b_dA, 0.0), axis=0)[:, None] * b_qf
-            for lvl in tl.static_range(7 * (1 - INTRA)):                  # BT <= 128: log2(BT) levels
-                if 2 ** (lvl + 1) <= BT:
-                    half = o_i // (BT // 2 ** (lvl + 1))
-                    upper = half % 2 == 1
-                    m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
-                                                                        o_i[None, :] > o_i[:, None])
-                    if b_gn.dtype == tl.float32:
-                        b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_gn, input_precision="ieee"))
-                    else:
-                        b_x = tl.exp(tl.dot(m_sum.to(b_gn.dtype), b_gn))
-                    b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
-                    pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
-                    b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
-                    b_intra += tl.where(upper[:, None], 0.0, b_x) * tl.dot(tl.trans(b_dAp), b_qs,
-                                                                           input_precision=PREC)
+            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
+            # added by the first V block only)
+            b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
+                              mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
             b_dk = b_dk * b_kdec + b_intra
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
             b_decay = tl.exp(b_GC)[:, None]
@@ -959,18 +928,16 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
         NKQ = cdiv(K, cfg_q["BK"])
-        # per channel: the intra-chunk parts of dq and dk by a parallel pass (TUNE "intra_pass" off: in the
-        # sweeps)
-        intra = decay == 2 and TUNE.get("intra_pass", True)
+        # per channel: the intra-chunk parts of dq and dk by a parallel pass, which the sweeps add
         qi = ki = dummy
-        if intra:
+        if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
-                    num_warps=TUNE.get("intra_grad_warps", 4))
+                    num_warps=TUNE.get("intra_grad_warps", 2))
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
-                DG=dg_in_kernel, INTRA=intra, **seg, **cfg_q)
+                DG=dg_in_kernel, **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end
@@ -993,7 +960,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, ki, T, ctx.scale,
-                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, INTRA=intra,
+                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1], **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -52,8 +52,7 @@ VARIANTS = {
     "fwd_bt=32": {"fwd_bt": 32},
     "fwd_bt=128": {"fwd_bt": 128},
     "fwd_bt=64": {"fwd_bt": 64},
-    "no intra pass": {"intra_pass": False},
-    "igrad w2": {"intra_grad_warps": 2},
+    "igrad w4": {"intra_grad_warps": 4},
     "igrad w8": {"intra_grad_warps": 8},
     "dkv w4": {"dkv_warps": 4},
     "dq w4": {"dq_bk": 128, "dq_warps": 4},
@@ -81,7 +80,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
-                                         ("intra", (chunk.TUNE.get("intra_pass"), chunk.TUNE.get("intra_grad_warps"))))
+                                         ("intra_grad", chunk.TUNE.get("intra_grad_warps")))
 
 
 def _fwd_bwd(q, k, v, g, do):
