@@ -29,8 +29,8 @@ again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-
 do v^T times the same factors, come from a second parallel pass over the backward's chunks
 (`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
 block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
-the A pass, wide tiles) -> 1.05 ms (factored by halving; FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 ->
-3.88 -> 2.66 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
+the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 ->
+3.88 -> 2.68 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
 results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
