@@ -475,8 +475,10 @@ def _bwd_dq_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        # dA[t, s] = do_t . v_s (s <= t), the gradient of A in (2) without the scale
-        b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
+        # dA[t, s] = do_t . v_s (s <= t), the gradient of A in (2) without the scale (per channel its part
+        # of dq comes from _intra_grad_kernel)
+        if DECAY != 2:
+            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
         b_dq = tl.dot(b_do, tl.trans(b_S.to(b_do.dtype)), input_precision=PREC)  # [BT, BK], from S
         if DECAY == 1:
             b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
@@ -589,7 +591,8 @@ def _bwd_dkv_kernel(
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         if DECAY != 1:
-            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+            if DECAY == 0:   # (per channel dA's part of dk comes from _intra_grad_kernel)
+                b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
         if DECAY == 1:
             # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
