@@ -93,6 +93,8 @@ SEG_TARGET = 4           # aim for about this many programs per SM when splittin
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
+A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUNE "intra_warps")
+INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps (TUNE "intra_grad_warps")
 
 
 def _interpret() -> bool:
@@ -489,9 +491,10 @@ def _bwd_dq_kernel(
             b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_gn = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            b_G = tl.cumsum(b_gn.to(tl.float32), axis=0)
-            b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+                          other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
@@ -612,9 +615,9 @@ def _bwd_dkv_kernel(
             b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_gn = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            b_G = tl.cumsum(b_gn.to(tl.float32), axis=0)
-            b_GC = tl.sum(b_gn.to(tl.float32), axis=0)
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)
             b_qf = b_q.to(tl.float32)
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
             # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
@@ -814,7 +817,8 @@ def _fwd_config(cfg: dict, K: int) -> dict:
     FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"); the backward keeps its
     16-token chunks and reads A's diagonal blocks. H100, bf16, B=8 T=4096 H=8 K=V=128, forward: 0.81 ms
     (32 tokens, 2 warps) vs 1.16 (32 tokens, 4 warps), 0.84 (16 tokens, 2 warps), 2.26 (64 tokens, 4
-    warps: the A pass spills) (results/bench/tune_linear_attention.md runs 8c-8d)."""
+    warps; its A pass then needs 255 registers per thread, `python -m kernels.sass_stats`)
+    (results/bench/tune_linear_attention.md runs 8c-8d)."""
     cfg = _wide_k(cfg, K)
     if cfg["DECAY"] != 2:
         return cfg
@@ -893,7 +897,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
                     BK=cfg_f["BK"], PREC=cfg_f["PREC"],
-                    num_warps=TUNE.get("intra_warps", 2))
+                    num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
                 NA=0 if a is None else NKF, **seg, **cfg_f)
@@ -937,7 +941,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
-                    num_warps=TUNE.get("intra_grad_warps", 2))
+                    num_warps=TUNE.get("intra_grad_warps", INTRA_GRAD_WARPS))
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
                 DG=dg_in_kernel, **seg, **cfg_q)
@@ -955,10 +959,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         NKV = cdiv(K, cfg_kv["BK"])
         if decay == 2 and a is None:
             # only d initial_state follows, so the forward kept no A: dk/dv's chunks' A by the A pass
-            NKA = cdiv(K, _wide_k(cfg, K)["BK"])
+            bka = _wide_k(cfg, K)["BK"]
+            NKA = cdiv(K, bka)
             a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a, T, B, H, K, BT=cfg["BT"],
-                    BK=_wide_k(cfg, K)["BK"], PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", 2))
+                    BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,

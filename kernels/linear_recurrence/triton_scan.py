@@ -201,7 +201,7 @@ def _plan(Bsz: int, T: int, D: int, device: torch.device, chunk_len: int | None,
 # bandwidth; the rest is Python and six launches) and at the Zoology shape from 0.42 to 0.21 ms.
 # Loads one tile ahead (PREFETCH) only with the long tiles: bf16 fwd+bwd at B=8 D=2048 T=16384 2.32
 # -> 2.21 ms, equal at T=4096, but the Zoology shape's (64, 64, 4) tile slowed down (0.143 -> 0.180 ms
-# from a CUDA graph) (session 7, `python -m kernels.bench`, results/bench/kernels.md).
+# from a CUDA graph) (session 7, `python -m kernels.bench`, results/bench/scan_prefetch.md).
 TILES = {4: (16, 256, 4), 2: (64, 64, 4), 8: (32, 32, 4)}
 PREFETCH_T = 1024      # = LONG_T; tests lower it to run the prefetching path in the interpreter
 TILES_LONG = {4: (16, 256, 4), 2: (4, 256, 1), 8: (32, 32, 4)}

@@ -33,11 +33,10 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     lane shuffles, ~110 selects, the masked sums that pick one state or the tile's last column):
     >= 1.85 ms at that shape, the rest being latency that 8 warps per SM do not hide. Register caps
     trade that for spills and lose (tune runs 4-5). A backward over all states at once ([BLOCK_D, N,
-    BLOCK_T] tiles, as the forward) lost: 7.2-14 ms (session 5, scripts/experiments/ss_bwd_states.py);
-    session 7's variant (g's inputs loaded in reversed time, or a reverse scan) compiled to 85-98
-    instructions per 32 state updates against this one's 51 (offline sm_90, triton 3.6): triton
-    replicates its per-(d, t) work (softplus, sigmoids) over the lanes of the N axis, and the reverse
-    scan's flips add ~22 shuffles per update. The forward, over all states at once, needs
+    BLOCK_T] tiles, as the forward) lost: 7.2-14 ms (session 5, scripts/experiments/ss_bwd_states.py).
+    In such tiles triton replicates the per-(d, t) work (softplus, sigmoids) over the lanes of the N
+    axis, and a reverse scan adds lane shuffles (session 7's variant of it, not committed, compiled to
+    more instructions per update than this backward). The forward, over all states at once, needs
     124 registers and ~640 instructions per 1024 updates (>= 0.72 ms; measured 1.07 ms): it was
     1.91 ms as a loop over states with 168 registers and spills.
 
@@ -104,24 +103,21 @@ def _suffix_combine(a1, c1, i1, a2, c2, i2):
 
 @triton.jit
 def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """Load δ and return (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias); bias
-    broadcasts against δ (e.g. [BLOCK_D, 1] for [BLOCK_D, BLOCK_T] tiles)."""
-    raw = tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32)
-    if HAS_BIAS:
-        raw = raw + bias
-    return _delta_of(raw, mask, bias, False, SOFTPLUS), raw
+    """Load δ and return `_delta_of` it; bias broadcasts against δ (e.g. [BLOCK_D, 1] for
+    [BLOCK_D, BLOCK_T] tiles)."""
+    return _delta_of(tl.load(dl_ptr + off, mask=mask, other=0.0).to(tl.float32), mask, bias, HAS_BIAS, SOFTPLUS)
 
 
 @triton.jit
 def _delta_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """Δ from loaded δ (fp32): softplus(δ + bias) or δ + bias, 0 where masked."""
+    """From loaded δ (fp32): (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias)."""
     if HAS_BIAS:
         raw = raw + bias
     dt = raw
     if SOFTPLUS:
         # torch's softplus threshold: x for x > 20
         dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
-    return tl.where(mask, dt, 0.0)
+    return tl.where(mask, dt, 0.0), raw
 
 
 @triton.jit
@@ -416,7 +412,7 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         m_dt = mask_d[:, None, None] & mask_t[None, None, :]
         off_dt = row[:, None, None] * L + offs_t[None, None, :]
         u = u_c.to(tl.float32)
-        dt = _delta_of(dl_c.to(tl.float32), m_dt, bias3, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
+        dt, _ = _delta_of(dl_c.to(tl.float32), m_dt, bias3, HAS_BIAS, SOFTPLUS)   # masked steps: Δ = 0, a = 1
         b = b_c.to(tl.float32)
         a = tl.exp2(dt * A2[:, :, None])
         x = (dt * u) * b
@@ -660,8 +656,9 @@ PREFETCH_16BIT_ONLY = True   # tests switch it off to run the prefetching loops 
 
 def _prefetch(u: torch.Tensor) -> bool:
     """Whether the "time" kernels load one step ahead (PREFETCH): for 16-bit inputs only. H100, fwd+bwd
-    (session 7, `python -m kernels.bench`): bf16 4.97 vs 5.18 ms at B=8 D=2048 L=4096 N=16 and 1.05
-    vs 1.21 ms at the Zoology shape, but fp32 8.55 vs 7.61 ms (twice the registers per loaded row)."""
+    (session 7, `python -m kernels.bench`, results/bench/scan_prefetch.md): bf16 4.97 vs 5.18 ms at
+    B=8 D=2048 L=4096 N=16 and 1.05 vs 1.21 ms at the Zoology shape, but fp32 8.55 vs 7.61 ms (twice
+    the registers per loaded row)."""
     return u.element_size() == 2 or not PREFETCH_16BIT_ONLY
 
 
