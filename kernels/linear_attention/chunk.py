@@ -142,6 +142,8 @@ def _fwd_kernel(
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     NT = tl.cdiv(T, BT)
+    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
+        b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
@@ -150,7 +152,8 @@ def _fwd_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         if DECAY == 1:
-            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_g = b_gn.to(tl.float32)
+            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
             b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
             b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
@@ -281,6 +284,9 @@ def _local_state_kernel(
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
+    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
+        o_g0 = (c1 - 1) * BT + o_i if REVERSE else c0 * BT + o_i
+        b_gn = tl.load(g + o_g0 * H, mask=(o_g0 < T) & (o_g0 >= 0), other=0.0)
     for j in range(c1 - c0):
         if REVERSE:
             i_t = c1 - 1 - j
@@ -291,7 +297,9 @@ def _local_state_kernel(
         b_a = tl.load(a + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_b = tl.load(b + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         if DECAY == 1:
-            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_g = b_gn.to(tl.float32)
+            o_gn = o_t - BT if REVERSE else o_t + BT
+            b_gn = tl.load(g + o_gn * H, mask=(o_gn < T) & (o_gn >= 0), other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
@@ -471,6 +479,8 @@ def _bwd_dq_kernel(
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     NT = tl.cdiv(T, BT)
+    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
+        b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
@@ -483,7 +493,8 @@ def _bwd_dq_kernel(
             b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
         b_dq = tl.dot(b_do, tl.trans(b_S.to(b_do.dtype)), input_precision=PREC)  # [BT, BK], from S
         if DECAY == 1:
-            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_g = b_gn.to(tl.float32)
+            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
@@ -583,6 +594,8 @@ def _bwd_dkv_kernel(
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
+    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
+        b_gn = tl.load(g + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
     for j in range(c1 - c0):
         i_t = c1 - 1 - j
         o_t = i_t * BT + o_i
@@ -593,23 +606,30 @@ def _bwd_dkv_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
         b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        if DECAY != 1:
-            if DECAY == 0:   # (per channel dA's part of dk comes from _intra_grad_kernel)
-                b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+        if DECAY == 2:
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+        if DECAY == 0:
+            # dk formed and stored before dv: fewer [BT, 128] tiles live at once (K=V=128: 83 spill
+            # loads/stores per chunk before, 17 after, `kernels.sass_stats`; H100 0.295 -> 0.221 ms at
+            # B=8 T=4096 H=8, results/bench/profile.md)
+            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         if DECAY == 1:
             # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
             # spilled registers); exp(G_C - G_s) scales the rows of k dS rather than k
-            b_g = tl.load(g + o_t * H, mask=m_t, other=0.0).to(tl.float32)
+            b_g = b_gn.to(tl.float32)
+            b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))   # 0 above the diagonal
+            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf"))) * scale   # 0 above the diagonal
             b_kdec = tl.exp(b_GC - b_G)[:, None]
-            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E * scale
+            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E
             b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec
             b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-            b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E * scale
+            b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec
             b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
             b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
@@ -639,7 +659,6 @@ def _bwd_dkv_kernel(
         else:
             b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
             b_kdec = 1.0
-            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
         if DECAY != 1:
@@ -648,7 +667,8 @@ def _bwd_dkv_kernel(
             b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
             b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-        tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+        if DECAY != 0:
+            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
