@@ -61,6 +61,9 @@ VARIANTS = {
     "channel_bt=32 w8": {"channel_bt": 32, "dkv_warps": 8, "num_warps": 8},
     "intra w1": {"intra_warps": 1},
     "intra w4": {"intra_warps": 4},
+    "ns=1 BV=64": {"ns": 1, "BV": 64},
+    "ns=1 BV=32": {"ns": 1, "BV": 32},
+    "BV=64": {"BV": 64},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -83,13 +86,15 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("intra_grad", chunk.TUNE.get("intra_grad_warps")))
 
 
-def _fwd_bwd(q, k, v, g, do):
-    for t in (q, k, v, g):
+def _fwd_bwd(*leaves_do):
+    """[o, dq, dk, dv (, dlog_decay)] of one forward + backward; leaves_do = (q, k, v[, g], do)."""
+    *leaves, do = leaves_do
+    for t in leaves:
         t.grad = None
-    o = chunked_linear_attention(q, k, v, g)
+    o = chunked_linear_attention(*leaves)
     o.backward(do)
-    out = [o.detach(), q.grad, k.grad, v.grad, g.grad]
-    for t in (q, k, v, g):
+    out = [o.detach()] + [t.grad for t in leaves]
+    for t in leaves:
         t.grad = None   # do_bench's first call would accumulate into these
     return out
 
@@ -111,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=None, help="B,T,H,K,V;... (default: SHAPES)")
     parser.add_argument("--variants", default=None, help=f"comma-separated names (default: all): {list(VARIANTS)}")
-    parser.add_argument("--decays", default="scalar,channel", help="comma-separated: scalar, channel")
+    parser.add_argument("--decays", default="scalar,channel", help="comma-separated: none, scalar, channel")
     args = parser.parse_args()
     shapes = [tuple(int(x) for x in s.split(",")) for s in args.shapes.split(";")] if args.shapes else SHAPES
     names = ["default", *[n for n in args.variants.split(",") if n != "default"]] if args.variants else list(VARIANTS)
@@ -119,7 +124,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     variants = {n: VARIANTS[n] for n in names}
-    kinds = {"scalar": 1, "channel": 2}
+    kinds = {"none": 0, "scalar": 1, "channel": 2}
     unknown = sorted(set(args.decays.split(",")) - set(kinds))
     if unknown:
         raise SystemExit(f"--decays: unknown {unknown}; choose from {list(kinds)}")
@@ -140,9 +145,9 @@ def main() -> None:
         do = torch.randn(B, T, H, V, device=DEVICE, generator=gen).to(DTYPE)
         for decay_name, decay in decays:
             gshape = (B, T, H) if decay == 1 else (B, T, H, K)
-            g = (F.logsigmoid(torch.randn(gshape, device=DEVICE, generator=gen)) / 8).to(DTYPE)
-            leaves = [t.requires_grad_() for t in (q, k, v, g)]
-            io = 2 * (q.numel() + k.numel() + 2 * v.numel() + g.numel())   # bench.py's byte count
+            g = (F.logsigmoid(torch.randn(gshape, device=DEVICE, generator=gen)) / 8).to(DTYPE) if decay else None
+            leaves = [t.requires_grad_() for t in (q, k, v, g) if t is not None]
+            io = 2 * (q.numel() + k.numel() + 2 * v.numel() + (g.numel() if decay else 0))   # bench.py's byte count
             seen, rows, ref = set(), [], None
             for name, variant in variants.items():
                 key = _effective(variant, B, T, H, K, V, decay)
@@ -153,7 +158,7 @@ def main() -> None:
                 out = _fwd_bwd(*leaves, do)
                 ref = out if ref is None else ref
                 err = rel_error(out[:4], ref[:4])   # o, dq, dk, dv
-                err_dg = rel_error(out[4:], ref[4:])
+                err_dg = rel_error(out[4:], ref[4:]) if decay else 0.0
                 fwd, fb = _time(leaves, do)
                 frac = 3 * io / fb / 1e6 / copy_bw
                 flag = "" if err <= BAD_ERR and err_dg <= BAD_ERR_DG else " BAD"
