@@ -23,14 +23,18 @@ on the lower halves' rows, kept where the halves pair up (log2(BT) levels; the d
 Nothing overflows, unlike GLA's secondary chunking with one reference point per chunk (which needs
 care where exp(-G) overflows). The within-half sums of g that the exponents need are one 0/1 [BT, BT]
 tl.dot per level (exact for 16-bit g: products by 0 and 1, fp32 sums; full fp32 precision for fp32 g).
+The sweeps form G (16-bit g) and dk/dv's suffix sums for dg the same way, by 0/1 tl.dots instead of
+scans across warps (H100, bf16, B=8 T=4096 H=8 K=V=128, GPU kernel time 2.66 -> 2.16 ms, dk/dv 0.92 ->
+0.52 ms; results/bench/profile.md).
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
 again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-chunk parts, dA =
 do v^T times the same factors, come from a second parallel pass over the backward's chunks
 (`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
 block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
-the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms), K=V=128: 9.74 ->
-3.88 -> 2.68 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
+the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms) -> 1.06 ms (G and
+dg's suffix sums by tl.dots; 0.87 ms from a CUDA graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 ms (FLA
+3.48 ms) (results/bench/kernels.md and its header; the steps in
 results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
@@ -163,9 +167,12 @@ def _fwd_kernel(
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                          other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)                                   # [BT, BK]
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            if b_g.dtype == tl.float32:
+                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+            b_g = b_g.to(tl.float32)
             b_GC = tl.sum(b_g, axis=0)                                     # [BK]
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
             b_orow = 1.0
@@ -309,9 +316,12 @@ def _local_state_kernel(
             b_S = b_S * tl.exp(b_GC)
             b_gsum += b_GC
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                          other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            if b_g.dtype == tl.float32:
+                b_G = tl.cumsum(b_g, axis=0)
+            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+            b_g = b_g.to(tl.float32)
             b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
                 b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
@@ -502,9 +512,12 @@ def _bwd_dq_kernel(
             b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                          other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            if b_g.dtype == tl.float32:
+                b_G = tl.cumsum(b_g, axis=0)
+            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+            b_g = b_g.to(tl.float32)
             b_GC = tl.sum(b_g, axis=0)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
@@ -591,6 +604,10 @@ def _bwd_dkv_kernel(
             b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
+    if DG and DECAY == 2:
+        suffix = (o_i[:, None] <= o_i[None, :]).to(tl.float32)      # row t sums rows r >= t
+        ones = tl.full([BT, BT], 1.0, dtype=tl.float32)
+        b_carry2 = tl.zeros([BT, BK], dtype=tl.float32) + b_carry[None, :]     # the carry in every row
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
@@ -635,8 +652,12 @@ def _bwd_dkv_kernel(
             b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
             b_decay = tl.exp(b_GC)
         elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-            b_G = tl.cumsum(b_g, axis=0)
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+            if b_g.dtype == tl.float32:
+                b_G = tl.cumsum(b_g, axis=0)
+            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+            b_g = b_g.to(tl.float32)
             b_GC = tl.sum(b_g, axis=0)
             b_qf = b_q.to(tl.float32)
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
@@ -674,9 +695,15 @@ def _bwd_dkv_kernel(
         if DG and DECAY == 2:
             b_x = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0) \
                 - b_k.to(tl.float32) * b_dk
-            b_tot = tl.sum(b_x, axis=0)                                   # [BK]
-            b_dg = b_tot[None, :] - tl.cumsum(b_x, axis=0) + b_x + b_carry[None, :]
-            b_carry += b_tot
+            # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
+            # loop: 1327 -> 1050 instructions per chunk at K=V=128, `kernels.sass_stats`); x = x_h + x_l,
+            # x_h = x with its 13 low mantissa bits cleared (exact in tf32), x_l rounded to tf32 errs by
+            # <= 2^-22 |x|: about fp32 accuracy
+            b_xh = (b_x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+            b_xl = b_x - b_xh
+            b_sfx = tl.dot(suffix, b_xh, input_precision="tf32") + tl.dot(suffix, b_xl, input_precision="tf32")
+            b_dg = b_sfx + b_carry2
+            b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
             tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
         elif DG:
             b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
