@@ -23,9 +23,10 @@ on the lower halves' rows, kept where the halves pair up (log2(BT) levels; the d
 Nothing overflows, unlike GLA's secondary chunking with one reference point per chunk (which needs
 care where exp(-G) overflows). The within-half sums of g that the exponents need are one 0/1 [BT, BT]
 tl.dot per level (exact for 16-bit g: products by 0 and 1, fp32 sums; full fp32 precision for fp32 g).
-The sweeps form G (16-bit g) and dk/dv's suffix sums for dg the same way, by 0/1 tl.dots instead of
-scans across warps (H100, bf16, B=8 T=4096 H=8 K=V=128, GPU kernel time 2.66 -> 2.16 ms, dk/dv 0.92 ->
-0.52 ms; results/bench/profile.md).
+The sweeps form G, G at the chunk end (16-bit g) and dk/dv's suffix sums for dg the same way, by 0/1
+tl.dots instead of scans and sums across warps (H100, bf16, B=8 T=4096 H=8 K=V=128, GPU kernel time
+2.66 -> 2.16 ms with G and the suffix sums, -> 1.79 ms with G at the chunk end; dk/dv 0.92 -> 0.52 ->
+0.40 ms; results/bench/profile.md).
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
 again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-chunk parts, dA =
@@ -33,8 +34,8 @@ do v^T times the same factors, come from a second parallel pass over the backwar
 (`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
 block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
 the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms) -> 1.06 ms (G and
-dg's suffix sums by tl.dots; 0.87 ms from a CUDA graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 ms (FLA
-3.48 ms) (results/bench/kernels.md and its header; the steps in
+dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end; 0.80 ms from a CUDA graph), K=V=128:
+9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
 results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
@@ -170,20 +171,24 @@ def _fwd_kernel(
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if b_g.dtype == tl.float32:
                 b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                b_GC2 = b_GCs[None, :]
+            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             b_g = b_g.to(tl.float32)
-            b_GC = tl.sum(b_g, axis=0)                                     # [BK]
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
             b_orow = 1.0
-            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
+            b_kd = (b_k * tl.exp(b_GC2 - b_G)).to(b_k.dtype)
             # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
             m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
             b_A = tl.zeros([BT, BT], dtype=tl.float32)
             for i_a in tl.static_range(NA):
                 b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
                                other=0.0).to(tl.float32)
-            b_decay = tl.exp(b_GC)[:, None]
+            b_decay = tl.exp(b_GCs)[:, None]
         else:
             b_qd = b_q
             b_orow = 1.0
@@ -318,17 +323,21 @@ def _local_state_kernel(
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)
-            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                b_GC2 = b_GCs[None, :]
+            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             b_g = b_g.to(tl.float32)
-            b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
                 b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
             else:
-                b_ad = (b_a * tl.exp(b_GC[None, :] - b_G)).to(b_a.dtype)
-            b_S = b_S * tl.exp(b_GC)[:, None]
-            b_gsum += b_GC
+                b_ad = (b_a * tl.exp(b_GC2 - b_G)).to(b_a.dtype)
+            b_S = b_S * tl.exp(b_GCs)[:, None]
+            b_gsum += b_GCs
         else:
             if REVERSE:
                 b_ad = (b_a * scale).to(b_a.dtype)
@@ -514,18 +523,22 @@ def _bwd_dq_kernel(
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)
-            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                b_GC2 = b_GCs[None, :]
+            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             b_g = b_g.to(tl.float32)
-            b_GC = tl.sum(b_g, axis=0)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
                               mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
             b_dq = b_dq * tl.exp(b_G) + b_intra
-            b_kd = (b_k * tl.exp(b_GC[None, :] - b_G)).to(b_k.dtype)
-            b_decay = tl.exp(b_GC)[:, None]
+            b_kd = (b_k * tl.exp(b_GC2 - b_G)).to(b_k.dtype)
+            b_decay = tl.exp(b_GCs)[:, None]
         else:
             b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
             b_kd = b_k
@@ -654,11 +667,15 @@ def _bwd_dkv_kernel(
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
             if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)
-            else:   # a 0/1 lower-triangular tl.dot: exact for 16-bit g (fp32 sums), no scan across warps
+                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                b_GC2 = b_GCs[None, :]
+            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             b_g = b_g.to(tl.float32)
-            b_GC = tl.sum(b_g, axis=0)
             b_qf = b_q.to(tl.float32)
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
             # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
@@ -669,14 +686,14 @@ def _bwd_dkv_kernel(
             for i_a in tl.static_range(NA):
                 b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
             b_A = b_A * scale
-            b_kdec = tl.exp(b_GC[None, :] - b_G)
+            b_kdec = tl.exp(b_GC2 - b_G)
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
                               mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
             b_dk = b_dk * b_kdec + b_intra
             b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
-            b_decay = tl.exp(b_GC)[:, None]
+            b_decay = tl.exp(b_GCs)[:, None]
         else:
             b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
             b_kdec = 1.0
