@@ -178,7 +178,6 @@ def _fwd_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
-            b_g = b_g.to(tl.float32)
             b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
             b_orow = 1.0
             b_kd = (b_k * tl.exp(b_GC2 - b_G)).to(b_k.dtype)
@@ -331,7 +330,6 @@ def _local_state_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
-            b_g = b_g.to(tl.float32)
             if REVERSE:
                 b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
             else:
@@ -531,7 +529,6 @@ def _bwd_dq_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
-            b_g = b_g.to(tl.float32)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
@@ -675,7 +672,6 @@ def _bwd_dkv_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
-            b_g = b_g.to(tl.float32)
             b_qf = b_q.to(tl.float32)
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
             # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
