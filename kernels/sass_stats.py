@@ -147,7 +147,10 @@ def _scan_kernels() -> list[Kernel]:
     block_t, block_d, warps = lr.TILES_LONG[2]
     lr_c = dict(HAS_INIT=False, STATE_ONLY=False, HAS_H0=True, BLOCK_T=block_t, BLOCK_D=block_d, PREFETCH=True)
     unit = "state updates"
-    out = [Kernel("selective_scan fwd (time)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
+    lane = dict(fwd, BLOCK_D=16, BLOCK_T=8)       # both forwards (TILES["time"]["fwd"] picks); 16: as at that shape
+    out = [Kernel("selective_scan fwd (lane)", ss._ss_fwd_lane_kernel, bf16, lane, ints, 1,
+                  lane["BLOCK_D"] * lane["BLOCK_N"] * lane["BLOCK_T"], ss_total, unit),
+           Kernel("selective_scan fwd (states)", ss._ss_fwd_time_kernel, bf16, fwd, ints, t["fwd_warps"],
                   fwd["BLOCK_D"] * fwd["BLOCK_N"] * fwd["BLOCK_T"], ss_total, unit, maxnreg=t.get("fwd_maxnreg"))]
     for rev in dict.fromkeys([t["rev"], "plain"]):
         out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,

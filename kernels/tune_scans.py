@@ -32,12 +32,15 @@ SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=
 # "time": time along the lanes; the forward scans [fd, N, ft] tiles (all states at once), the backward a
 # [bd, bt] tile per state (bt = block_t = the checkpoint spacing)
 _SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
-                   rev="gather", bwd_chunks=True)
-# the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-5
+                   rev="gather", bwd_chunks=True, fwd="lane", lane_block_d=None)
+# the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-11.
+# fwd "lane": one channel per lane (lane_block_d channels per one-warp program; None: 32 or 16 by the
+# number of programs, triton_scan._lane_block_d), sequential in time; "states": [fd, N, ft] tiles
+# scanned along time
 SS_TIME = [_SS_DEFAULT,
-           dict(_SS_DEFAULT, rev="plain"),     # reverse scans in the backward (flip + scan + flip, triton 3.6)
-           *[dict(_SS_DEFAULT, fwd_block_d=bd, fwd_block_t=bt, fwd_warps=w)
-             for bd, bt, w in [(1, 64, 1), (4, 32, 1), (2, 64, 2)]]]
+           dict(_SS_DEFAULT, fwd="states"),
+           dict(_SS_DEFAULT, lane_block_d=32),
+           dict(_SS_DEFAULT, lane_block_d=16)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
@@ -50,7 +53,7 @@ DEVICE = "cuda"   # a test may run the script's logic on the CPU under TRITON_IN
 def _cfg_str(cfg: dict) -> str:
     """Compact config text: block_t=32 fwd_warps=1 ... -> 'bt32 fw1 ...'."""
     short = {"block_t": "bt", "fwd_block_t": "ft", "fwd_warps": "fw", "bwd_warps": "bw", "fwd_block_d": "fd",
-             "bwd_block_d": "bd", "fwd_maxnreg": "fr", "bwd_maxnreg": "br"}
+             "bwd_block_d": "bd", "fwd_maxnreg": "fr", "bwd_maxnreg": "br", "lane_block_d": "ld"}
     return " ".join(f"{short.get(k, k)}{v}" for k, v in cfg.items())
 
 

@@ -446,6 +446,150 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
 
 @triton.jit
+def _halves(x):
+    """x [..., T] (T >= 2, the last axis inside one thread) -> (x[..., :T/2], x[..., T/2:]), by register
+    renaming (reshape, permute, split: no data moves). 2-d and 3-d."""
+    T: tl.constexpr = x.shape[-1]
+    if len(x.shape) == 2:
+        y = tl.permute(tl.reshape(x, [x.shape[0], 2, T // 2]), (0, 2, 1))
+    else:
+        y = tl.permute(tl.reshape(x, [x.shape[0], x.shape[1], 2, T // 2]), (0, 1, 3, 2))
+    return tl.split(y)
+
+
+@triton.jit
+def _concat(x1, x2):
+    """[R, T], [R, T] -> [R, 2T] along the last axis (the inverse of `_halves`)."""
+    T: tl.constexpr = x1.shape[-1]
+    return tl.reshape(tl.permute(tl.join(x1, x2), (0, 2, 1)), [x1.shape[0], 2 * T])
+
+
+@triton.jit
+def _thread_rows(p, mask_d, N, BLOCK_N: tl.constexpr):
+    """[BLOCK_D, BLOCK_N] fp32 with row d = p[d][0:BLOCK_N] (0 from column N on and where d is masked),
+    each row inside one thread: BLOCK_N loads of [BLOCK_D] concatenated (a 2-d load would spread a
+    row over lanes, its coalesced layout)."""
+    if BLOCK_N == 1:
+        has_n = (mask_d.to(tl.int32) * 0 + N) > 0
+        return tl.reshape(tl.load(p, mask=mask_d & has_n, other=0.0).to(tl.float32), [p.shape[0], 1])
+    else:
+        return _concat(_thread_rows(p, mask_d, N, BLOCK_N // 2),
+                       _thread_rows(p + BLOCK_N // 2, mask_d, N - BLOCK_N // 2, BLOCK_N // 2))
+
+
+@triton.jit
+def _lane_steps(h, dt, du, b, c, A2, STATE_ONLY: tl.constexpr):
+    """The recurrence over one tile's steps, in order, in registers: h [BLOCK_D, BLOCK_N] fp32; dt = Δ,
+    du = Δu [BLOCK_D, T] fp32; b, c [BLOCK_D, BLOCK_N, T] (any float dtype); A2 = A log2 e. Returns h
+    after the tile and y = Σ_n c h per step, [BLOCK_D, T] (dt itself when STATE_ONLY). Halves the tile
+    until one step is left (T is a power of 2)."""
+    if dt.shape[1] == 1:
+        BD: tl.constexpr = dt.shape[0]
+        BN: tl.constexpr = b.shape[1]
+        a = tl.exp2(tl.reshape(dt, [BD])[:, None] * A2)
+        h = a * h + tl.reshape(du, [BD])[:, None] * tl.reshape(b, [BD, BN]).to(tl.float32)
+        if STATE_ONLY:
+            y = dt
+        else:
+            y = tl.reshape(tl.sum(h * tl.reshape(c, [BD, BN]).to(tl.float32), axis=1), [BD, 1])
+        return h, y
+    else:
+        dt1, dt2 = _halves(dt)
+        du1, du2 = _halves(du)
+        b1, b2 = _halves(b)
+        c1, c2 = _halves(c)
+        h, y1 = _lane_steps(h, dt1, du1, b1, c1, A2, STATE_ONLY)
+        h, y2 = _lane_steps(h, dt2, du2, b2, c2, A2, STATE_ONLY)
+        return h, _concat(y1, y2)
+
+
+@triton.jit
+def _ss_fwd_lane_loads(u_ptr, dl_ptr, z_ptr, t0, t_end, cols, row, L, mask_d, HAS_Z: tl.constexpr,
+                       STATE_ONLY: tl.constexpr):
+    """u, δ, z of the tile starting at t0 as [BLOCK_D, BLOCK_T] in their dtype (z: 0 where absent)."""
+    offs_t = t0 + cols
+    m_dt = mask_d[:, None] & (offs_t < t_end)[None, :]
+    off_dt = row[:, None] * L + offs_t[None, :]
+    u = tl.load(u_ptr + off_dt, mask=m_dt, other=0.0)
+    dl = tl.load(dl_ptr + off_dt, mask=m_dt, other=0.0)
+    z = tl.zeros_like(u)
+    if HAS_Z and not STATE_ONLY:
+        z = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0)
+    return u, dl, z
+
+
+@triton.jit
+def _ss_fwd_lane_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
+                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
+                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
+                        HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
+                        SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                        BLOCK_T: tl.constexpr, CK: tl.constexpr, PREFETCH: tl.constexpr):
+    # One channel per lane (BLOCK_D = 32 x warps, or a multiple: several channels per lane), sequential
+    # in time, every state of a channel in its lane's registers: h and A [BLOCK_D, BLOCK_N]. u, δ, z, y
+    # move as [BLOCK_D, BLOCK_T] tiles (a lane's BLOCK_T steps are one vector load); B and C as
+    # [BLOCK_D, BLOCK_N, BLOCK_T] tiles broadcast over the channels (every lane loads the same
+    # addresses: one L1 wavefront), so each lane holds the steps' B_t, C_t. `_lane_steps` walks the
+    # tile's steps in registers: per (d, n, t) one exp2, two FMUL and two FFMA, and nothing crosses
+    # lanes (y = Σ_n C h is a sum inside the lane). Shapes and chunks as `_ss_fwd_time_kernel`;
+    # checkpoints (SAVE) every CK steps, CK a multiple of BLOCK_T.
+    chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
+        tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
+    A2 = _thread_rows(A_ptr + offs_d * N, mask_d, N, BLOCK_N) * 1.4426950408889634   # padded states: A = 0
+    if HAS_INIT:
+        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0) + tl.zeros_like(A2)
+    else:
+        h = tl.zeros_like(A2)
+    bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
+    cols = tl.arange(0, BLOCK_T)
+    mask_n = offs_n < N
+    off_bc = tl.broadcast_to(offs_n[None, :, None] * L + cols[None, None, :], [BLOCK_D, BLOCK_N, BLOCK_T])
+    sum_dt = tl.zeros([BLOCK_D], dtype=tl.float32)                  # Σ Δ over the chunk (STATE_ONLY)
+    t_start = chunk * chunk_len
+    t_end = tl.minimum(t_start + chunk_len, L)
+    if PREFETCH:
+        u_n, dl_n, z_n = _ss_fwd_lane_loads(u_ptr, dl_ptr, z_ptr, t_start, t_end, cols, row, L, mask_d, HAS_Z,
+                                            STATE_ONLY)
+    for t0 in range(t_start, t_end, BLOCK_T):
+        if SAVE:
+            if t0 % CK == 0:
+                tl.store(ckpt_ptr + (row[:, None] * n_tiles + t0 // CK) * N + offs_n[None, :], h, mask=mask_dn)
+        if PREFETCH:
+            u_c, dl_c, z_c = u_n, dl_n, z_n
+            u_n, dl_n, z_n = _ss_fwd_lane_loads(u_ptr, dl_ptr, z_ptr, t0 + BLOCK_T, t_end, cols, row, L, mask_d,
+                                                HAS_Z, STATE_ONLY)
+        else:
+            u_c, dl_c, z_c = _ss_fwd_lane_loads(u_ptr, dl_ptr, z_ptr, t0, t_end, cols, row, L, mask_d, HAS_Z,
+                                                STATE_ONLY)
+        offs_t = t0 + cols
+        mask_t = offs_t < t_end
+        m_dt = mask_d[:, None] & mask_t[None, :]
+        m_bc = mask_n[None, :, None] & mask_t[None, None, :]
+        u = u_c.to(tl.float32)
+        dt, _ = _delta_of(dl_c.to(tl.float32), m_dt, bias[:, None], HAS_BIAS, SOFTPLUS)   # masked: Δ = 0, a = 1
+        b = tl.load(B_ptr + bc_base + t0 + off_bc, mask=m_bc, other=0.0)
+        c = tl.zeros_like(b)
+        if not STATE_ONLY:
+            c = tl.load(C_ptr + bc_base + t0 + off_bc, mask=m_bc, other=0.0)
+        h, y = _lane_steps(h, dt, dt * u, b, c, A2, STATE_ONLY)
+        if STATE_ONLY:
+            sum_dt += tl.sum(dt, axis=1)
+        else:
+            if HAS_D:
+                y += Dv[:, None] * u
+            if HAS_Z:
+                zz = z_c.to(tl.float32)
+                y = y * zz * tl.sigmoid(zz)
+            tl.store(y_ptr + row[:, None] * L + offs_t[None, :], y.to(y_ptr.dtype.element_ty), mask=m_dt)
+    if STATE_ONLY:
+        _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
+    else:
+        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
+        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+
+
+@triton.jit
 def _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n, N, L, offs_d, mask_d, offs_t, mask_t, bc_base, ck,
                         STATE_ONLY: tl.constexpr):
     """State n's inputs to the backward's state loop over one tile (nothing when n = N): A[:, n] fp32,
@@ -642,7 +786,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2,
-                       bwd_warps=1, rev="gather", bwd_chunks=True))
+                       bwd_warps=1, rev="gather", bwd_chunks=True,
+                       fwd="lane", lane_block_d=None))
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
@@ -670,16 +815,43 @@ def _maxnreg(variant: str, backward: bool) -> dict:
     return {} if cap is None or INTERPRETED else {"maxnreg": cap}
 
 
-def _blocks(variant: str, N: int, Dg: int, backward: bool) -> tuple[int, int, int, int]:
+def _lane_fwd(variant: str) -> bool:
+    """Whether the "time" variant's forward is the one-channel-per-lane kernel (TILES["time"]["fwd"] =
+    "lane"), else the one over [BLOCK_D, N, BLOCK_T] tiles ("states")."""
+    return variant == "time" and TILES["time"].get("fwd", "states") == "lane"
+
+
+def _lane_block_d(rows: int, Dg: int, device) -> int:
+    """Channels per program of the lane forward: 32 (a lane per channel, all its states in the lane)
+    where that gives >= 8 programs per SM (two warps per scheduler hide the step loop's latency) or
+    <= 1 per SM (the chunks over time then fill the GPU), else 16 (two lanes per channel, half the
+    states each: twice the programs). TILES["time"]["lane_block_d"] overrides. H100, bf16 forward
+    (results/bench/tune_scans.md run 11): B=8 D=2048 L=4096 N=16 0.90 ms at 16 vs 1.13 at 32 (and
+    1.01 for the "states" forward); B=256 D=256 L=256 0.19 at 32 vs 0.22 at 16 (0.25 "states")."""
+    fixed = TILES["time"].get("lane_block_d")
+    if fixed is not None:
+        return fixed
+    if INTERPRETED:
+        return 2
+    n_prog, sm = rows * cdiv(Dg, 32), _sm_count(device)
+    return 32 if n_prog >= 8 * sm or n_prog <= sm else 16
+
+
+def _blocks(variant: str, N: int, Dg: int, backward: bool, elem_size: int = 2,
+            lane_block_d: int | None = None) -> tuple[int, int, int, int]:
     """(BLOCK_D, BLOCK_N, BLOCK_T, num_warps) for a variant; the backward's BLOCK_T is the checkpoint
-    spacing."""
+    spacing. The lane forward (lane_block_d given): one warp, BLOCK_T one 16-byte vector of a lane's
+    steps (8 16-bit, 4 fp32)."""
     block_n = next_power_of_2(N)
     cfg = TILES[variant]
+    lane = lane_block_d is not None and not backward
     if INTERPRETED:   # the interpreter runs element by element: small tiles, several of them
         # "time": forward tiles of 4 inside the backward's tiles (checkpoints) of 8; with the "seq"
         # backward, checkpoints every 4 steps inside forward tiles of 8
         short = _time_bwd_seq(variant) == backward if variant == "time" else False
-        return 2, block_n, 4 if short else 8, 4
+        return 2, block_n, 4 if short or lane else 8, 1 if lane else 4
+    if lane:
+        return lane_block_d, block_n, 16 // elem_size, 1
     block_t = TIME_SEQ_CK if backward and _time_bwd_seq(variant) else cfg["block_t"]
     if not backward and variant == "time":
         block_t = cfg["fwd_block_t"]
@@ -763,7 +935,9 @@ class SelectiveScanFn(torch.autograd.Function):
         save = any(ctx.needs_input_grad)
         # forward and backward must agree on the checkpoint spacing: the backward's BLOCK_T (which is
         # the forward's, except for "time" with the "seq" backward)
-        block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False)
+        lane = _lane_fwd(variant)
+        block_d, block_n, block_t, warps = _blocks(variant, N, Dg, backward=False, elem_size=u.element_size(),
+                                                   lane_block_d=_lane_block_d(Bsz * G, Dg, u.device) if lane else None)
         ck = _blocks(variant, N, Dg, backward=True)[2]
         n_dblk, n_tiles = cdiv(Dg, block_d), cdiv(L, block_t)
         n_prog = Bsz * G * n_dblk
@@ -786,10 +960,11 @@ class SelectiveScanFn(torch.autograd.Function):
                      num_warps=warps, **_maxnreg(variant, backward=False))
         if variant == "time":
             flags.update(CK=ck, PREFETCH=_prefetch(u))
+            assert ck % block_t == 0, "checkpoints must fall on the forward's tiles"
         args = (u, delta, A, B4, C4, D if D is not None else dummy, z if z is not None else dummy,
                 delta_bias if delta_bias is not None else dummy)
         grid = (Bsz * G * n_dblk * n_chunks,)
-        fwd_kernel = _KERNELS[variant][0]
+        fwd_kernel = _ss_fwd_lane_kernel if lane else _KERNELS[variant][0]
         init = None
         if n_chunks > 1:
             # 1. state-only pass per chunk; 2. carry across chunks (a linear recurrence over chunks)

@@ -37,7 +37,8 @@ def test_the_scan_kernels_compile_for_sm90_and_report_their_state_loops():
     out = subprocess.run([sys.executable, "-m", "kernels.sass_stats"], capture_output=True, text=True, env=env,
                          timeout=300, check=True).stdout
     reports = re.findall(r"^(\w+ \w+ [^:]*): (\d+) registers, (\d+) B local memory", out, re.M)
-    assert [r[0] for r in reports] == ["selective_scan fwd (time)", "selective_scan bwd (time, rev=gather)",
+    assert [r[0] for r in reports] == ["selective_scan fwd (lane)", "selective_scan fwd (states)",
+                                       "selective_scan bwd (time, rev=gather)",
                                        "selective_scan bwd (time, rev=plain)", "linear_recurrence fwd bf16",
                                        "linear_recurrence bwd bf16"]
     assert all(0 < int(regs) <= 255 for _, regs, _ in reports)

@@ -83,14 +83,23 @@ def test_triton_path_is_interpreted_on_cpu():
 # it has few programs, the cases with chunk_len), or followed by the sequential backward
 # ("time-bwdseq", whose checkpoints lie inside the forward's tiles; otherwise the forward's tiles are
 # shorter than the checkpoint spacing); "seq"
-# "time-prefetch": the loops that load one step ahead (shipped for 16-bit inputs only) on every case
-VARIANTS = ["time", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-prefetch", "seq"]
+# "time-prefetch": the loops that load one step ahead (shipped for 16-bit inputs only) on every case.
+# The "time" forward is the lane kernel (one channel per lane, sequential in time); "time-states" the
+# forward over [BLOCK_D, N, BLOCK_T] tiles, "time-lane16" (GPU) the lane kernel with two lanes per channel
+VARIANTS = ["time", "time-states", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-prefetch",
+            "seq"]
 
 
 def _variant(name, monkeypatch):
     """The triton_selective_scan variant for a test id; switches the "time" backward if asked."""
     if name == "time-bwdseq":       # the "time" forward with checkpoints inside its tiles
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "seq")
+        return "time"
+    if name == "time-states":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "fwd", "states")
+        return "time"
+    if name == "time-lane16":
+        monkeypatch.setitem(ss.triton_scan.TILES["time"], "lane_block_d", 16)
         return "time"
     if name == "time-prefetch":
         monkeypatch.setattr(ss.triton_scan, "PREFETCH_16BIT_ONLY", False)
@@ -107,6 +116,7 @@ def _variant(name, monkeypatch):
 def test_shipped_variant_is_time():
     assert ss.triton_scan.VARIANT == "time"
     assert ss.triton_scan.TILES["time"]["bwd"] == "time" and ss.triton_scan.TILES["time"]["rev"] == "gather"
+    assert ss.triton_scan.TILES["time"]["fwd"] == "lane"
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -180,7 +190,7 @@ def test_rejects_bad_groups():
 
 @pytest.mark.gpu
 @cuda
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS + ["time-lane16"])
 @pytest.mark.parametrize("dtype", list(GPU_TOL))
 @pytest.mark.parametrize("Bsz,D,L,N,G,full,decay", [
     (2, 64, 1000, 16, None, True, "mixed"),
