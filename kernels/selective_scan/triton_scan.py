@@ -26,7 +26,8 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
   - measured (H100, bf16, `python -m kernels.tune_scans`, results/bench/tune_scans.md runs 6-7) with
     the "time" variant: fwd 1.07 ms, fwd+bwd 5.15 ms at that shape, 10% of copy bandwidth; the
     backward (~4.1 ms) is ~4x its exp2 bound. Session 7 (loads one step ahead for 16-bit inputs,
-    `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms.
+    `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms. Session 9 (the lane
+    forward below): fwd 0.90 ms, fwd+bwd 4.87 ms.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
@@ -41,7 +42,15 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     1.91 ms as a loop over states with 168 registers and spills.
 
 Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
-  - "time" (shipped): time along the lanes, as in mamba_ssm's CUDA kernel. The forward holds
+  - "time" (shipped). Its forward (TILES["time"]["fwd"] = "lane", shipped) runs one channel per lane,
+    sequential in time, with every state of the channel in the lane's registers
+    (`_ss_fwd_lane_kernel`): no scan and no sum across lanes, one exp2, two FMUL and two FFMA per
+    state update (13.5 instructions per update in all, against 20.6 for the "states" forward below;
+    `kernels.sass_stats`). A lane loads its BLOCK_T steps of u, δ, z as one vector and every lane the
+    same B, C tile; `_lane_steps` walks the steps by halving the tile (register renaming). Where a
+    lane per channel gives too few programs to hide the step loop's latency, two lanes share a
+    channel (`_lane_block_d`). The "states" forward (TILES["time"]["fwd"] = "states") and the backward
+    put time along the lanes, as in mamba_ssm's CUDA kernel. The "states" forward holds
     [BLOCK_D, N, BLOCK_T] tiles of a = exp(ΔA) and x = ΔuB (u, δ, z, y as [BLOCK_D, 1, BLOCK_T],
     B, C as [1, N, BLOCK_T], contiguous in t: coalesced) and scans them along time with
     `tl.associative_scan` under (a1, x1) ∘ (a2, x2) = (a1 a2, a2 x1 + x2) (Blelloch 1990; Martin &
@@ -783,6 +792,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # vs 6.96 ms at B=8 D=2048 L=4096, 1.31 vs 1.53 ms at the Zoology shape. The forward over all
 # states at once (fwd_block_t=32, fwd_block_d=2) replaces the loop over states: 1.07 vs 1.91 ms at
 # B=8 D=2048 L=4096, 0.27 vs 0.46 ms Zoology, 0.24 vs 0.39 ms at B=2 D=256 L=8192.
+# Session 9 (runs 8-10): the lane forward (fwd="lane"): bf16 forward 1.00 -> 0.90 ms at B=8 D=2048
+# L=4096 N=16 (16 channels per program: two lanes per channel), 0.25 -> 0.19 ms at the Zoology shape.
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2,
@@ -826,7 +837,7 @@ def _lane_block_d(rows: int, Dg: int, device) -> int:
     where that gives >= 8 programs per SM (two warps per scheduler hide the step loop's latency) or
     <= 1 per SM (the chunks over time then fill the GPU), else 16 (two lanes per channel, half the
     states each: twice the programs). TILES["time"]["lane_block_d"] overrides. H100, bf16 forward
-    (results/bench/tune_scans.md run 11): B=8 D=2048 L=4096 N=16 0.90 ms at 16 vs 1.13 at 32 (and
+    (results/bench/tune_scans.md runs 9-10): B=8 D=2048 L=4096 N=16 0.90 ms at 16 vs 1.13 at 32 (and
     1.01 for the "states" forward); B=256 D=256 L=256 0.19 at 32 vs 0.22 at 16 (0.25 "states")."""
     fixed = TILES["time"].get("lane_block_d")
     if fixed is not None:
