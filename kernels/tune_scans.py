@@ -40,7 +40,9 @@ _SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd=
 SS_TIME = [_SS_DEFAULT,
            dict(_SS_DEFAULT, fwd="states"),
            dict(_SS_DEFAULT, lane_block_d=32),
-           dict(_SS_DEFAULT, lane_block_d=16)]
+           dict(_SS_DEFAULT, lane_block_d=16),
+           dict(_SS_DEFAULT, bwd="lane"),
+           dict(_SS_DEFAULT, bwd="lane", lane_block_d=32)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],
