@@ -33,16 +33,14 @@ SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=
 # [bd, bt] tile per state (bt = block_t = the checkpoint spacing)
 _SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
                    rev="gather", bwd_chunks=True, fwd="lane", lane_block_d=None)
-# the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-10.
+# the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-11.
 # fwd "lane": one channel per lane (lane_block_d channels per one-warp program; None: 32 or 16 by the
 # number of programs, triton_scan._lane_block_d), sequential in time; "states": [fd, N, ft] tiles
 # scanned along time
 SS_TIME = [_SS_DEFAULT,
            dict(_SS_DEFAULT, fwd="states"),
            dict(_SS_DEFAULT, lane_block_d=32),
-           dict(_SS_DEFAULT, lane_block_d=16),
-           dict(_SS_DEFAULT, bwd="lane"),
-           dict(_SS_DEFAULT, bwd="lane", lane_block_d=32)]
+           dict(_SS_DEFAULT, lane_block_d=16)]
 # linear recurrence: (BLOCK_T, BLOCK_D, num_warps) per element size, each timed at every length (the
 # shipped choice depends on T: triton_scan.TILES below LONG_T, TILES_LONG from it)
 LR_CFGS = {2: [(64, 64, 4), (4, 256, 1), (8, 256, 1), (16, 256, 1), (8, 512, 2), (8, 1024, 4)],

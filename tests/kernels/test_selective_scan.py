@@ -86,7 +86,7 @@ def test_triton_path_is_interpreted_on_cpu():
 # "time-prefetch": the loops that load one step ahead (shipped for 16-bit inputs only) on every case.
 # The "time" forward is the lane kernel (one channel per lane, sequential in time); "time-states" the
 # forward over [BLOCK_D, N, BLOCK_T] tiles, "time-lane16" (GPU) the lane kernel with two lanes per channel
-VARIANTS = ["time", "time-states", "time-bwdlane", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-prefetch",
+VARIANTS = ["time", "time-states", "time-revindex", "time-revplain", "time-nochunks", "time-bwdseq", "time-prefetch",
             "seq"]
 
 
@@ -97,9 +97,6 @@ def _variant(name, monkeypatch):
         return "time"
     if name == "time-states":
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "fwd", "states")
-        return "time"
-    if name == "time-bwdlane":
-        monkeypatch.setitem(ss.triton_scan.TILES["time"], "bwd", "lane")
         return "time"
     if name == "time-lane16":
         monkeypatch.setitem(ss.triton_scan.TILES["time"], "lane_block_d", 16)
