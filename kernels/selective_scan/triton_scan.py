@@ -118,14 +118,31 @@ def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constex
 
 
 @triton.jit
+def _log1p_unit(y):
+    """log(1 + y) for y in [0, 1] as y P(y), P the degree-8 Chebyshev fit of log1p(y)/y on [0, 1]
+    (power basis, fp32): relative error <= 2.3e-7 in fp32 Horner (1.5e-6 for libdevice's log(1 + y)
+    at y = 0.1, worse below), nine FMAs and no branch."""
+    p = 0.005186003632843494 * y - 0.029210267588496208
+    p = p * y + 0.07754038274288177
+    p = p * y - 0.13583941757678986
+    p = p * y + 0.19055955111980438
+    p = p * y - 0.24825648963451385
+    p = p * y + 0.3331601023674011
+    p = p * y - 0.4999925494194031
+    p = p * y + 0.9999999403953552
+    return p * y
+
+
+@triton.jit
 def _delta_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """From loaded δ (fp32): (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias)."""
+    """From loaded δ (fp32): (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias).
+    softplus(x) = max(x, 0) + log1p(exp(-|x|)): exact in exact arithmetic, and for x > 20 it is x
+    in fp32, as torch's threshold."""
     if HAS_BIAS:
         raw = raw + bias
     dt = raw
     if SOFTPLUS:
-        # torch's softplus threshold: x for x > 20
-        dt = tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(tl.minimum(raw, 20.0))), raw)
+        dt = tl.maximum(raw, 0.0) + _log1p_unit(tl.exp(-tl.abs(raw)))
     return tl.where(mask, dt, 0.0), raw
 
 

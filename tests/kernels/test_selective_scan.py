@@ -208,6 +208,29 @@ def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant, mon
     assert_close(out, ref, GPU_TOL[dtype], loose=("dA",) if decay == "near0" else ())
 
 
+def test_kernels_softplus_is_fp32_accurate():
+    """Δ = softplus(δ + bias) inside the kernels (max(x, 0) + a polynomial log1p(exp(-|x|))) against
+    torch's softplus in fp64: relative error within a few fp32 ulps from x = -80 to 100 (torch's
+    threshold: x itself above 20)."""
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the kernels' softplus is covered by the GPU tests")
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def probe(x_ptr, out_ptr, BLOCK: tl.constexpr):
+        offs = tl.arange(0, BLOCK)
+        dt, _raw = ss.triton_scan._delta_of(tl.load(x_ptr + offs), offs >= 0, 0.0, False, True)
+        tl.store(out_ptr + offs, dt)
+
+    x = torch.cat([torch.linspace(-80, 100, 4093), torch.tensor([0.0, 20.0, -1e-3])])
+    x = torch.cat([x, torch.zeros(4096 - len(x))])
+    out = torch.empty_like(x)
+    probe[(1,)](x, out, BLOCK=4096)
+    ref = torch.nn.functional.softplus(x.double())
+    assert ((out.double() - ref).abs() / ref).max() < 1e-6
+
+
 def test_reverse_scan_probe_holds_in_the_interpreter():
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the probe runs compiled (covered by the GPU tests)")
