@@ -26,8 +26,10 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
   - measured (H100, bf16, `python -m kernels.tune_scans`, results/bench/tune_scans.md runs 6-7) with
     the "time" variant: fwd 1.07 ms, fwd+bwd 5.15 ms at that shape, 10% of copy bandwidth; the
     backward (~4.1 ms) is ~4x its exp2 bound. Session 7 (loads one step ahead for 16-bit inputs,
-    `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms. Session 9 (the lane
-    forward below): fwd 0.90 ms, fwd+bwd 4.87 ms.
+    `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms. Session 9: the lane
+    forward below, fwd 0.90 ms, fwd+bwd 4.87 ms; then softplus by a polynomial (`_delta_of`; libdevice's
+    logf had cost ~31 instructions with branches per (d, t), in the forward and twice per backward
+    tile): fwd 0.82 ms, fwd+bwd 4.66 ms.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
@@ -811,6 +813,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 # B=8 D=2048 L=4096, 0.27 vs 0.46 ms Zoology, 0.24 vs 0.39 ms at B=2 D=256 L=8192.
 # Session 9 (runs 8-10): the lane forward (fwd="lane"): bf16 forward 1.00 -> 0.90 ms at B=8 D=2048
 # L=4096 N=16 (16 channels per program: two lanes per channel), 0.25 -> 0.19 ms at the Zoology shape.
+# Run 11: a backward in the lane layout (scripts/experiments/ss_bwd_lane.py) is 2.4x slower or worse.
 VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2,
