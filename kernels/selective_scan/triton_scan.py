@@ -663,6 +663,11 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # u, delta, z, dout, du, ddelta, dz: [B, D, L]; A: [D, N]; B, C, dB, dC: [B, G, N, L] (dB, dC
     # fp32); ckpt: [B, D, n_tiles, N]; dlast: [B, D, N]; ginit, pend, gend: [B, n_chunks, D, N];
     # dA: [D, N], dD, dbias: [D] fp32
+    # Tried (session 9, not kept): carrying g per state through a per-program buffer in memory, and dA
+    # by an atomic add per (tile, state), instead of picking state n out of the [BLOCK_D, BLOCK_N]
+    # register tiles gc and dA_acc: the state loop fell from 833 to 677-693 instructions per iteration
+    # (`kernels.sass_stats`), H100 bf16 fwd+bwd 4.66 -> 4.42-4.58 ms at B=8 D=2048 L=4096 N=16, but
+    # 0.93 -> 1.04-1.07 ms from a graph at B=256 D=256 L=256 (one tile per program).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
