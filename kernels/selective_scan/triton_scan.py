@@ -618,34 +618,36 @@ def _ss_fwd_lane_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
 
 
 @triton.jit
-def _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n, N, L, offs_d, mask_d, offs_t, mask_t, bc_base, ck,
-                        STATE_ONLY: tl.constexpr):
+def _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, g_src, g_step, g_on, n, N, L, offs_d, mask_d, offs_t, mask_t,
+                        bc_base, ck, STATE_ONLY: tl.constexpr):
     """State n's inputs to the backward's state loop over one tile (nothing when n = N): A[:, n] fp32,
-    the C and B rows over the tile in their dtype, and the checkpointed h entering the tile (B and h
-    only when the gradients are formed)."""
+    the C and B rows over the tile in their dtype, the checkpointed h entering the tile (B and h only
+    when the gradients are formed) and the carry g right of the tile (at g_src + n * g_step; 0 where
+    not g_on)."""
     m_dn = mask_d & (offs_d * 0 + n < N)
     m_tn = mask_t & (offs_t * 0 + n < N)
     A_n = tl.load(A_ptr + offs_d * N + n, mask=m_dn, other=0.0).to(tl.float32)
     c = tl.load(C_ptr + bc_base + n * L + offs_t, mask=m_tn, other=0.0)
+    g_in = tl.load(g_src + n * g_step, mask=m_dn & g_on, other=0.0).to(tl.float32)
     b = tl.zeros_like(c)
     h0 = tl.zeros_like(A_n)
     if not STATE_ONLY:
         b = tl.load(B_ptr + bc_base + n * L + offs_t, mask=m_tn, other=0.0)
         h0 = tl.load(ckpt_ptr + ck + n, mask=m_dn, other=0.0)
-    return A_n, c, b, h0
+    return A_n, c, b, h0, g_in
 
 
 @triton.jit
 def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr,
                         ckpt_ptr, dlast_ptr,
                         du_ptr, ddl_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                        ginit_ptr, pend_ptr, gend_ptr,
+                        ginit_ptr, pend_ptr, gend_ptr, gbuf_ptr,
                         Dm, L, N, G, Dg, n_dblk, n_tiles, n_chunks, chunk_tiles,
                         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr,
-                        PREFETCH: tl.constexpr):
+                        PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
@@ -662,22 +664,34 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # recurrence) come back as ginit = g at the first step after each chunk (∂L/∂h_L for the last).
     # u, delta, z, dout, du, ddelta, dz: [B, D, L]; A: [D, N]; B, C, dB, dC: [B, G, N, L] (dB, dC
     # fp32); ckpt: [B, D, n_tiles, N]; dlast: [B, D, N]; ginit, pend, gend: [B, n_chunks, D, N];
-    # dA: [D, N], dD, dbias: [D] fp32
-    # Tried (session 9, not kept): carrying g per state through a per-program buffer in memory, and dA
-    # by an atomic add per (tile, state), instead of picking state n out of the [BLOCK_D, BLOCK_N]
-    # register tiles gc and dA_acc: the state loop fell from 833 to 677-693 instructions per iteration
-    # (`kernels.sass_stats`), H100 bf16 fwd+bwd 4.66 -> 4.42-4.58 ms at B=8 D=2048 L=4096 N=16, but
-    # 0.93 -> 1.04-1.07 ms from a graph at B=256 D=256 L=256 (one tile per program).
+    # dA: [D, N], dD, dbias: [D] fp32; gbuf: [programs, N, BLOCK_D] fp32.
+    # CARRY_MEM (where a program walks several tiles): the carried g of each state goes through the
+    # program's gbuf rather than a [BLOCK_D, BLOCK_N] register tile gc from which the state loop picks
+    # state n and into which it puts it back (~80 of the loop's ~820 instructions per iteration,
+    # `kernels.sass_stats`). H100 bf16 fwd+bwd, same call (results/bench/tune_scans.md run 12): 4.62 ->
+    # 4.44 ms at B=8 D=2048 L=4096 N=16, 1.20 -> 1.16 at B=2 D=256 L=8192; with one tile per program
+    # (B=256 D=256 L=256) it was slower, 0.94 -> 1.03, so that case keeps gc in registers. dA by an
+    # atomic add per (tile, state) instead of its register tile was slower everywhere (+2-35%).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
+    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
-    # gc = ∂L/∂h at the first step right of the current tile (∂L/∂h_L for the last tile)
+    # the carry = ∂L/∂h at the first step right of the current tile: for the chunk's last tile from
+    # ginit (chunks), ∂L/∂h_L or 0; then from gbuf (state n at n * BLOCK_D) or gc
+    o_buf = gbuf + tl.arange(0, BLOCK_D)
     if HAS_GINIT:
-        gc = tl.load(ginit_ptr + state_off, mask=mask_dn, other=0.0)
+        g_init = ginit_ptr + ((row - offs_d) * n_chunks + chunk * Dm + offs_d) * N     # [B, n_chunks, D, N]
     elif HAS_DLAST:
-        gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+        g_init = dlast_ptr + row * N
     else:
-        gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+        g_init = o_buf
+    if not CARRY_MEM:
+        if HAS_GINIT:
+            gc = tl.load(ginit_ptr + state_off, mask=mask_dn, other=0.0)
+        elif HAS_DLAST:
+            gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
+        else:
+            gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -717,25 +731,34 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
-        gc_out = gc
         ck = (row * n_tiles + tile) * N
-        # PREFETCH: state n's A, C, B rows and checkpoint are loaded one state ahead
+        g_src = tl.where(k == 0, g_init, o_buf)
+        g_step = tl.where(k == 0, 1, BLOCK_D)
+        g_on = ((k > 0) | (HAS_GINIT or HAS_DLAST)) & CARRY_MEM
+        if not CARRY_MEM:
+            gc_out = gc
+        # PREFETCH: state n's A, C, B rows, checkpoint and carry are loaded one state ahead
         if PREFETCH:
-            A_nx, c_nx, b_nx, h0_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, 0, N, L, offs_d, mask_d,
-                                                          offs_t, mask_t, bc_base, ck, STATE_ONLY)
+            A_nx, c_nx, b_nx, h0_nx, g_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, g_src, g_step, g_on, 0,
+                                                                N, L, offs_d, mask_d, offs_t, mask_t, bc_base, ck,
+                                                                STATE_ONLY)
         for n in range(0, N):
-            pick = offs_n[None, :] == n
             if PREFETCH:
-                A_n, c, b, h0 = A_nx, c_nx.to(tl.float32), b_nx.to(tl.float32), h0_nx
-                A_nx, c_nx, b_nx, h0_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n + 1, N, L, offs_d,
-                                                              mask_d, offs_t, mask_t, bc_base, ck, STATE_ONLY)
+                A_n, c, b, h0, g_in = A_nx, c_nx.to(tl.float32), b_nx.to(tl.float32), h0_nx, g_nx
+                A_nx, c_nx, b_nx, h0_nx, g_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, g_src, g_step, g_on,
+                                                                    n + 1, N, L, offs_d, mask_d, offs_t, mask_t,
+                                                                    bc_base, ck, STATE_ONLY)
             else:
-                A_n, c, b, h0 = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, n, N, L, offs_d, mask_d, offs_t,
-                                                    mask_t, bc_base, ck, STATE_ONLY)
+                A_n, c, b, h0, g_in = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, g_src, g_step, g_on, n, N, L,
+                                                          offs_d, mask_d, offs_t, mask_t, bc_base, ck, STATE_ONLY)
                 c, b = c.to(tl.float32), b.to(tl.float32)
             a2 = A_n * 1.4426950408889634
-            # 1. g_t, the gradient reaching h_t
-            g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]       # g right of the tile
+            # 1. g_t, the gradient reaching h_t; g_in: g right of the tile
+            pick = offs_n[None, :] == n
+            if CARRY_MEM:
+                g_in = g_in[:, None]
+            else:
+                g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]
             if REV_GATHER:
                 a_next_r = tl.exp2(dt_next_r * a2[:, None])
                 cg_r = tl.gather(dy * c[None, :], rev, 1)
@@ -753,7 +776,10 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 else:
                     _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
                 g_first = tl.sum(tl.where(first, g, 0.0), axis=1)
-            gc_out = tl.where(pick, g_first[:, None], gc_out)
+            if CARRY_MEM:
+                tl.store(o_buf + n * BLOCK_D, g_first)   # read at the next tile
+            else:
+                gc_out = tl.where(pick, g_first[:, None], gc_out)
             if not STATE_ONLY:
                 # 2. h_t inside the tile, from its checkpoint
                 a = tl.exp2(dt * a2[:, None])
@@ -770,7 +796,10 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                               sem="relaxed")
                 if HAS_Z:
                     y += hs * c[None, :]
-        gc = gc_out
+        if CARRY_MEM:
+            tl.debug_barrier()   # the carries stored by this tile's state loop, before the next tile loads them
+        else:
+            gc = gc_out
         if not STATE_ONLY:
             if HAS_Z:
                 y += Dv[:, None] * u
@@ -785,6 +814,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
             tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
+        if CARRY_MEM:
+            gc = tl.load(gbuf + offs_n[None, :] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None],
+                         mask=offs_n[None, :] < N, other=0.0)
         _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
         tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
@@ -1056,22 +1088,26 @@ class SelectiveScanFn(torch.autograd.Function):
             rev = TILES["time"]["rev"]
             flags["PREFETCH"] = _prefetch(u)
             flags["REV_GATHER"] = rev == "gather"
+
             flags["REV_INDEX"] = rev == "index" or (rev == "plain" and not reverse_scan_in_order(
                 u.device, block_d, block_t, warps))
             n_chunks, chunk_tiles = _bwd_chunks(n_prog, n_tiles, ctx.chunk_len, block_t, u.device)
             grid, ginit = (n_prog * n_chunks,), None
+            # the carry of g across tiles through memory where a program walks several tiles
+            flags["CARRY_MEM"] = chunk_tiles > 1
+            gbuf = torch.empty(n_prog * n_chunks * N * block_d if chunk_tiles > 1 else 1, **f32)
             if n_chunks > 1:
                 # 1. per chunk, the g recurrence from a zero carry: (pend = ∏ a_{t+1}, gend = g at its
                 # first step); 2. carries X_c = gend_c + pend_c X_{c+1} with X_{n_chunks} = ∂L/∂h_L,
                 # a linear recurrence over the reversed chunks; chunk c starts from ginit_c = X_{c+1}
                 pend = torch.empty(Bsz, n_chunks, Dm, N, **f32)
                 gend = torch.empty_like(pend)
-                _ss_bwd_time_kernel[grid](*args, *grads, dummy, pend, gend, Dm, L, N, G, Dg, n_dblk, n_tiles,
-                                          n_chunks, chunk_tiles, HAS_GINIT=False, STATE_ONLY=True,
+                _ss_bwd_time_kernel[grid](*args, *grads, dummy, pend, gend, gbuf, Dm, L, N, G, Dg, n_dblk,
+                                          n_tiles, n_chunks, chunk_tiles, HAS_GINIT=False, STATE_ONLY=True,
                                           **{**flags, "HAS_DLAST": False})
                 ginit = chunk_carries(pend, gend, dlast, reverse=True)
             # 3. every chunk from its true carry: the gradients
-            _ss_bwd_time_kernel[grid](*args, *grads, ginit if ginit is not None else dummy, dummy, dummy,
+            _ss_bwd_time_kernel[grid](*args, *grads, ginit if ginit is not None else dummy, dummy, dummy, gbuf,
                                       Dm, L, N, G, Dg, n_dblk, n_tiles, n_chunks, chunk_tiles,
                                       HAS_GINIT=ginit is not None, STATE_ONLY=False, **flags)
         dB, dC = dB.to(B4.dtype), dC.to(C4.dtype)
