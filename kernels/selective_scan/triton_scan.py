@@ -29,7 +29,8 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     `_prefetch`; `python -m kernels.bench`): fwd 1.00 ms, fwd+bwd 4.96 ms. Session 9: the lane
     forward below, fwd 0.90 ms, fwd+bwd 4.87 ms; then softplus by a polynomial (`_delta_of`; libdevice's
     logf had cost ~31 instructions with branches per (d, t), in the forward and twice per backward
-    tile): fwd 0.82 ms, fwd+bwd 4.66 ms.
+    tile): fwd 0.82 ms, fwd+bwd 4.66 ms; then the backward's carries through memory (CARRY_MEM):
+    fwd+bwd 4.46 ms, its state loop 741 instructions per 512 updates.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
