@@ -48,7 +48,8 @@ Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
   - "time" (shipped). Its forward (TILES["time"]["fwd"] = "lane", shipped) runs one channel per lane,
     sequential in time, with every state of the channel in the lane's registers
     (`_ss_fwd_lane_kernel`): no scan and no sum across lanes, one exp2, two FMUL and two FFMA per
-    state update (13.5 instructions per update in all, against 20.6 for the "states" forward below;
+    state update (12.5 instructions per update in all at 32 channels per program, 16.1 at 16, against
+    19.6 for the "states" forward below; 13.5 / 18.0 / 20.6 before the polynomial softplus;
     `kernels.sass_stats`). A lane loads its BLOCK_T steps of u, δ, z as one vector and every lane the
     same B, C tile; `_lane_steps` walks the steps by halving the tile (register renaming). Where a
     lane per channel gives too few programs to hide the step loop's latency, two lanes share a
@@ -217,6 +218,24 @@ def _store_chunk_summary(A_ptr, pend_ptr, end_ptr, state_off, offs_d, offs_n, ma
 
 
 @triton.jit
+def _store_last_state(last_ptr, row, offs_n, mask_dn, N, chunk, n_chunks, h):
+    """h_L into [B, D, N] (row = b*D + d): only the sequence's last chunk writes it."""
+    is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1
+    tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+
+
+@triton.jit
+def _gated_y(y, u, z, Dv, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
+    """The forward's output from y = C·h: y + D u, times silu(z) (Dv and z broadcast against u)."""
+    if HAS_D:
+        y += Dv * u
+    if HAS_Z:
+        zz = z.to(tl.float32)
+        y = y * zz * tl.sigmoid(zz)
+    return y
+
+
+@triton.jit
 def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr,
                        y_ptr, init_ptr, ckpt_ptr, last_ptr, pend_ptr, hend_ptr,
                        Dm, L, N, G, Dg, n_dblk, n_chunks, chunk_len, n_tiles,
@@ -270,8 +289,7 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         tl.store(pend_ptr + state_off, p, mask=mask_dn)
         tl.store(hend_ptr + state_off, h, mask=mask_dn)
     else:
-        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
-        tl.store(last_ptr + (drow * N)[:, None] + offs_n[None, :], h, mask=mask_dn & is_last)
+        _store_last_state(last_ptr, drow, offs_n, mask_dn, N, chunk, n_chunks, h)
 
 
 @triton.jit
@@ -461,18 +479,13 @@ def _ss_fwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if STATE_ONLY:
             sum_dt += tl.sum(tl.sum(dt, axis=2), axis=1)
         else:
-            y = tl.sum(hs * c_c.to(tl.float32), axis=1, keep_dims=True)
-            if HAS_D:
-                y += Dv[:, None, None] * u
-            if HAS_Z:
-                zz = z_c.to(tl.float32)
-                y = y * zz * tl.sigmoid(zz)
+            y = _gated_y(tl.sum(hs * c_c.to(tl.float32), axis=1, keep_dims=True), u, z_c, Dv[:, None, None],
+                         HAS_D, HAS_Z)
             tl.store(y_ptr + off_dt, y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
         _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
     else:
-        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
-        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+        _store_last_state(last_ptr, row, offs_n, mask_dn, N, chunk, n_chunks, h)
 
 
 @triton.jit
@@ -556,8 +569,8 @@ def _ss_fwd_lane_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         SOFTPLUS: tl.constexpr, HAS_INIT: tl.constexpr, STATE_ONLY: tl.constexpr,
                         SAVE: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_T: tl.constexpr, CK: tl.constexpr, PREFETCH: tl.constexpr):
-    # One channel per lane (BLOCK_D = 32 x warps, or a multiple: several channels per lane), sequential
-    # in time, every state of a channel in its lane's registers: h and A [BLOCK_D, BLOCK_N]. u, δ, z, y
+    # One warp; BLOCK_D = 32 channels (a lane each) or 16 (two lanes each, half the states), sequential
+    # in time, every state of a channel in its lane(s)' registers: h and A [BLOCK_D, BLOCK_N]. u, δ, z, y
     # move as [BLOCK_D, BLOCK_T] tiles (a lane's BLOCK_T steps are one vector load); B and C as
     # [BLOCK_D, BLOCK_N, BLOCK_T] tiles broadcast over the channels (every lane loads the same
     # addresses: one L1 wavefront), so each lane holds the steps' B_t, C_t. `_lane_steps` walks the
@@ -568,7 +581,7 @@ def _ss_fwd_lane_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     A2 = _thread_rows(A_ptr + offs_d * N, mask_d, N, BLOCK_N) * 1.4426950408889634   # padded states: A = 0
     if HAS_INIT:
-        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0) + tl.zeros_like(A2)
+        h = tl.load(init_ptr + state_off, mask=mask_dn, other=0.0) + tl.zeros_like(A2)   # A2's layout, once
     else:
         h = tl.zeros_like(A2)
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
@@ -606,17 +619,12 @@ def _ss_fwd_lane_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if STATE_ONLY:
             sum_dt += tl.sum(dt, axis=1)
         else:
-            if HAS_D:
-                y += Dv[:, None] * u
-            if HAS_Z:
-                zz = z_c.to(tl.float32)
-                y = y * zz * tl.sigmoid(zz)
+            y = _gated_y(y, u, z_c, Dv[:, None], HAS_D, HAS_Z)
             tl.store(y_ptr + row[:, None] * L + offs_t[None, :], y.to(y_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
         _store_chunk_summary(A_ptr, pend_ptr, hend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dt, h)
     else:
-        is_last = (offs_n[None, :] * 0 + chunk) == n_chunks - 1      # only the last chunk writes h_L
-        tl.store(last_ptr + row[:, None] * N + offs_n[None, :], h, mask=mask_dn & is_last)
+        _store_last_state(last_ptr, row, offs_n, mask_dn, N, chunk, n_chunks, h)
 
 
 @triton.jit
@@ -667,19 +675,19 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # u, delta, z, dout, du, ddelta, dz: [B, D, L]; A: [D, N]; B, C, dB, dC: [B, G, N, L] (dB, dC
     # fp32); ckpt: [B, D, n_tiles, N]; dlast: [B, D, N]; ginit, pend, gend: [B, n_chunks, D, N];
     # dA: [D, N], dD, dbias: [D] fp32; gbuf: [programs, N, BLOCK_D] fp32.
-    # CARRY_MEM (where a program walks several tiles): the carried g of each state goes through the
-    # program's gbuf rather than a [BLOCK_D, BLOCK_N] register tile gc from which the state loop picks
-    # state n and into which it puts it back (~80 of the loop's ~820 instructions per iteration,
-    # `kernels.sass_stats`). H100 bf16 fwd+bwd, same call (results/bench/tune_scans.md run 12): 4.62 ->
-    # 4.44 ms at B=8 D=2048 L=4096 N=16, 1.20 -> 1.16 at B=2 D=256 L=8192; with one tile per program
-    # (B=256 D=256 L=256) it was slower, 0.94 -> 1.03, so that case keeps gc in registers. dA by an
-    # atomic add per (tile, state) instead of its register tile was slower everywhere (+2-35%).
+    # The carried g of each state is loaded per state, with the state's other inputs: at the chunk's
+    # last tile from ginit, ∂L/∂h_L or 0, at the tiles before it from the program's gbuf, where each
+    # tile stores it (CARRY_MEM: the program walks several tiles; STATE_ONLY: the chunk's summary).
+    # Session 9 (results/bench/tune_scans.md run 12): before, g lived in a [BLOCK_D, BLOCK_N] register
+    # tile from which the state loop picked state n and into which it put it back (~80 of the loop's
+    # ~820 instructions per iteration, `kernels.sass_stats`); through gbuf, H100 bf16 fwd+bwd 4.62 ->
+    # 4.44 ms at B=8 D=2048 L=4096 N=16 (same call). dA by an atomic add per (tile, state) instead of
+    # its register tile was slower everywhere (+2-35%).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
-    # the carry = ∂L/∂h at the first step right of the current tile: for the chunk's last tile from
-    # ginit (chunks), ∂L/∂h_L or 0; then from gbuf (state n at n * BLOCK_D) or gc
+    # the carry = ∂L/∂h at the first step right of the current tile (gbuf: state n at n * BLOCK_D)
     o_buf = gbuf + tl.arange(0, BLOCK_D)
     if HAS_GINIT:
         g_init = ginit_ptr + ((row - offs_d) * n_chunks + chunk * Dm + offs_d) * N     # [B, n_chunks, D, N]
@@ -687,13 +695,6 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         g_init = dlast_ptr + row * N
     else:
         g_init = o_buf
-    if not CARRY_MEM:
-        if HAS_GINIT:
-            gc = tl.load(ginit_ptr + state_off, mask=mask_dn, other=0.0)
-        elif HAS_DLAST:
-            gc = tl.load(dlast_ptr + row[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-        else:
-            gc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -736,9 +737,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         ck = (row * n_tiles + tile) * N
         g_src = tl.where(k == 0, g_init, o_buf)
         g_step = tl.where(k == 0, 1, BLOCK_D)
-        g_on = ((k > 0) | (HAS_GINIT or HAS_DLAST)) & CARRY_MEM
-        if not CARRY_MEM:
-            gc_out = gc
+        g_on = (k > 0) | (HAS_GINIT or HAS_DLAST)
         # PREFETCH: state n's A, C, B rows, checkpoint and carry are loaded one state ahead
         if PREFETCH:
             A_nx, c_nx, b_nx, h0_nx, g_nx = _ss_bwd_state_loads(A_ptr, B_ptr, C_ptr, ckpt_ptr, g_src, g_step, g_on, 0,
@@ -756,11 +755,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 c, b = c.to(tl.float32), b.to(tl.float32)
             a2 = A_n * 1.4426950408889634
             # 1. g_t, the gradient reaching h_t; g_in: g right of the tile
-            pick = offs_n[None, :] == n
-            if CARRY_MEM:
-                g_in = g_in[:, None]
-            else:
-                g_in = tl.sum(tl.where(pick, gc, 0.0), axis=1)[:, None]
+            g_in = g_in[:, None]
             if REV_GATHER:
                 a_next_r = tl.exp2(dt_next_r * a2[:, None])
                 cg_r = tl.gather(dy * c[None, :], rev, 1)
@@ -778,10 +773,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 else:
                     _pg, g = tl.associative_scan((a_next, cg), 1, affine_combine, reverse=True)
                 g_first = tl.sum(tl.where(first, g, 0.0), axis=1)
-            if CARRY_MEM:
-                tl.store(o_buf + n * BLOCK_D, g_first)   # read at the next tile
-            else:
-                gc_out = tl.where(pick, g_first[:, None], gc_out)
+            if CARRY_MEM or STATE_ONLY:
+                tl.store(o_buf + n * BLOCK_D, g_first)   # read at the next tile (or as the chunk's summary)
             if not STATE_ONLY:
                 # 2. h_t inside the tile, from its checkpoint
                 a = tl.exp2(dt * a2[:, None])
@@ -791,7 +784,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 s = g * (hs - x)
                 gB += g * b[None, :]
                 sA += s * A_n[:, None]
-                dA_acc += tl.where(pick, tl.sum(s * dt, axis=1)[:, None], 0.0)
+                dA_acc += tl.where(offs_n[None, :] == n, tl.sum(s * dt, axis=1)[:, None], 0.0)
                 tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
                               sem="relaxed")
                 tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t,
@@ -800,8 +793,6 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                     y += hs * c[None, :]
         if CARRY_MEM:
             tl.debug_barrier()   # the carries stored by this tile's state loop, before the next tile loads them
-        else:
-            gc = gc_out
         if not STATE_ONLY:
             if HAS_Z:
                 y += Dv[:, None] * u
@@ -816,9 +807,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             tl.store(du_ptr + off_dt, (gB * dt + dy * Dv[:, None]).to(du_ptr.dtype.element_ty), mask=m_dt)
             tl.store(ddl_ptr + off_dt, ddt.to(ddl_ptr.dtype.element_ty), mask=m_dt)
     if STATE_ONLY:
-        if CARRY_MEM:
-            gc = tl.load(gbuf + offs_n[None, :] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None],
-                         mask=offs_n[None, :] < N, other=0.0)
+        tl.debug_barrier()
+        gc = tl.load(gbuf + offs_n[None, :] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None], mask=offs_n[None, :] < N,
+                     other=0.0)
         _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
         tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
@@ -1097,7 +1088,7 @@ class SelectiveScanFn(torch.autograd.Function):
             grid, ginit = (n_prog * n_chunks,), None
             # the carry of g across tiles through memory where a program walks several tiles
             flags["CARRY_MEM"] = chunk_tiles > 1
-            gbuf = torch.empty(n_prog * n_chunks * N * block_d if chunk_tiles > 1 else 1, **f32)
+            gbuf = torch.empty(n_prog * n_chunks * N * block_d if chunk_tiles > 1 or n_chunks > 1 else 1, **f32)
             if n_chunks > 1:
                 # 1. per chunk, the g recurrence from a zero carry: (pend = ∏ a_{t+1}, gend = g at its
                 # first step); 2. carries X_c = gend_c + pend_c X_{c+1} with X_{n_chunks} = ∂L/∂h_L,
