@@ -124,9 +124,9 @@ def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constex
 @triton.jit
 def _log1p_unit(y):
     """log(1 + y) for y in [0, 1] as y P(y), P the degree-8 Chebyshev fit of log1p(y)/y on [0, 1]
-    (power basis, fp32): relative error <= 2.3e-7 in fp32 Horner, nine FMAs and no branch. (log(1 + y)
-    in fp32 loses y's low bits when it rounds 1 + y: relative error up to ~2^-24 / y, all of it below
-    y ~ 6e-8.)"""
+    (power basis, fp32), nine FMAs and no branch: softplus through it errs by <= 2.4e-7 relative from
+    x = -80 to 100 (test_kernels_softplus_is_fp32_accurate, interpreted). log(1 + y) in fp32 loses y's
+    low bits when it rounds 1 + y: relative error up to ~2^-24 / y, all of it below y ~ 6e-8."""
     p = 0.005186003632843494 * y - 0.029210267588496208
     p = p * y + 0.07754038274288177
     p = p * y - 0.13583941757678986

@@ -211,7 +211,8 @@ def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant, mon
 def test_kernels_softplus_is_fp32_accurate():
     """Δ = softplus(δ + bias) inside the kernels (max(x, 0) + a polynomial log1p(exp(-|x|))) against
     torch's softplus in fp64: relative error within a few fp32 ulps from x = -80 to 100 (torch's
-    threshold: x itself above 20)."""
+    threshold: x itself above 20). Measured 2.4e-7; log(1 + exp(x)), the formula before, errs by 100%
+    below x ~ -17."""
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the kernels' softplus is covered by the GPU tests")
     import triton
@@ -228,7 +229,7 @@ def test_kernels_softplus_is_fp32_accurate():
     out = torch.empty_like(x)
     probe[(1,)](x, out, BLOCK=4096)
     ref = torch.nn.functional.softplus(x.double())
-    assert ((out.double() - ref).abs() / ref).max() < 1e-6
+    assert ((out.double() - ref).abs() / ref).max() < 5e-7
 
 
 def test_reverse_scan_probe_holds_in_the_interpreter():
