@@ -100,6 +100,10 @@ SCAN_BLOCK = 1024        # state elements per program in the scan across segment
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUNE "intra_warps")
 INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps (TUNE "intra_grad_warps")
+# exp(x) is written exp2(x * LOG2E): triton lowers tl.exp2 to one MUFU.EX2 (ex2.approx.ftz), but tl.exp
+# to ex2.approx without ftz, which ptxas wraps in a range test and two predicated multiplies for
+# subnormal results (5 instructions per exp instead of 2, sm_90); results below 2^-126 flush to 0
+LOG2E = tl.constexpr(1.4426950408889634)
 
 
 def _interpret() -> bool:
@@ -146,6 +150,7 @@ def _fwd_kernel(
         b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
+    log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     NT = tl.cdiv(T, BT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
@@ -162,11 +167,12 @@ def _fwd_kernel(
             b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
             b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
             b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
-            b_orow = tl.exp(b_G)[:, None]
-            b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
-            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
+            # scale is folded into o's row factors and into E (its exponent): no pass over o for it
+            b_orow = (tl.exp2(b_G * LOG2E) * scale)[:, None]
+            b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
+            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
-            b_decay = tl.exp(b_GC)
+            b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if b_g.dtype == tl.float32:
@@ -178,16 +184,16 @@ def _fwd_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
-            b_qd = (b_q * tl.exp(b_G)).to(b_q.dtype)
+            b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = 1.0
-            b_kd = (b_k * tl.exp(b_GC2 - b_G)).to(b_k.dtype)
+            b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
             # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
             m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
             b_A = tl.zeros([BT, BT], dtype=tl.float32)
             for i_a in tl.static_range(NA):
                 b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
                                other=0.0).to(tl.float32)
-            b_decay = tl.exp(b_GCs)[:, None]
+            b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_qd = b_q
             b_orow = 1.0
@@ -197,7 +203,9 @@ def _fwd_kernel(
         # (2): inter-chunk part from S plus intra-chunk part from A
         b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
         b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
-        tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], (b_o * scale).to(o.dtype.element_ty),
+        if DECAY != 1:
+            b_o = b_o * scale
+        tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
         # (3): carry the state to the next chunk
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
@@ -248,9 +256,9 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
             m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
                                                                 o_i[None, :] > o_i[:, None])
             if b_g.dtype == tl.float32:
-                b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee"))
+                b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
             else:
-                b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g))
+                b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
             b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
             b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
             pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
@@ -314,10 +322,10 @@ def _local_state_kernel(
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             if REVERSE:
-                b_ad = (b_a * (tl.exp(b_G) * scale)[:, None]).to(b_a.dtype)
+                b_ad = (b_a * (tl.exp2(b_G * LOG2E) * scale)[:, None]).to(b_a.dtype)
             else:
-                b_ad = (b_a * tl.exp(b_GC - b_G)[:, None]).to(b_a.dtype)
-            b_S = b_S * tl.exp(b_GC)
+                b_ad = (b_a * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_a.dtype)
+            b_S = b_S * tl.exp2(b_GC * LOG2E)
             b_gsum += b_GC
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
@@ -331,10 +339,10 @@ def _local_state_kernel(
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             if REVERSE:
-                b_ad = (b_a * tl.exp(b_G) * scale).to(b_a.dtype)
+                b_ad = (b_a * tl.exp2(b_G * LOG2E + tl.log2(scale))).to(b_a.dtype)
             else:
-                b_ad = (b_a * tl.exp(b_GC2 - b_G)).to(b_a.dtype)
-            b_S = b_S * tl.exp(b_GCs)[:, None]
+                b_ad = (b_a * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_a.dtype)
+            b_S = b_S * tl.exp2(b_GCs * LOG2E)[:, None]
             b_gsum += b_GCs
         else:
             if REVERSE:
@@ -383,9 +391,9 @@ def _scan_kernel(
         b_xn = tl.load(x + (i_bh * NS + i_n) * K * V + o_e, mask=m_e & (o_e * 0 + j + 1 < NS), other=0.0)
         tl.store(x + (i_bh * NS + i_s) * K * V + o_e, b_S, mask=m_e)
         if DECAY == 1:
-            b_S = b_S * tl.exp(tl.load(gseg + i_bh * NS + i_s))
+            b_S = b_S * tl.exp2(tl.load(gseg + i_bh * NS + i_s) * LOG2E)
         if DECAY == 2:
-            b_S = b_S * tl.exp(tl.load(gseg + (i_bh * NS + i_s) * K + o_e // V, mask=m_e, other=0.0))
+            b_S = b_S * tl.exp2(tl.load(gseg + (i_bh * NS + i_s) * K + o_e // V, mask=m_e, other=0.0) * LOG2E)
         b_S += b_x
         b_x = b_xn
     tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
@@ -396,7 +404,7 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
-        qi_t = sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
+        qi_t = scale * sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
     exp(G_t - G_s) factored by halving the chunk as in `_intra_a_kernel` (the two share each level's
     exp). qi, ki: [B, T, H, K] in the input dtype."""
     NT = tl.cdiv(T, BT)
@@ -437,16 +445,16 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
             m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
                                                                 o_i[None, :] > o_i[:, None])
             if b_g.dtype == tl.float32:
-                b_x = tl.exp(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee"))
+                b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
             else:
-                b_x = tl.exp(tl.dot(m_sum.to(b_g.dtype), b_g))
+                b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
             b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
             b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
             pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
             b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
             b_qi += tl.where(upper[:, None], b_x, 0.0) * tl.dot(b_dAp, b_ks, input_precision=PREC)
             b_ki += tl.where(upper[:, None], 0.0, b_x) * tl.dot(tl.trans(b_dAp), b_qs, input_precision=PREC)
-    tl.store(qi + o_t[:, None] * (H * K) + o_k[None, :], b_qi.to(qi.dtype.element_ty), mask=m_tk)
+    tl.store(qi + o_t[:, None] * (H * K) + o_k[None, :], (b_qi * scale).to(qi.dtype.element_ty), mask=m_tk)
     tl.store(ki + o_t[:, None] * (H * K) + o_k[None, :], (b_ki * scale).to(ki.dtype.element_ty), mask=m_tk)
 
 
@@ -495,6 +503,7 @@ def _bwd_dq_kernel(
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
+    log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     NT = tl.cdiv(T, BT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
@@ -514,10 +523,11 @@ def _bwd_dq_kernel(
             b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf")))
-            b_dq = b_dq * tl.exp(b_G)[:, None] + tl.dot((b_dA * b_E).to(b_k.dtype), b_k, input_precision=PREC)
-            b_kd = (b_k * tl.exp(b_GC - b_G)[:, None]).to(b_k.dtype)
-            b_decay = tl.exp(b_GC)
+            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
+            b_dq = b_dq * (tl.exp2(b_G * LOG2E) * scale)[:, None] + tl.dot((b_dA * b_E).to(b_k.dtype), b_k,
+                                                                           input_precision=PREC)
+            b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
+            b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if b_g.dtype == tl.float32:
@@ -533,14 +543,15 @@ def _bwd_dq_kernel(
             # added by the first V block only)
             b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
                               mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
-            b_dq = b_dq * tl.exp(b_G) + b_intra
-            b_kd = (b_k * tl.exp(b_GC2 - b_G)).to(b_k.dtype)
-            b_decay = tl.exp(b_GCs)[:, None]
+            b_dq = b_dq * tl.exp2(b_G * LOG2E + log2_scale) + b_intra
+            b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
+            b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
             b_kd = b_k
             b_decay = 1.0
-        b_dq = b_dq * scale
+        if DECAY == 0:   # decay folds scale into its exponents
+            b_dq = b_dq * scale
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
                  mask=m_t[:, None] & m_k[None, :])
         if DG:
@@ -614,6 +625,7 @@ def _bwd_dkv_kernel(
             b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
+    log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     if DG and DECAY == 2:
         suffix = (o_i[:, None] <= o_i[None, :]).to(tl.float32)      # row t sums rows r >= t
         ones = tl.full([BT, BT], 1.0, dtype=tl.float32)
@@ -650,8 +662,9 @@ def _bwd_dkv_kernel(
             b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp(tl.where(causal, b_G[:, None] - b_G[None, :], float("-inf"))) * scale   # 0 above the diagonal
-            b_kdec = tl.exp(b_GC - b_G)[:, None]
+            # 0 above the diagonal
+            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
+            b_kdec = tl.exp2((b_GC - b_G) * LOG2E)[:, None]
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E
             b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec
             b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
@@ -659,8 +672,8 @@ def _bwd_dkv_kernel(
             b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec
             b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
-            b_qd = (b_q * (tl.exp(b_G)[:, None] * scale)).to(b_q.dtype)
-            b_decay = tl.exp(b_GC)
+            b_qd = (b_q * (tl.exp2(b_G * LOG2E)[:, None] * scale)).to(b_q.dtype)
+            b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
             if b_g.dtype == tl.float32:
@@ -682,14 +695,14 @@ def _bwd_dkv_kernel(
             for i_a in tl.static_range(NA):
                 b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
             b_A = b_A * scale
-            b_kdec = tl.exp(b_GC2 - b_G)
+            b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
                               mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
             b_dk = b_dk * b_kdec + b_intra
-            b_qd = (b_qf * tl.exp(b_G) * scale).to(b_q.dtype)
-            b_decay = tl.exp(b_GCs)[:, None]
+            b_qd = (b_qf * tl.exp2(b_G * LOG2E + log2_scale)).to(b_q.dtype)
+            b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
             b_kdec = 1.0

@@ -64,6 +64,8 @@ VARIANTS = {
     "ns=1 BV=64": {"ns": 1, "BV": 64},
     "ns=1 BV=32": {"ns": 1, "BV": 32},
     "BV=64": {"BV": 64},
+    "seg BK64": {"BK": 64},
+    "seg BK128": {"BK": 128},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15

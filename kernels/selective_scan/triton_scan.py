@@ -115,6 +115,14 @@ def _suffix_combine(a1, c1, i1, a2, c2, i2):
 
 
 @triton.jit
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) through exp2, which triton lowers to one MUFU.EX2 (ex2.approx.ftz); tl.sigmoid
+    and tl.exp use ex2.approx without ftz, which ptxas wraps in a range test and two predicated
+    multiplies for subnormal results (sm_90: 8 instructions per sigmoid instead of 12)."""
+    return 1.0 / (1.0 + tl.exp2(x * -1.4426950408889634))
+
+
+@triton.jit
 def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """Load δ and return `_delta_of` it; bias broadcasts against δ (e.g. [BLOCK_D, 1] for
     [BLOCK_D, BLOCK_T] tiles)."""
@@ -124,7 +132,7 @@ def _delta(dl_ptr, off, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constex
 @triton.jit
 def _log1p_unit(y):
     """log(1 + y) for y in [0, 1] as y P(y), P the degree-8 Chebyshev fit of log1p(y)/y on [0, 1]
-    (power basis, fp32), nine FMAs and no branch: softplus through it errs by <= 2.4e-7 relative from
+    (power basis, fp32), nine FMAs and no branch: softplus through it errs by <= 2.5e-7 relative from
     x = -80 to 100 (test_kernels_softplus_is_fp32_accurate, interpreted). log(1 + y) in fp32 loses y's
     low bits when it rounds 1 + y: relative error up to ~2^-24 / y, all of it below y ~ 6e-8."""
     p = 0.005186003632843494 * y - 0.029210267588496208
@@ -139,15 +147,27 @@ def _log1p_unit(y):
 
 
 @triton.jit
+def _exp_neg(x):
+    """exp(-x) for x >= 0 as exp2(y) (1 + r ln 2), y = fl(-x log2 e) and r the product's rounding error
+    (one FMA, plus x times log2 e's own fp32 rounding): one MUFU.EX2 (triton lowers tl.exp2 to
+    ex2.approx.ftz) and four FMUL/FFMA. exp2 of the rounded product alone, which is how tl.exp computes,
+    errs by up to |x| 6e-8 relative (3.6e-6 at x = 60); results below 2^-126 (x > 87) flush to 0."""
+    y = x * -1.4426950216293335                         # log2 e rounded to fp32
+    r = tl.fma(x, -1.4426950216293335, -y) - x * 1.9259629889091e-08   # -x log2 e - y, to ~2^-48 x
+    p = tl.exp2(y)
+    return tl.fma(p, r * 0.6931471805599453, p)
+
+
+@triton.jit
 def _delta_of(raw, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """From loaded δ (fp32): (Δ = softplus(δ + bias) or δ + bias, 0 where masked; δ + bias).
     softplus(x) = max(x, 0) + log1p(exp(-|x|)): exact in exact arithmetic, and for x > 20 it is x
-    in fp32, as torch's threshold."""
+    in fp32, as torch's threshold; Δ below 2^-126 (x < -87) flushes to 0 (`_exp_neg`)."""
     if HAS_BIAS:
         raw = raw + bias
     dt = raw
     if SOFTPLUS:
-        dt = tl.maximum(raw, 0.0) + _log1p_unit(tl.exp(-tl.abs(raw)))
+        dt = tl.maximum(raw, 0.0) + _log1p_unit(_exp_neg(tl.abs(raw)))
     return tl.where(mask, dt, 0.0), raw
 
 
@@ -213,7 +233,7 @@ def _store_chunk_summary(A_ptr, pend_ptr, end_ptr, state_off, offs_d, offs_n, ma
     """A chunk's state-only pass ends by storing its map s -> pend s + end for the carry across
     chunks: pend = ∏ exp(Δ_t A) over the chunk = exp(A Σ Δ_t), end = the state it reached from 0."""
     A = tl.load(A_ptr + offs_d[:, None] * N + offs_n[None, :], mask=mask_dn, other=0.0).to(tl.float32)
-    tl.store(pend_ptr + state_off, tl.exp(A * sum_dt[:, None]), mask=mask_dn)
+    tl.store(pend_ptr + state_off, tl.exp2(A * sum_dt[:, None] * 1.4426950408889634), mask=mask_dn)
     tl.store(end_ptr + state_off, state, mask=mask_dn)
 
 
@@ -231,7 +251,7 @@ def _gated_y(y, u, z, Dv, HAS_D: tl.constexpr, HAS_Z: tl.constexpr):
         y += Dv * u
     if HAS_Z:
         zz = z.to(tl.float32)
-        y = y * zz * tl.sigmoid(zz)
+        y = y * zz * _sigmoid(zz)
     return y
 
 
@@ -283,7 +303,7 @@ def _ss_fwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
                 y = tl.sum(h * Ct, axis=1) + Dv * u
                 if HAS_Z:
                     zz = tl.load(z_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
-                    y = y * zz * tl.sigmoid(zz)
+                    y = y * zz * _sigmoid(zz)
                 tl.store(y_ptr + row + t, y.to(y_ptr.dtype.element_ty), mask=mask_d)
     if STATE_ONLY:
         tl.store(pend_ptr + state_off, p, mask=mask_dn)
@@ -347,10 +367,10 @@ def _ss_bwd_seq_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_pt
         DT, RAW = _delta(dl_ptr, off_dt, m_dt, bias[:, None], HAS_BIAS, SOFTPLUS)
         tl.store(pre_tile, DT)
         if SOFTPLUS:
-            tl.store(pre_tile + BLOCK_T * BLOCK_D, tl.sigmoid(RAW))
+            tl.store(pre_tile + BLOCK_T * BLOCK_D, _sigmoid(RAW))
         if HAS_Z:
             tl.store(pre_tile + 2 * BLOCK_T * BLOCK_D,
-                     tl.sigmoid(tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)))
+                     _sigmoid(tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)))
         tl.debug_barrier()
         for t in range(t0, t1):
             u = tl.load(u_ptr + row + t, mask=mask_d, other=0.0).to(tl.float32)
@@ -716,7 +736,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         dout = tl.load(dout_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
         if HAS_Z:
             zz = tl.load(z_ptr + off_dt, mask=m_dt, other=0.0).to(tl.float32)
-            sg = tl.sigmoid(zz)
+            sg = _sigmoid(zz)
             dy = dout * zz * sg
         else:
             dy = dout
@@ -800,7 +820,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                          mask=m_dt)
             ddt = gB * u + sA
             if SOFTPLUS:
-                ddt = ddt * tl.sigmoid(raw)
+                ddt = ddt * _sigmoid(raw)
             ddt = tl.where(m_dt, ddt, 0.0)
             dD_acc += tl.sum(dy * u, axis=1)
             dbias_acc += tl.sum(ddt, axis=1)

@@ -211,8 +211,9 @@ def test_gpu_matches_reference(Bsz, D, L, N, G, full, decay, dtype, variant, mon
 def test_kernels_softplus_is_fp32_accurate():
     """Δ = softplus(δ + bias) inside the kernels (max(x, 0) + a polynomial log1p(exp(-|x|))) against
     torch's softplus in fp64: relative error within a few fp32 ulps from x = -80 to 100 (torch's
-    threshold: x itself above 20). Measured 2.4e-7; log(1 + exp(x)), the formula before, errs by 100%
-    below x ~ -17."""
+    threshold: x itself above 20). Measured 2.5e-7 (the interpreter's exp2 is exact; the GPU's
+    ex2.approx adds up to 2 ulp); log(1 + exp(x)), the formula before, errs by 100% below x ~ -17, and
+    exp2 of the rounded x log2 e, as tl.exp computes, by up to 3.6e-6 at x = -60."""
     if torch.cuda.is_available():
         pytest.skip("CUDA present: the kernels' softplus is covered by the GPU tests")
     import triton
