@@ -3,8 +3,8 @@
 # logs go to OUT (default results/bench/stages), the kernel table (kernels.md/csv, the re-measured rows
 # merged into the existing ones) to TABLE (default results/bench; on the GPU host: TABLE=$OUT).
 #   bash scripts/kernel_checks.sh [tests|tune|ss|la|la-fla|lr ...]       (default: all, in this order)
-#   tests   GPU kernel tests (selective scan, linear recurrence, linear attention bf16/fp16), as three
-#           parallel pytest processes (compilation is CPU-bound)
+#   tests   GPU kernel tests (selective scan, linear recurrence, linear attention 16-bit and fp32), as
+#           four parallel pytest processes (compilation is CPU-bound)
 #   tune    python -m kernels.tune_scans (selective scan "time"/"seq" configs, linear recurrence tiles)
 #   ss | lr python -m kernels.bench for that op, every implementation, merged into kernels.csv
 #   la      linear attention: ours, sdpa and the PyTorch forms, merged
@@ -21,8 +21,10 @@ T=tests/kernels
 tests() {
   timeout 540 python -m pytest -q -m gpu $T/test_selective_scan.py > "$OUT/test_ss.log" 2>&1 &
   timeout 540 python -m pytest -q -m gpu $T/test_linear_recurrence.py > "$OUT/test_lr.log" 2>&1 &
-  timeout 540 python -m pytest -q -m gpu $T/test_chunked_linear_attention.py -k "bfloat16 or float16 or bf16" \
+  timeout 540 python -m pytest -q -m gpu $T/test_chunked_linear_attention.py -k "not float32" \
     > "$OUT/test_la.log" 2>&1 &
+  timeout 540 python -m pytest -q -m gpu $T/test_chunked_linear_attention.py -k "float32" \
+    > "$OUT/test_la_fp32.log" 2>&1 &
   wait
   for f in "$OUT"/test_*.log; do echo "== $f"; tail -n 3 "$f"; done
 }
