@@ -34,9 +34,10 @@ do v^T times the same factors, come from a second parallel pass over the backwar
 (`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
 block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
 the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms) -> 1.06 ms (G and
-dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end; 0.80 ms from a CUDA graph), K=V=128:
-9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 ms (FLA 3.48 ms) (results/bench/kernels.md and its header; the steps in
-results/bench/tune_linear_attention.md runs 1-8 and scripts/experiments/la_channel_columns.py).
+dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end; 0.80 ms from a CUDA graph) -> 0.90 ms
+(exp as exp2, `LOG2E`; 0.73 from a graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 -> 1.71 ms (FLA
+3.48 ms) (results/bench/kernels.md and its header; the steps in results/bench/tune_linear_attention.md
+runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
 registers ("fused chunk"), so no per-chunk state is written to memory; K blocks produce partial outputs
 that one small kernel sums (`_sum_partials_kernel`).

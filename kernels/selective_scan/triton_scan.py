@@ -30,7 +30,10 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     forward below, fwd 0.90 ms, fwd+bwd 4.87 ms; then softplus by a polynomial (`_delta_of`; libdevice's
     logf had cost ~31 instructions with branches per (d, t), in the forward and twice per backward
     tile): fwd 0.82 ms, fwd+bwd 4.66 ms; then the backward's carries through memory (CARRY_MEM):
-    fwd+bwd 4.46 ms, its state loop 741 instructions per 512 updates.
+    fwd+bwd 4.46 ms, its state loop 741 instructions per 512 updates. Session 10: softplus's exp and
+    the forwards' gate by exp2 (one MUFU.EX2; tl.exp and tl.sigmoid wrap ex2.approx in a range test
+    and predicated multiplies): fwd 0.78 ms, fwd+bwd 4.41 ms; without the atomic adds of dB and dC
+    (a timing probe with wrong gradients) fwd+bwd read 4.08 ms, with plain stores instead 4.39 ms.
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
@@ -48,8 +51,9 @@ Variants (`VARIANT` picks the shipped one; `kernels.tune_scans` times both):
   - "time" (shipped). Its forward (TILES["time"]["fwd"] = "lane", shipped) runs one channel per lane,
     sequential in time, with every state of the channel in the lane's registers
     (`_ss_fwd_lane_kernel`): no scan and no sum across lanes, one exp2, two FMUL and two FFMA per
-    state update (12.5 instructions per update in all at 32 channels per program, 16.1 at 16, against
-    19.6 for the "states" forward below; 13.5 / 18.0 / 20.6 before the polynomial softplus;
+    state update (12.3 instructions per update in all at 32 channels per program, 15.7 at 16, against
+    19.5 for the "states" forward below; 12.5 / 16.1 / 19.6 before exp by exp2 in softplus and the
+    gate, 13.5 / 18.0 / 20.6 before the polynomial softplus;
     `kernels.sass_stats`). A lane loads its BLOCK_T steps of u, δ, z as one vector and every lane the
     same B, C tile; `_lane_steps` walks the steps by halving the tile (register renaming). Where a
     lane per channel gives too few programs to hide the step loop's latency, two lanes share a
