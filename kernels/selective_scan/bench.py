@@ -1,22 +1,24 @@
 """Benchmark rows for `kernels.selective_scan` (collected by `python -m kernels.bench`).
 
-Compares ours (Triton) with the PyTorch step loop, the vectorised PyTorch fallback, `torch.compile`
-of the fallback and mamba_ssm's `selective_scan_fn` when importable. Bytes the op must move:
-forward reads u, δ, z, B, C and writes y; backward reads u, δ, z, dy, B, C and writes du, dδ, dz,
+Compares ours (Triton) with the PyTorch step loop, the vectorised PyTorch fallback, the fallback with
+its chunk step compiled by `torch.compile` (the loop over chunks stays in Python: compiled whole,
+dynamo would unroll L/32 chunks) and mamba_ssm's `selective_scan_fn` when importable. Bytes the op
+must move: forward reads u, δ, z, B, C and writes y; backward reads u, δ, z, dy, B, C and writes du, dδ, dz,
 dB, dC: 11 [B, D, L] + 6 [B, N, L] tensors in all (A, D, δ_bias and the checkpoints are small).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 
 from ..bench import add_graph_time, copy_bandwidth_gbps, time_fwd_bwd
 from . import chunked_selective_scan, naive_selective_scan, triton_selective_scan
+from .torch_fast import chunk_step
 
 SHAPES = [(256, 256, 256, 16), (8, 2048, 4096, 16), (8, 2048, 16384, 16)]   # (B, D, L, N)
 STEP_LOOP_L = 128     # the step loop is timed on this many steps and extrapolated linearly in L
-COMPILE_MAX_L = 256   # dynamo unrolls the fallback's loop over L/32 chunks; longer is not compiled
 
 
 def _mamba_ssm():
@@ -30,7 +32,7 @@ def _mamba_ssm():
 def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
-    compiled = torch.compile(chunked_selective_scan)
+    compiled = functools.partial(chunked_selective_scan, step=torch.compile(chunk_step))
     impls = {"triton": triton_selective_scan, "torch-chunked": chunked_selective_scan,
              "torch-compile": compiled, "torch-step-loop": naive_selective_scan,
              "mamba_ssm": _mamba_ssm()}
@@ -55,10 +57,9 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
                            dtype=str(dtype)[6:])
                 if dtype == torch.float32 and name != "triton":
                     continue      # comparisons in bf16 only
-                if fn is None or (name == "torch-compile" and L > COMPILE_MAX_L):
-                    note = "not importable" if fn is None else "not run: L/32 chunks unrolled by dynamo"
+                if fn is None:
                     rows.append(dict(row, fwd_ms=math.nan, fwdbwd_ms=math.nan, gbps=math.nan,
-                                     frac_copy_bw=math.nan, note=note))
+                                     frac_copy_bw=math.nan, note="not importable"))
                     continue
                 call = lambda *x, fn=fn: fn(*x, delta_softplus=True)  # noqa: E731
                 args = [u, delta, A, Bm, Cm, Dv, z, bias]

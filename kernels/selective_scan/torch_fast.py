@@ -23,11 +23,23 @@ def _scan(a: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     return a, x
 
 
+def chunk_step(h: torch.Tensor, dt: torch.Tensor, du: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+               C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of c steps from the state h [B, G, Dg, N]: dt, du [B, G, Dg, 1, c]; A [G, Dg, N, 1];
+    B, C [B, G, 1, N, c]. Returns (y of the chunk [B, G, Dg, c], the state after it)."""
+    pa, px = _scan(torch.exp(dt * A), du * B)                          # [B, G, Dg, N, c]
+    hc = pa * h[..., None] + px                                        # the chunk's states
+    return (hc * C).sum(-2), hc[..., -1]
+
+
 def chunked_selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                            C: torch.Tensor, D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                            delta_bias: torch.Tensor | None = None, delta_softplus: bool = False, *,
-                           return_last_state: bool = False, chunk: int = 32):
-    """Signature and shapes of `naive_selective_scan`; differentiable through autograd."""
+                           return_last_state: bool = False, chunk: int = 32, step=None):
+    """Signature and shapes of `naive_selective_scan`; differentiable through autograd. step: a
+    stand-in for `chunk_step` (same arguments and results), e.g. `torch.compile(chunk_step)`, which
+    is how the benchmark compiles this fallback: compiling the whole function would make dynamo
+    unroll the loop over L/chunk chunks."""
     acc = torch.float64 if u.dtype == torch.float64 else torch.float32
     Bsz, Dm, L = u.shape
     N = A.shape[1]
@@ -44,15 +56,12 @@ def chunked_selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor
     du5 = (dt * uf).view(Bsz, G, Dm // G, 1, L)
     A4 = A.to(acc).view(G, Dm // G, N, 1)           # [G, Dg, N, 1]
     h = uf.new_zeros(Bsz, G, Dm // G, N)            # [B, G, Dg, N]
+    step = chunk_step if step is None else step
     ys = []
     for t0 in range(0, L, chunk):
         sl = slice(t0, t0 + chunk)
-        a = torch.exp(dt5[..., sl] * A4)                               # [B, G, Dg, N, c]
-        x = du5[..., sl] * Bg[:, :, None, :, sl].to(acc)              # [B, G, Dg, N, c]
-        pa, px = _scan(a, x)
-        hc = pa * h[..., None] + px                                    # states of this chunk
-        ys.append((hc * Cg[:, :, None, :, sl].to(acc)).sum(-2))       # [B, G, Dg, c]
-        h = hc[..., -1]
+        y_c, h = step(h, dt5[..., sl], du5[..., sl], A4, Bg[:, :, None, :, sl].to(acc), Cg[:, :, None, :, sl].to(acc))
+        ys.append(y_c)
     y = torch.cat(ys, dim=-1).reshape(Bsz, Dm, L)
     if D is not None:
         y = y + D.to(acc)[:, None] * uf
