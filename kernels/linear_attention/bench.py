@@ -26,6 +26,7 @@ ZOOLOGY = [(256, 256, h, d, d) for h in (1, 4) for d in (16, 64)]
 LONG = [(8, t, 8, d, d) for t in (4096, 16384) for d in (64, 128)]
 QUICK = [(256, 256, 4, 64, 64), (8, 4096, 8, 128, 128)]
 DECAYS = ("scalar", "channel", "none")   # `python -m kernels.bench --decays` narrows it
+QUADRATIC_MAX_BYTES = 16 * 2**30          # the quadratic form's [B, H, T, T] decay-weighted scores, fp32
 SHAPE_FILTER: tuple = ()                  # `--shapes K=128,...`: only shapes whose name contains one of these
 
 
@@ -143,8 +144,8 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
                        fwd_ms=math.nan, fwdbwd_ms=math.nan, gbps=math.nan, frac_copy_bw=math.nan,
                        note=f"decay={decay}")
             # bytes: (q, k, v, g) read + o written; the backward re-reads them with do, writes 4 grads
-            if T > 4096 and name in ("torch-chunk", "torch-quadratic"):
-                row["note"] += "; skipped: T > 4096 (minutes per call / O(T^2) memory)"
+            if name == "torch-quadratic" and B * H * T * T * 4 > QUADRATIC_MAX_BYTES:
+                row["note"] += f"; skipped: its [B, H, T, T] fp32 matrix takes {B * H * T * T * 4 / 2**30:.0f} GiB"
                 rows.append(row)
                 continue
             io = (q.numel() + k.numel() + v.numel() + (0 if g is None else g.numel()) + v.numel()) * 2
