@@ -1,0 +1,114 @@
+"""A/B timing of two versions of a kernel module in one process (GPU).
+
+The working tree's version against a commit's, or against an edited copy; session 10's before/after
+figures for the exp2 changes come from it.
+
+    python scripts/experiments/ab_kernels.py ss git:a67b953              # selective scan: a67b953 vs now
+    python scripts/experiments/ab_kernels.py la git:a67b953 --decays scalar,channel
+    python scripts/experiments/ab_kernels.py ss /tmp/triton_scan_variant.py   # an edited copy
+
+Each version is loaded as its own module (kernels/<op>/_ab_<name>.py, removed at exit), so their
+Triton kernels are separate JIT functions; forward+backward is replayed from a CUDA graph
+(`kernels.bench.time_graph`), three times per version in alternation, and the outputs' and
+gradients' largest relative difference to the first version is printed.
+
+Readings (H100 80GB HBM3, torch 2.11, triton 3.6, bf16, fwd+bwd ms; session 10):
+  ss git:a67b953 (the exp2 softplus and forward gate, 5c06123): B=256 D=256 L=256 N=16 0.937 -> 0.918,
+    B=8 D=2048 L=4096 4.457 -> 4.415. With `_sigmoid` also in the time backward (its four tl.sigmoid
+    calls replaced, an edited copy): 1.03 at the Zoology shape.
+  la git:a67b953 (exp2, scale folded; 3e080d4): per channel B=8 T=4096 H=8 K=V=64 0.792 -> 0.721,
+    scalar 0.320 -> 0.307; per channel K=V=128 1.755 (3e080d4) -> 1.686 (8da5059, dk/dv with scale
+    outside the exponent), T=16384 6.71 -> 6.48.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from kernels.bench import time_graph  # noqa: E402
+
+MODULES = {"ss": "kernels/selective_scan/triton_scan.py", "la": "kernels/linear_attention/chunk.py"}
+
+
+def _load(op: str, source: str, name: str):
+    """The module of `source` ("git:REV", a file, or "now" for the working tree), imported as its own copy."""
+    if source == "now":
+        return importlib.import_module(MODULES[op][:-3].replace("/", "."))
+    if source.startswith("git:"):
+        text = subprocess.run(["git", "-C", str(ROOT), "show", f"{source[4:]}:{MODULES[op]}"], check=True,
+                              capture_output=True, text=True).stdout
+    else:
+        text = pathlib.Path(source).read_text()
+    path = ROOT / MODULES[op].replace(pathlib.Path(MODULES[op]).name, f"_ab_{name}.py")
+    path.write_text(text)
+    atexit.register(path.unlink, missing_ok=True)   # kept until then: triton reads kernels' source at jit
+    return importlib.import_module(str(path.relative_to(ROOT))[:-3].replace("/", "."))
+
+
+def _ss_cases():
+    dev = dict(device="cuda", dtype=torch.bfloat16)
+    for B, D, L, N in [(256, 256, 256, 16), (8, 2048, 4096, 16)]:
+        torch.manual_seed(0)
+        u = torch.randn(B, D, L, **dev, requires_grad=True)
+        delta = (0.5 * torch.randn(B, D, L, **dev) - 4).requires_grad_()
+        A = (-torch.rand(D, N, device="cuda") * 8).requires_grad_()
+        Bm, Cm = (torch.randn(B, N, L, **dev, requires_grad=True) for _ in range(2))
+        Dv, bias = (torch.randn(D, device="cuda", requires_grad=True) for _ in range(2))
+        z = torch.randn(B, D, L, **dev, requires_grad=True)
+        wrt = [u, delta, A, Bm, Cm, Dv, z, bias]
+        cot = torch.randn(B, D, L, **dev)
+        yield (f"B={B} D={D} L={L} N={N}", lambda mod: torch.autograd.grad(
+            mod.triton_selective_scan(u, delta, A, Bm, Cm, Dv, z, bias, True), wrt, cot))
+
+
+def _la_cases(decays):
+    shapes = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64), (8, 16384, 8, 128, 128)]
+    for B, T, H, K, V in shapes:
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        q, k = (torch.randn(B, T, H, K, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(2))
+        v, do = (torch.randn(B, T, H, V, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(2))
+        for decay in decays:
+            g = None
+            if decay != "none":
+                gshape = (B, T, H) if decay == "scalar" else (B, T, H, K)
+                g = (F.logsigmoid(torch.randn(gshape, device="cuda", generator=gen)) / 8).to(torch.bfloat16)
+            leaves = [t.detach().requires_grad_() for t in (q, k, v, g) if t is not None]
+            args = leaves + [None] * (4 - len(leaves))
+            yield (f"B={B} T={T} H={H} K={K} {decay}", lambda mod, a=args, lv=leaves: torch.autograd.grad(
+                mod.chunk_linear_attention_triton(*a)[0], lv, do))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("op", choices=sorted(MODULES))
+    parser.add_argument("old", help='"git:REV", a file path, or "now"')
+    parser.add_argument("new", nargs="?", default="now", help='the same; default "now" (the working tree)')
+    parser.add_argument("--decays", default="scalar,channel", help="la: comma-separated none, scalar, channel")
+    args = parser.parse_args()
+    mods = {"old": _load(args.op, args.old, "old"), "new": _load(args.op, args.new, "new")}
+    print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; {args.op}: old = {args.old}, "
+          f"new = {args.new}; fwd+bwd ms from a CUDA graph, three times each")
+    cases = _ss_cases() if args.op == "ss" else _la_cases(args.decays.split(","))
+    for label, step in cases:
+        times, outs = {n: [] for n in mods}, {}
+        for _ in range(3):
+            for n, mod in mods.items():
+                outs[n] = step(mod)
+                times[n].append(time_graph(lambda m=mod: step(m)))
+        diff = max(((a.float() - b.float()).norm() / b.float().norm()).item()
+                   for a, b in zip(outs["new"], outs["old"]))
+        print(f"{label}: old {[round(t, 3) for t in times['old']]}  new {[round(t, 3) for t in times['new']]}  "
+              f"largest relative difference of the gradients {diff:.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
