@@ -703,7 +703,7 @@ def _bwd_dkv_kernel(
                               mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
             b_dk = b_dk * b_kdec + b_intra
             # scale after the exp2, not in its exponent: folded in, this sweep took 10% longer at K=V=128
-            # (H100, bf16; A/B in one process), though it compiled to fewer instructions offline
+            # (H100, bf16; scripts/experiments/ab_kernels.py), though it compiled to fewer instructions offline
             b_qd = (b_qf * tl.exp2(b_G * LOG2E) * scale).to(b_q.dtype)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:

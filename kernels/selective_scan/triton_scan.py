@@ -124,7 +124,8 @@ def _sigmoid(x):
     and tl.exp use ex2.approx without ftz, which ptxas wraps in a range test and two predicated
     multiplies for subnormal results (sm_90: 8 instructions per sigmoid instead of 12). The forwards'
     gate uses it; the time backward keeps tl.sigmoid: with this one it took 1.03 ms fwd+bwd instead
-    of 0.92 at B=256 D=256 L=256 N=16 (H100, bf16, from a CUDA graph; the forward alone 0.165 vs 0.171)."""
+    of 0.92 at B=256 D=256 L=256 N=16 (H100, bf16, from a CUDA graph; the forward alone 0.165 vs 0.171;
+    scripts/experiments/ab_kernels.py)."""
     return 1.0 / (1.0 + tl.exp2(x * -1.4426950408889634))
 
 
