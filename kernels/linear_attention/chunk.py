@@ -504,7 +504,7 @@ def _bwd_dq_kernel(
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
-    log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
+    log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar and per-channel decay)
     NT = tl.cdiv(T, BT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
