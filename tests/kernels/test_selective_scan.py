@@ -182,6 +182,25 @@ def test_fallback_matches_naive(Bsz, D, L, N, G, dtype, full, decay):
     assert_close(out, ref, TOL[dtype])
 
 
+def test_fallback_runs_a_given_chunk_step_once_per_chunk():
+    """The benchmark's torch.compile row passes a compiled `chunk_step` as `step`: it must be the step
+    that runs, once per chunk (the last one shorter), with the default step's results."""
+    from kernels.selective_scan.torch_fast import chunk_step
+
+    inputs, _cot = make_inputs(2, 4, 70, 3, None, torch.float32, full=True, decay="mixed")
+    u, delta, A, B, C, D, z, bias = (x.detach() for x in inputs)
+    calls = []
+
+    def step(*args):
+        calls.append(args[1].shape[-1])
+        return chunk_step(*args)
+
+    kw = dict(D=D, z=z, delta_bias=bias, delta_softplus=True, chunk=32)
+    out = chunked_selective_scan(u, delta, A, B, C, step=step, **kw)
+    assert calls == [32, 32, 6]
+    assert torch.equal(out, chunked_selective_scan(u, delta, A, B, C, **kw))
+
+
 def test_rejects_bad_groups():
     u = torch.rand(1, 6, 4)
     with pytest.raises(ValueError, match="divisible by G"):
