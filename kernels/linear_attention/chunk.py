@@ -95,7 +95,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (per channel: dk/dv's BK and num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the
 # forward's chunk), "channel_bt" (per channel: the backward's chunk), "num_warps", "num_stages".
 TUNE: dict = {}
-SEG_TARGET = 4           # aim for about this many programs per SM when splitting T into segments
+SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
@@ -917,16 +917,31 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def _segments(programs: int, T: int, BT: int, device: torch.device) -> tuple[int, int]:
-    """(NS, SC): NS segments of SC chunks each, so that programs * NS fills the GPU (about SEG_TARGET
-    programs per SM), with at least MIN_SEG_CHUNKS chunks per segment; NS = 1 on the CPU unless forced."""
+def _seg_target(decay: int, num_warps: int) -> int:
+    """Programs per SM that the segments aim for (TUNE "seg_target" overrides). No or scalar decay: as
+    many as fit at once, one 8-warp program (a [128, 128] fp32 state and [64, 128] tiles in 255
+    registers per thread fill an SM's 64K) or two 4-warp ones, since programs beyond those only add
+    segments, each re-reading its inputs in the segment-state pass, and waves; per channel,
+    SEG_TARGET. H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph, 4 per SM -> this: no decay K=V=128
+    T=4096 0.630 -> 0.531 ms, T=16384 2.027 -> 1.912, K=V=64 T=4096 0.257 -> 0.248; scalar K=V=128
+    T=4096 1.114 -> 1.020, K=V=64 T=4096 0.307 -> 0.298; per channel 1 or 2 per SM lost everywhere
+    (K=V=64 T=4096 0.723 -> 1.054 / 0.914 ms) (results/bench/tune_linear_attention.md run 11)."""
+    if "seg_target" in TUNE:
+        return TUNE["seg_target"]
+    return SEG_TARGET if decay == 2 else max(1, 8 // num_warps)
+
+
+def _segments(programs: int, T: int, BT: int, device: torch.device, target: int = SEG_TARGET) -> tuple[int, int]:
+    """(NS, SC): NS segments of SC chunks each, so that programs * NS fills the GPU (about `target`
+    programs per SM, `_seg_target`), with at least MIN_SEG_CHUNKS chunks per segment; NS = 1 on the CPU
+    unless forced."""
     NT = cdiv(T, BT)
     ns = TUNE.get("ns")
     if ns is None:
         if device.type != "cuda":
             return 1, NT
         index = device.index if device.index is not None else torch.cuda.current_device()
-        want = TUNE.get("seg_target", SEG_TARGET) * _sm_count(index)
+        want = target * _sm_count(index)
         ns = min(want // programs, NT // MIN_SEG_CHUNKS)
     sc = cdiv(NT, max(1, min(int(ns), NT)))
     return cdiv(NT, sc), sc
@@ -946,7 +961,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
         # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
         cfg_f = _fwd_config(cfg, K)
-        NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device)
+        NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device, _seg_target(decay, cfg["num_warps"]))
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
         NKF = cdiv(K, cfg_f["BK"])

@@ -2,12 +2,13 @@
 
 For a few shapes (long sequences, where segments matter, and a Zoology shape, where launch overhead
 does), bf16, scalar and per-channel decay, times forward and forward+backward
-(triton.testing.do_bench, median ms) for a short list of variants of `chunk.TUNE`: the number of
+(triton.testing.do_bench, median ms, host included; and fwd+bwd replayed from a CUDA graph, graph_ms,
+the device's time alone) for a short list of variants of `chunk.TUNE`: the number of
 sequence segments NS (auto, 1, more), num_warps, num_stages, and for scalar decay the chunk BT and the
 tile cap. Each variant's output and gradients are first compared with the default's (relative RMS
 error of o, dq, dk, dv, and separately of dlog_decay); a variant above BAD_ERR / BAD_ERR_DG is marked BAD
 and cannot be the best. Prints one table (frac_bw: bench.py's bytes / fwd+bwd time / copy bandwidth) and
-the best variant per (shape, decay). Two to three minutes on an H100 the first time, mostly compilation
+the best variant per (shape, decay) by graph_ms. Two to three minutes on an H100 the first time, mostly compilation
 (triton's cache makes a rerun faster). num_stages unset = triton's default (3).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..bench import copy_bandwidth_gbps, rel_error
+from ..bench import copy_bandwidth_gbps, rel_error, time_graph
 from . import chunk, chunked_linear_attention
 
 DEVICE, DTYPE = "cuda", torch.bfloat16
@@ -24,7 +25,9 @@ SHAPES = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64)]
 VARIANTS = {
     "default": {},
     "ns=1": {"ns": 1},
+    "seg_target=1": {"seg_target": 1},
     "seg_target=2": {"seg_target": 2},
+    "seg_target=4": {"seg_target": 4},
     "seg_target=8": {"seg_target": 8},
     "seg_target=16": {"seg_target": 16},
     "warps=4": {"num_warps": 4},
@@ -78,7 +81,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     cfg = chunk._config(K, V, decay, DTYPE)
     NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
     fwd = chunk._fwd_config(cfg, K)
-    ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE))
+    ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE),
+                            chunk._seg_target(decay, cfg["num_warps"]))
     wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("fwd", tuple(sorted(fwd.items()))),
@@ -101,14 +105,16 @@ def _fwd_bwd(*leaves_do):
     return out
 
 
-def _time(leaves: list, do: torch.Tensor) -> tuple[float, float]:
-    """(forward ms, forward+backward ms), median of triton.testing.do_bench."""
+def _time(leaves: list, do: torch.Tensor) -> tuple[float, float, float]:
+    """(forward ms, forward+backward ms, forward+backward ms from a CUDA graph): medians of
+    triton.testing.do_bench, which include the host's launch overhead, and `time_graph`, which does not."""
     from triton.testing import do_bench
 
     with torch.no_grad():
         fwd = do_bench(lambda: chunked_linear_attention(*leaves), warmup=10, rep=40)
     fb = do_bench(lambda: chunked_linear_attention(*leaves).backward(do), warmup=10, rep=40, grad_to_none=leaves)
-    return fwd, fb
+    graph = time_graph(lambda: torch.autograd.grad(chunked_linear_attention(*leaves), leaves, do))
+    return fwd, fb, graph
 
 
 
@@ -136,7 +142,7 @@ def main() -> None:
     copy_bw = copy_bandwidth_gbps()
     print(f"GPU: {torch.cuda.get_device_name()}; copy bandwidth {copy_bw:.0f} GB/s")
     head = (f"{'shape':<26} {'decay':<8} {'variant':<15} {'NS':>3} {'fwd_ms':>8} {'fwdbwd_ms':>9} {'frac_bw':>7} "
-            f"{'err':>8} {'err_dg':>8}")
+            f"{'graph_ms':>8} {'err':>8} {'err_dg':>8}")
     print(head)
     best = []
     for B, T, H, K, V in shapes:
@@ -161,21 +167,22 @@ def main() -> None:
                 ref = out if ref is None else ref
                 err = rel_error(out[:4], ref[:4])   # o, dq, dk, dv
                 err_dg = rel_error(out[4:], ref[4:]) if decay else 0.0
-                fwd, fb = _time(leaves, do)
+                fwd, fb, graph = _time(leaves, do)
                 frac = 3 * io / fb / 1e6 / copy_bw
                 flag = "" if err <= BAD_ERR and err_dg <= BAD_ERR_DG else " BAD"
                 print(f"{shape:<26} {decay_name:<8} {name:<15} {ns:>3} {fwd:>8.3f} {fb:>9.3f} {frac:>7.3f} "
-                      f"{err:>8.1e} {err_dg:>8.1e}{flag}", flush=True)
+                      f"{graph:>8.3f} {err:>8.1e} {err_dg:>8.1e}{flag}", flush=True)
                 if not flag:
-                    rows.append((fb, fwd, name))
+                    rows.append((graph, fb, fwd, name))
             chunk.TUNE.clear()
             for t in leaves:
                 t.requires_grad_(False)
                 t.grad = None
-            fb, fwd, name = min(rows)
-            best.append(f"{shape:<26} {decay_name:<8} best: {name:<15} fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms")
+            graph, fb, fwd, name = min(rows)
+            best.append(f"{shape:<26} {decay_name:<8} best: {name:<15} fwd {fwd:.3f} ms, fwd+bwd {fb:.3f} ms "
+                        f"({graph:.3f} from a CUDA graph)")
         torch.cuda.empty_cache()
-    print("\n".join(["", "best variant per shape (by fwd+bwd):"] + best))
+    print("\n".join(["", "best variant per shape (by fwd+bwd from a CUDA graph):"] + best))
 
 
 if __name__ == "__main__":
