@@ -923,9 +923,9 @@ def _seg_target(decay: int, num_warps: int) -> int:
     registers per thread fill an SM's 64K) or two 4-warp ones, since programs beyond those only add
     segments, each re-reading its inputs in the segment-state pass, and waves; per channel,
     SEG_TARGET. H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph, 4 per SM -> this: no decay K=V=128
-    T=4096 0.630 -> 0.531 ms, T=16384 2.027 -> 1.912, K=V=64 T=4096 0.257 -> 0.248; scalar K=V=128
-    T=4096 1.114 -> 1.020, K=V=64 T=4096 0.307 -> 0.298; per channel 1 or 2 per SM lost everywhere
-    (K=V=64 T=4096 0.723 -> 1.054 / 0.914 ms) (results/bench/tune_linear_attention.md run 11)."""
+    T=4096 0.632 -> 0.536 ms, T=16384 2.055 -> 1.945, K=V=64 T=4096 0.256 -> 0.245; scalar K=V=128
+    T=4096 1.094 -> 0.998, K=V=64 T=4096 0.308 -> 0.295; per channel 1 or 2 per SM lost everywhere
+    (K=V=64 T=4096 0.721 -> 1.045 / 0.920 ms) (results/bench/tune_linear_attention.md run 11)."""
     if "seg_target" in TUNE:
         return TUNE["seg_target"]
     return SEG_TARGET if decay == 2 else max(1, 8 // num_warps)
