@@ -1,4 +1,4 @@
-"""Static profile of the kernels without a GPU: `python -m kernels.sass_stats [--ops scans|linear_attention|all]`.
+"""Static profile of the kernels without a GPU: `python -m kernels.sass_stats [--ops scans|linear_attention|exp|all]`.
 
 Compiles the selective-scan "time" kernels and the linear-recurrence kernel (--ops scans, the
 default), or the chunked linear attention's forward/dq/dkv kernels per decay kind, for sm_90 (H100) with
@@ -7,7 +7,8 @@ specialised as triton would specialise them at the benchmark's long shape (16-by
 pointers; sizes divisible by 16; a chunk count of 1 folded in) and with their shipped register
 caps, and prints per kernel: registers per thread (255 = the hardware cap: at most 8 one-warp
 programs resident per SM), local memory (spills) and, for each innermost loop, its SASS
-instruction count and mix (spills show as LDL/STL).
+instruction count and mix (spills show as LDL/STL). --ops exp prints the float instructions of each
+form of exp and sigmoid the kernels use (why they write exp(x) as exp2(x log2 e)).
 
 Why: the kernels are bound by instructions issued and by latency at low occupancy, not by
 bytes, and device time is scarce. The instruction count of the innermost loop per state update
@@ -30,6 +31,7 @@ import subprocess
 import tempfile
 
 import triton
+import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -106,7 +108,7 @@ def stats(fn, ptr_types: dict, consts: dict, ints: dict, num_warps: int, dump: p
         loops.append((sum(mix.values()), mix))
     return dict(regs=int(re.search(r"REG:(\d+)", usage).group(1)),
                 local_bytes=int(re.search(r"LOCAL:(\d+)", usage).group(1)),
-                instructions=len(instrs), loops=loops)
+                instructions=len(instrs), loops=loops, mix=collections.Counter(op for _, op, _ in instrs))
 
 
 @dataclasses.dataclass
@@ -216,14 +218,55 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     return out
 
 
+ss_scan = None
+FLOAT_OPS = ("FMUL", "FFMA", "FADD", "FSETP", "FSEL", "FMNMX", "MUFU")
+EXP_FORMS = ("tl.exp(x)", "tl.exp2(x log2 e)", "_exp_neg(x) (triton_scan)", "tl.sigmoid(x)",
+             "_sigmoid(x) (triton_scan)")
+
+
+def _exp_probe(x_ptr, y_ptr, FORM: tl.constexpr):
+    o = tl.arange(0, 128)
+    x = tl.load(x_ptr + o)
+    if FORM == 0:
+        y = tl.exp(x)
+    elif FORM == 1:
+        y = tl.exp2(x * 1.4426950408889634)
+    elif FORM == 2:
+        y = ss_scan._exp_neg(x)
+    elif FORM == 3:
+        y = tl.sigmoid(x)
+    else:
+        y = ss_scan._sigmoid(x)
+    tl.store(y_ptr + o, y)
+
+
+def exp_forms() -> list[tuple[str, collections.Counter]]:
+    """(form, its float instructions) for each way the kernels compute exp or a sigmoid, one fp32
+    element per thread: why they write exp(x) as exp2(x log2 e) (triton lowers tl.exp to ex2.approx
+    without ftz, which ptxas wraps in a range test and two predicated multiplies for subnormal results)."""
+    global ss_scan   # the probe's _exp_neg and _sigmoid
+    ss_scan = importlib.import_module("kernels.selective_scan.triton_scan")
+    probe = triton.jit(_exp_probe)
+    out = []
+    for form, name in enumerate(EXP_FORMS):
+        mix = stats(probe, {}, dict(FORM=form), {}, 4)["mix"]
+        out.append((name, collections.Counter({op: n for op, n in mix.items() if op in FLOAT_OPS})))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dump", type=pathlib.Path, default=None, help="also write each kernel's SASS here")
-    parser.add_argument("--ops", default="scans", choices=["scans", "linear_attention", "all"])
+    parser.add_argument("--ops", default="scans", choices=["scans", "linear_attention", "exp", "all"],
+                        help="exp: the float instructions of each form of exp and sigmoid the kernels use")
     parser.add_argument("--la-k", type=int, default=64, help="linear attention: K = V (default 64)")
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
+    if args.ops in ("exp", "all"):
+        print("\nper element (fp32), float instructions:")
+        for name, mix in exp_forms():
+            print(f"  {name:<28} {sum(mix.values()):>2}  ({', '.join(f'{op} {n}' for op, n in mix.most_common())})")
     kernels = _scan_kernels() if args.ops in ("scans", "all") else []
     kernels += _linear_attention_kernels(args.la_k) if args.ops in ("linear_attention", "all") else []
     for k in kernels:

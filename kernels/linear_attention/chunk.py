@@ -103,7 +103,8 @@ A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUN
 INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps (TUNE "intra_grad_warps")
 # exp(x) is written exp2(x * LOG2E): triton lowers tl.exp2 to one MUFU.EX2 (ex2.approx.ftz), but tl.exp
 # to ex2.approx without ftz, which ptxas wraps in a range test and two predicated multiplies for
-# subnormal results (5 instructions per exp instead of 2, sm_90); results below 2^-126 flush to 0
+# subnormal results (5 float instructions per exp instead of 2: `python -m kernels.sass_stats --ops exp`, sm_90,
+# triton 3.6); results below 2^-126 flush to 0
 LOG2E = tl.constexpr(1.4426950408889634)
 
 
@@ -931,7 +932,7 @@ def _seg_target(decay: int, num_warps: int) -> int:
     return SEG_TARGET if decay == 2 else max(1, 8 // num_warps)
 
 
-def _segments(programs: int, T: int, BT: int, device: torch.device, target: int = SEG_TARGET) -> tuple[int, int]:
+def _segments(programs: int, T: int, BT: int, device: torch.device, target: int) -> tuple[int, int]:
     """(NS, SC): NS segments of SC chunks each, so that programs * NS fills the GPU (about `target`
     programs per SM, `_seg_target`), with at least MIN_SEG_CHUNKS chunks per segment; NS = 1 on the CPU
     unless forced."""

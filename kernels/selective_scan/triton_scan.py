@@ -122,7 +122,8 @@ def _suffix_combine(a1, c1, i1, a2, c2, i2):
 def _sigmoid(x):
     """1 / (1 + exp(-x)) through exp2, which triton lowers to one MUFU.EX2 (ex2.approx.ftz); tl.sigmoid
     and tl.exp use ex2.approx without ftz, which ptxas wraps in a range test and two predicated
-    multiplies for subnormal results (sm_90: 8 instructions per sigmoid instead of 12). The forwards'
+    multiplies for subnormal results (8 float instructions per sigmoid instead of 12 on sm_90 with triton
+    3.6, `python -m kernels.sass_stats --ops exp`). The forwards'
     gate uses it; the time backward keeps tl.sigmoid: with this one it took 1.03 ms fwd+bwd instead
     of 0.92 at B=256 D=256 L=256 N=16 (H100, bf16, from a CUDA graph; the forward alone 0.165 vs 0.171;
     scripts/experiments/ab_kernels.py)."""
@@ -157,7 +158,8 @@ def _log1p_unit(y):
 def _exp_neg(x):
     """exp(-x) for x >= 0 as exp2(y) (1 + r ln 2), y = fl(-x log2 e) and r the product's rounding error
     (one FMA, plus x times log2 e's own fp32 rounding): one MUFU.EX2 (triton lowers tl.exp2 to
-    ex2.approx.ftz) and four FMUL/FFMA. exp2 of the rounded product alone, which is how tl.exp computes,
+    ex2.approx.ftz) and six FMUL/FFMA (sm_90, triton 3.6, `python -m kernels.sass_stats --ops exp`; tl.exp
+    takes five instructions in all). exp2 of the rounded product alone, which is how tl.exp computes,
     errs by up to |x| 6e-8 relative (3.6e-6 at x = 60); results below 2^-126 (x > 87) flush to 0."""
     y = x * -1.4426950216293335                         # log2 e rounded to fp32
     r = tl.fma(x, -1.4426950216293335, -y) - x * 1.9259629889091e-08   # -x log2 e - y, to ~2^-48 x

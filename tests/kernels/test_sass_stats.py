@@ -60,3 +60,15 @@ def test_the_linear_attention_kernels_compile_for_sm90_per_decay_kind():
     # within a 16-token chunk (the A pass has no loop: its levels unroll)
     loops = re.findall(r"innermost loop: \d+ instructions per (\d+) tokens \(one chunk\)", out)
     assert len(loops) >= 10 and sorted(int(n) for n in loops)[:4] == [16, 16, 16, 32]
+
+
+def test_exp2_compiles_to_fewer_instructions_than_tl_exp():
+    """The kernels write exp(x) as exp2(x log2 e) and the forwards' gate as 1 / (1 + exp2(...)) because
+    triton lowers tl.exp / tl.sigmoid to ex2.approx without ftz, wrapped in a range test and predicated
+    multiplies: if a triton release changes that, the kernels' comments no longer hold."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-m", "kernels.sass_stats", "--ops", "exp"], capture_output=True,
+                         text=True, env=env, timeout=300, check=True).stdout
+    counts = {m.group(1).strip(): int(m.group(2)) for m in re.finditer(r"^  (\S.*?)\s+(\d+)  \(", out, re.M)}
+    assert counts["tl.exp2(x log2 e)"] == 2 < counts["tl.exp(x)"]
+    assert counts["_sigmoid(x) (triton_scan)"] < counts["tl.sigmoid(x)"]
