@@ -1110,7 +1110,6 @@ class SelectiveScanFn(torch.autograd.Function):
             rev = TILES["time"]["rev"]
             flags["PREFETCH"] = _prefetch(u)
             flags["REV_GATHER"] = rev == "gather"
-
             flags["REV_INDEX"] = rev == "index" or (rev == "plain" and not reverse_scan_in_order(
                 u.device, block_d, block_t, warps))
             n_chunks, chunk_tiles = _bwd_chunks(n_prog, n_tiles, ctx.chunk_len, block_t, u.device)
