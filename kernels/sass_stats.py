@@ -194,6 +194,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
                 cfg = dict(la._fwd_config(base, K))
+            if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
+                flags = dict(flags, UNCHAIN=la._unchain(cfg))
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":

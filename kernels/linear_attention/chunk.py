@@ -117,14 +117,15 @@ def _fwd_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, NA: tl.constexpr,
-    PREC: tl.constexpr,
+    PREC: tl.constexpr, UNCHAIN: tl.constexpr,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
     partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1;
     per-channel decay: a: [NA, B, T, H, BT], the intra-chunk A of (1) as `_intra_a_kernel` stored it
     (NA partial sums over K blocks), whose A v term the first K block adds.
-    DECAY: 0 none, 1 scalar, 2 per channel."""
+    DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
+    summed, rather than the second accumulating into the first."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -169,10 +170,13 @@ def _fwd_kernel(
             b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
             b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
             b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
-            # scale is folded into o's row factors and into E (its exponent): no pass over o for it
+            # scale is folded into o's row factors and (unless UNCHAIN) into E's exponent
             b_orow = (tl.exp2(b_G * LOG2E) * scale)[:, None]
             b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
-            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
+            b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+            if not UNCHAIN:
+                b_Ex += log2_scale
+            b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
             b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
@@ -187,7 +191,7 @@ def _fwd_kernel(
                 # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
-            b_orow = 1.0
+            b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
             # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
             m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
@@ -198,14 +202,20 @@ def _fwd_kernel(
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_qd = b_q
-            b_orow = 1.0
+            b_orow = scale
             b_kd = b_k
             b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
             b_decay = 1.0
         # (2): inter-chunk part from S plus intra-chunk part from A
-        b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
-        b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
-        if DECAY != 1:
+        if UNCHAIN:
+            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow \
+                + tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC) * scale
+        elif DECAY == 1:
+            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
+            b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
+        else:
+            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
+            b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
             b_o = b_o * scale
         tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], b_o.to(o.dtype.element_ty),
                  mask=m_t[:, None] & m_v[None, :])
@@ -464,7 +474,7 @@ def _bwd_dq_kernel(
     q, k, v, g, s0, do, dq, xq, qi, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -525,9 +535,14 @@ def _bwd_dq_kernel(
             b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
-            b_dq = b_dq * (tl.exp2(b_G * LOG2E) * scale)[:, None] + tl.dot((b_dA * b_E).to(b_k.dtype), b_k,
-                                                                           input_precision=PREC)
+            b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+            if not UNCHAIN:
+                b_Ex += log2_scale
+            b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
+            b_dqi = tl.dot((b_dA * b_E).to(b_k.dtype), b_k, input_precision=PREC)
+            if UNCHAIN:
+                b_dqi = b_dqi * scale
+            b_dq = b_dq * (tl.exp2(b_G * LOG2E) * scale)[:, None] + b_dqi
             b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
             b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
@@ -549,11 +564,13 @@ def _bwd_dq_kernel(
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
-            b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
+            if UNCHAIN:
+                b_dq = b_dq * scale + tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC) * scale
+            else:
+                b_dq += tl.dot(b_dA.to(b_k.dtype), b_k, input_precision=PREC)
+                b_dq = b_dq * scale
             b_kd = b_k
             b_decay = 1.0
-        if DECAY == 0:   # decay folds scale into its exponents
-            b_dq = b_dq * scale
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
                  mask=m_t[:, None] & m_k[None, :])
         if DG:
@@ -571,7 +588,7 @@ def _bwd_dkv_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    AW: tl.constexpr, PREC: tl.constexpr,
+    AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -653,9 +670,13 @@ def _bwd_dkv_kernel(
             # dk formed and stored before dv: fewer [BT, 128] tiles live at once (K=V=128: 83 spill
             # loads/stores per chunk before, 17 after, `kernels.sass_stats`; H100 0.295 -> 0.221 ms at
             # B=8 T=4096 H=8, results/bench/profile.md)
-            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0) * scale
+            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
-            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            if UNCHAIN:   # (the select on dS_C v_s keeps triton from adding the other dot into it)
+                b_dk = tl.where(m_t[:, None], b_dk, 0.0) \
+                    + tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC) * scale
+            else:
+                b_dk += tl.dot(tl.trans(b_dA * scale).to(b_q.dtype), b_q, input_precision=PREC)
             tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         if DECAY == 1:
             # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
@@ -665,15 +686,22 @@ def _bwd_dkv_kernel(
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
             # 0 above the diagonal
-            b_E = tl.exp2(tl.where(causal, (b_G[:, None] - b_G[None, :]) * LOG2E + log2_scale, float("-inf")))
+            b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+            if not UNCHAIN:
+                b_Ex += log2_scale
+            b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
             b_kdec = tl.exp2((b_GC - b_G) * LOG2E)[:, None]
             b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E
-            b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec
-            b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            b_dvi = tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            if UNCHAIN:
+                b_dvi = b_dvi * scale
+            b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec + b_dvi
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
             b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E
-            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec
-            b_dk += tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            b_dki = tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            if UNCHAIN:
+                b_dki = b_dki * scale
+            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec + b_dki
             b_qd = (b_q * (tl.exp2(b_G * LOG2E)[:, None] * scale)).to(b_q.dtype)
             b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
@@ -708,7 +736,9 @@ def _bwd_dkv_kernel(
             b_qd = (b_qf * tl.exp2(b_G * LOG2E) * scale).to(b_q.dtype)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
-            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0) * scale
+            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
+            if not UNCHAIN:
+                b_A = b_A * scale
             b_kdec = 1.0
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
@@ -716,7 +746,11 @@ def _bwd_dkv_kernel(
             # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
             b_kd = (b_k * b_kdec).to(b_k.dtype)
             b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
-            b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            if UNCHAIN and DECAY == 0:
+                b_dv = tl.where(m_t[:, None], b_dv, 0.0) \
+                    + tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC) * scale
+            else:
+                b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
         if DECAY != 0:
             tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
@@ -875,6 +909,23 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     return cfg
 
 
+def _unchain(cfg: dict) -> bool:
+    """Whether the sweeps sum the intra- and inter-chunk tl.dots of an output (o; dq; dk, dv) after
+    scaling each (UNCHAIN) rather than accumulating one into the other. Triton lays out a tl.dot whose
+    result feeds another tl.dot (its acc included: it turns `x + tl.dot(...)` into one) with all warps
+    along the rows; with no or scalar decay at 8 warps and 64-token chunks (K or V = 128) that is 128
+    rows of warps for 64 rows, so each warpgroup computed the whole [64, 128] product, held it in
+    twice the registers and converted it through shared memory (two barriers per 1/8 of the tile) to
+    the other dot's layout. Unchained, offline (`kernels.sass_stats --la-k 128`, triton 3.6): loop
+    instructions per chunk, spill loads/stores and barriers, no decay forward 571 -> 504 (spills 0,
+    barriers 21 -> 5), dk/dv 1234 -> 1196 (spills 17 -> 1, barriers 40 -> 12); scalar decay forward
+    1068 -> 880 (spills 58 -> 0, barriers 34 -> 18), dq 1259 -> 1085 (35 -> 0), dk/dv 1807 -> 1523
+    (138 -> 68). At 4 warps (K = V = 64) the rows fit one warpgroup and the extra multiplies only add
+    instructions (no decay dk/dv 752 -> 906), so the chained form stays there. Per channel the chunks
+    of 16 or 32 tokens use mma.sync, where this does not arise."""
+    return cfg["DECAY"] != 2 and cfg["BT"] < 16 * cfg["num_warps"]
+
+
 def _wide_k(cfg: dict, K: int) -> dict:
     """The sweeps' config with per-channel decay (forward, dq, dk/dv): they hold no [BT, BT, BK]
     tensor (the intra-chunk parts are tl.dots), so K <= 128 (16-bit inputs; 64 for fp32) stays in one
@@ -992,7 +1043,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
-                NA=0 if a is None else NKF, **seg, **cfg_f)
+                NA=0 if a is None else NKF, UNCHAIN=_unchain(cfg_f), **seg, **cfg_f)
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if any(ctx.needs_input_grad[:4]) else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)
@@ -1036,7 +1087,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     num_warps=TUNE.get("intra_grad_warps", INTRA_GRAD_WARPS))
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
-                DG=dg_in_kernel, **seg, **cfg_q)
+                DG=dg_in_kernel, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end
@@ -1061,7 +1112,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
-                NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1], **seg, **cfg_kv)
+                NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
+                UNCHAIN=_unchain(cfg_kv), **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if not direct:

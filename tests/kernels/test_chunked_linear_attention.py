@@ -332,6 +332,31 @@ def test_rejects_bad_shapes(bad):
 
 
 # ---- GPU: the compiled kernels (pytest -m gpu) ----
+@pytest.mark.parametrize("decay", ["none", "scalar"])
+@pytest.mark.parametrize("ns,K,V", [(2, 24, 40), (1, 80, 16)], ids=["segments", "kblocks"])
+def test_triton_interpreted_unchained_sums(interpret, poison, monkeypatch, decay, ns, K, V):
+    """8 warps with 64-token chunks (the GPU's config at K = V = 128): the sweeps scale the intra- and
+    inter-chunk tl.dots of o, dq, dk and dv and then add them (UNCHAIN, `chunk._unchain`) instead of
+    folding scale into E or after the sum; with segments, and with two K blocks (the epilogue). On
+    fp32 the CPU's default is 4 warps and the chained form, which the other tests check."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    monkeypatch.setitem(chunk.TUNE, "num_warps", 8)
+    monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    check(triton_impl, 2, 150, 2, K, V, decay, torch.float32)
+    assert {n: m["UNCHAIN"] for n, m in launches if "UNCHAIN" in m} == {
+        "_fwd_kernel": True, "_bwd_dq_kernel": True, "_bwd_dkv_kernel": True}
+    assert not chunk._unchain({"DECAY": int(decay == "scalar"), "BT": 64, "num_warps": 4})
+    assert not chunk._unchain({"DECAY": 2, "BT": 16, "num_warps": 8})
+
+
 GPU_SHAPES = [(2, 300, 4, 64, 64), (1, 1000, 2, 128, 128), (3, 129, 2, 48, 153)]
 
 
