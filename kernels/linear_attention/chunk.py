@@ -519,6 +519,9 @@ def _bwd_dq_kernel(
     NT = tl.cdiv(T, BT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
+    if DG and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot reads it, so triton does not
+        o_tn = i_s * SC * BT + o_i   # pipeline its load
+        b_qn = tl.load(q + o_tn[:, None] * (H * K) + o_k[None, :], mask=(o_tn < T)[:, None] & m_k[None, :], other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
@@ -574,11 +577,15 @@ def _bwd_dq_kernel(
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
                  mask=m_t[:, None] & m_k[None, :])
         if DG:
-            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             if DECAY == 2:
+                b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
+                              other=0.0)
                 tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
                          mask=m_t[:, None] & m_k[None, :])
             else:
+                b_q = b_qn
+                b_qn = tl.load(q + (o_t + BT)[:, None] * (H * K) + o_k[None, :],
+                               mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
                 tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
 
@@ -654,6 +661,8 @@ def _bwd_dkv_kernel(
     c1 = tl.minimum(c0 + SC, NT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
+    if DG and DECAY != 2:   # xq too
+        b_xqn = tl.load(xq + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
     for j in range(c1 - c0):
         i_t = c1 - 1 - j
         o_t = i_t * BT + o_i
@@ -770,7 +779,8 @@ def _bwd_dkv_kernel(
             b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
             tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
         elif DG:
-            b_x = tl.load(xq + o_t * H, mask=m_t, other=0.0) - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+            b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+            b_xqn = tl.load(xq + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
             b_tot = tl.sum(b_x, axis=0)
             b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
             b_carry += b_tot
