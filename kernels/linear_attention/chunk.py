@@ -586,7 +586,8 @@ def _bwd_dq_kernel(
                 b_q = b_qn
                 b_qn = tl.load(q + (o_t + BT)[:, None] * (H * K) + o_k[None, :],
                                mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
-                tl.store(xq + o_t * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1), mask=m_t)
+                tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
+                         mask=m_t[:, None])
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
 
 
