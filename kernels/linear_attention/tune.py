@@ -32,6 +32,7 @@ VARIANTS = {
     "seg_target=16": {"seg_target": 16},
     "warps=4": {"num_warps": 4},
     "warps=8": {"num_warps": 8},
+    "warps=8 seg2": {"num_warps": 8, "seg_target": 2},
     "stages=1": {"num_stages": 1},
     "stages=2": {"num_stages": 2},
     "BT=128": {"BT": 128},
