@@ -32,6 +32,7 @@ import sys
 
 import torch
 import torch.nn.functional as F
+import triton
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -87,21 +88,28 @@ def main() -> None:
     parser.add_argument("old", help='"git:REV", a file path, or "now"')
     parser.add_argument("new", nargs="?", default="now", help='the same; default "now" (the working tree)')
     parser.add_argument("--decays", default="scalar,channel", help="la: comma-separated none, scalar, channel")
+    parser.add_argument("--called", action="store_true",
+                        help="also time fwd+bwd as called (triton.testing.do_bench, the host's launches included)")
     args = parser.parse_args()
     mods = {"old": _load(args.op, args.old, "old"), "new": _load(args.op, args.new, "new")}
     print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; {args.op}: old = {args.old}, "
           f"new = {args.new}; fwd+bwd ms from a CUDA graph, three times each")
     cases = _ss_cases() if args.op == "ss" else _la_cases(args.decays.split(","))
     for label, step in cases:
-        times, outs = {n: [] for n in mods}, {}
+        times, called, outs = {n: [] for n in mods}, {n: [] for n in mods}, {}
         for _ in range(3):
             for n, mod in mods.items():
                 outs[n] = step(mod)
                 times[n].append(time_graph(lambda m=mod: step(m)))
+                if args.called:
+                    called[n].append(triton.testing.do_bench(lambda m=mod: step(m), warmup=25, rep=100))
         diff = max(((a.float() - b.float()).norm() / b.float().norm()).item()
                    for a, b in zip(outs["new"], outs["old"]))
         print(f"{label}: old {[round(t, 3) for t in times['old']]}  new {[round(t, 3) for t in times['new']]}  "
               f"largest relative difference of the gradients {diff:.1e}", flush=True)
+        if args.called:
+            print(f"  as called: old {[round(t, 3) for t in called['old']]}  "
+                  f"new {[round(t, 3) for t in called['new']]}", flush=True)
 
 
 if __name__ == "__main__":
