@@ -20,6 +20,16 @@ with its own draws of the inputs that `kernels.tune_scans._ss_inputs` now gives,
   la git:a67b953 (exp2, scale folded; 3e080d4): per channel B=8 T=4096 H=8 K=V=64 0.792 -> 0.721,
     scalar 0.320 -> 0.307; per channel K=V=128 1.755 (3e080d4) -> 1.686 (8da5059, dk/dv with scale
     outside the exponent), T=16384 6.71 -> 6.48.
+Session 11 (`la <file> --decays none,scalar`, old = the session's starting chunk.py, 93573ae):
+  the unchained sums (f59dc1a): scalar B=8 T=4096 H=8 K=V=128 1.01 -> 0.67, T=16384 3.81 -> 2.49;
+    no decay K=V=128 0.529 -> 0.470, T=16384 1.92 -> 1.69; K=V=64 unchanged (4 warps).
+  then q and x one chunk ahead (161563b): scalar K=V=64 T=4096 0.291 -> 0.278, Zoology 0.240 -> 0.224.
+  then q . dq as a [BT, 1] column (d9a9352): scalar K=V=128 0.676 -> 0.647, T=16384 2.485 -> 2.345.
+  93573ae vs d9a9352 with --called: from a graph scalar K=V=64 T=4096 0.300 -> 0.274, K=V=128 1.029 ->
+    0.648, T=16384 3.78 -> 2.33; no decay K=V=128 0.533 -> 0.471, T=16384 1.93 -> 1.70; as called the
+    T=4096 and Zoology shapes ranged 0.56-1.9 ms for one version within the run (the host), and at
+    T=16384 followed the graph (no decay 1.97 -> 1.72, scalar 3.79 -> 2.36).
+  Not kept: q . dq from dq rounded to bf16 (1-2% faster, but dlog_decay moved by up to 5% relative).
 """
 from __future__ import annotations
 
