@@ -520,7 +520,7 @@ def _bwd_dq_kernel(
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
     if DG and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot reads it, so triton does not
-        o_tn = i_s * SC * BT + o_i   # pipeline its load
+        o_tn = i_s * SC * BT + o_i                                    # pipeline its load
         b_qn = tl.load(q + o_tn[:, None] * (H * K) + o_k[None, :], mask=(o_tn < T)[:, None] & m_k[None, :], other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
@@ -927,11 +927,11 @@ def _unchain(cfg: dict) -> bool:
     along the rows; with no or scalar decay at 8 warps and 64-token chunks (K or V = 128) that is 128
     rows of warps for 64 rows, so each warpgroup computed the whole [64, 128] product, held it in
     twice the registers and converted it through shared memory (two barriers per 1/8 of the tile) to
-    the other dot's layout. Unchained, offline (`kernels.sass_stats --la-k 128`, triton 3.6): loop
-    instructions per chunk, spill loads/stores and barriers, no decay forward 571 -> 504 (spills 0,
-    barriers 21 -> 5), dk/dv 1234 -> 1196 (spills 17 -> 1, barriers 40 -> 12); scalar decay forward
-    1068 -> 880 (spills 58 -> 0, barriers 34 -> 18), dq 1259 -> 1085 (35 -> 0), dk/dv 1807 -> 1523
-    (138 -> 68). At 4 warps (K = V = 64) the rows fit one warpgroup and the extra multiplies only add
+    the other dot's layout. Unchained (f59dc1a), offline (`kernels.sass_stats --la-k 128`, triton 3.6):
+    loop instructions per chunk, spill loads/stores and barriers, no decay forward 571 -> 504 (spills
+    0, barriers 21 -> 5), dk/dv 1234 -> 1196 (spills 17 -> 1, barriers 40 -> 12); scalar decay forward
+    1068 -> 880 (spills 58 -> 0, barriers 34 -> 18), dq 1259 -> 1085 (35 -> 0), dk/dv 1807 -> 1507
+    (138 -> 49). At 4 warps (K = V = 64) the rows fit one warpgroup and the extra multiplies only add
     instructions (no decay dk/dv 752 -> 906), so the chained form stays there. Per channel the chunks
     of 16 or 32 tokens use mma.sync, where this does not arise. H100, bf16, B=8 H=8 K=V=128, fwd+bwd
     from a CUDA graph: scalar decay T=4096 1.01 -> 0.67 ms, T=16384 3.81 -> 2.49; no decay 0.529 ->
