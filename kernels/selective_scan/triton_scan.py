@@ -712,6 +712,12 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # ~820 instructions per iteration, `kernels.sass_stats`); through gbuf, H100 bf16 fwd+bwd 4.62 ->
     # 4.44 ms at B=8 D=2048 L=4096 N=16 (same call). dA by an atomic add per (tile, state) instead of
     # its register tile was slower everywhere (+2-35%).
+    # dB, dC: triton converts each [BLOCK_T] sum (8 steps per lane) to 4 steps per lane for the 4-wide
+    # atomics, ~16 lane shuffles per state and tile. Splitting the sums instead into the first and last 4
+    # of every 8 steps (two atomics, no shuffles; session 11, not kept) cut the loop from 742 to 683
+    # instructions but left the lanes' addresses 32 bytes apart, so each atomic touched twice the memory:
+    # H100 bf16 fwd+bwd 4.41 -> 4.72 ms at that shape, 0.92 -> 1.29 ms at B=256 D=256 L=256
+    # (scripts/experiments/ab_kernels.py).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D
