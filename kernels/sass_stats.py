@@ -203,7 +203,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 blocks, warps = K // cfg["BK"], la.TUNE.get("intra_warps", la.A_PASS_WARPS)
             if name == "_intra_grad_kernel":   # the backward's chunks, dq's K blocks
                 cfg = {"BT": base["BT"], "BK": cfg["BK"], "BV": base["BV"], "PREC": cfg["PREC"]}
-                blocks, warps = K // cfg["BK"], la.TUNE.get("intra_grad_warps", la.INTRA_GRAD_WARPS)
+                blocks, warps = K // cfg["BK"], la._intra_grad_warps(cfg["BK"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv

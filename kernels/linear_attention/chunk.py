@@ -100,7 +100,7 @@ MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUNE "intra_warps")
-INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps (TUNE "intra_grad_warps")
+INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps at K blocks <= 64 (`_intra_grad_warps`)
 # exp(x) is written exp2(x * LOG2E): triton lowers tl.exp2 to one MUFU.EX2 (ex2.approx.ftz), but tl.exp
 # to ex2.approx without ftz, which ptxas wraps in a range test and two predicated multiplies for
 # subnormal results (5 float instructions per exp instead of 2: `python -m kernels.sass_stats --ops exp`, sm_90,
@@ -977,6 +977,14 @@ def _dkv_config(cfg: dict, K: int) -> dict:
     return {**wide, "BK": TUNE.get("dkv_bk", wide["BK"]), "num_warps": TUNE.get("dkv_warps", wide["num_warps"])}
 
 
+def _intra_grad_warps(bk: int) -> int:
+    """`_intra_grad_kernel`'s num_warps for K blocks of bk (TUNE "intra_grad_warps" overrides):
+    INTRA_GRAD_WARPS up to 64, 4 above. H100, bf16, B=8 T=4096 H=8, fwd+bwd from a CUDA graph, 2 -> 4
+    warps: K=V=128 1.692 -> 1.641 ms; K=V=64 0.729 -> 0.751, Zoology H=4 K=64 0.555 -> 0.585
+    (results/bench/tune_linear_attention.md run 13)."""
+    return TUNE.get("intra_grad_warps", INTRA_GRAD_WARPS if bk <= 64 else 4)
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -1097,7 +1105,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
-                    num_warps=TUNE.get("intra_grad_warps", INTRA_GRAD_WARPS))
+                    num_warps=_intra_grad_warps(cfg_q["BK"]))
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
                 DG=dg_in_kernel, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)

@@ -87,10 +87,11 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("fwd", tuple(sorted(fwd.items()))),
-                                         ("intra_warps", chunk.TUNE.get("intra_warps", 4) if decay == 2 else None),
+                                         ("intra_warps", chunk.TUNE.get("intra_warps", chunk.A_PASS_WARPS)
+                                          if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
-                                         ("intra_grad", chunk.TUNE.get("intra_grad_warps")))
+                                         ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):
