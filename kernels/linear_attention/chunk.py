@@ -96,7 +96,6 @@ LAUNCHES: collections.Counter = collections.Counter()
 # forward's chunk), "channel_bt" (per channel: the backward's chunk), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
-SEG_BK_CHANNEL = 64      # per-channel decay: the segment passes' K block (`_seg_config`)
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
@@ -921,19 +920,6 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     return cfg
 
 
-def _seg_config(cfg: dict, K: int) -> dict:
-    """The segment-state passes' config (`_local_state_kernel`, both directions): cfg, and with per-channel
-    decay K blocks of up to SEG_BK_CHANNEL (TUNE "seg_bk"; a TUNE "BK" sets both) rather than cfg's 32,
-    the sweeps' fallback for K too wide for one block. H100, bf16, fwd+bwd from a CUDA graph, 32 -> 64:
-    K=V=64 T=4096 0.729 -> 0.686 ms, K=V=128 T=16384 6.307 -> 6.088, K=V=128 T=4096 1.644 -> 1.635
-    (results/bench/tune_linear_attention.md run 14; with session 10's kernels it had lost 2.5% at K=V=64
-    T=4096, run 10). Fewer K blocks also mean fewer programs, so `_segments` cuts T into more segments."""
-    if cfg["DECAY"] != 2 or "BK" in TUNE:
-        return cfg
-    cap = min(TUNE.get("seg_bk", SEG_BK_CHANNEL), TUNE.get("max_tile", 128 if cfg["PREC"] == "tf32" else 64))
-    return {**cfg, "BK": min(max(16, next_power_of_2(K)), cap)}
-
-
 def _unchain(cfg: dict) -> bool:
     """Whether the sweeps sum the intra- and inter-chunk tl.dots of an output (o; dq; dk, dv) after
     scaling each (UNCHAIN) rather than accumulating one into the other. Triton lays out a tl.dot whose
@@ -1044,9 +1030,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         g = None if g is None else g.contiguous()                  # loaded as fp32 in the kernels
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
-        cfg_s = _seg_config(cfg, K)                                   # the segment-state passes'
-        NK, NV = cdiv(K, cfg_s["BK"]), cdiv(V, cfg["BV"])
-        # the forward's chunks (per channel 32 tokens, `_fwd_config`) and the backward's (cfg) split T
+        NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
+        # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
         # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
         cfg_f = _fwd_config(cfg, K)
         NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device, _seg_target(decay, cfg["num_warps"]))
@@ -1064,7 +1049,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             if decay:
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
             _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg_s, "BT": cfg_f["BT"]})
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg, "BT": cfg_f["BT"]})
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
@@ -1129,9 +1114,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         ds0 = dht_c                                               # dS at each segment's end
         if NS > 1:
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            cfg_s = _seg_config(cfg, K)
-            _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), q, do, gp, ds0, dummy, T, ctx.scale,
-                    REVERSE=True, **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_s)
+            _launch(_local_state_kernel, (B * H * NS, NV, NK), q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
+                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)

@@ -68,7 +68,6 @@ VARIANTS = {
     "ns=1 BV=64": {"ns": 1, "BV": 64},
     "ns=1 BV=32": {"ns": 1, "BV": 32},
     "BV=64": {"BV": 64},
-    "seg BK32": {"seg_bk": 32},
     "seg BK64": {"BK": 64},
     "seg BK128": {"BK": 128},
 }
@@ -81,7 +80,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     chunk.TUNE.clear()
     chunk.TUNE.update(variant)
     cfg = chunk._config(K, V, decay, DTYPE)
-    NK, NV = -(-K // chunk._seg_config(cfg, K)["BK"]), -(-V // cfg["BV"])   # the segment passes' blocks
+    NK, NV = -(-K // cfg["BK"]), -(-V // cfg["BV"])
     fwd = chunk._fwd_config(cfg, K)
     ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE),
                             chunk._seg_target(decay, cfg["num_warps"]))
@@ -92,8 +91,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                           if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
-                                         ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
-                                         ("seg_bk", chunk._seg_config(cfg, K)["BK"]))
+                                         ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):
