@@ -90,10 +90,11 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "wide_bk" (per channel: the largest K the A pass and the sweeps keep in one block),
-# "wide_warps" (their num_warps then), "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps"
-# (per channel: dk/dv's BK and num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the
-# forward's chunk), "channel_bt" (per channel: the backward's chunk), "num_warps", "num_stages".
+# themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "wide_bk" (per channel:
+# the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
+# "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
+# num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
+# (per channel: the backward's chunk), "intra_grad_warps", "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -920,6 +921,17 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
     return cfg
 
 
+def _seg_config(cfg: dict, K: int) -> dict:
+    """The segment-state passes' config (`_local_state_kernel`, both directions): cfg, or with per-channel
+    decay and TUNE "seg_bk" K blocks of that width, the segment count still computed from cfg's blocks.
+    A variant to time: as a default with the segment count from its own (fewer) blocks, 64-wide blocks
+    won 1-5% at the long shapes but split the Zoology shape B=256 T=256 H=1 K=V=64 into two segments,
+    0.146 -> 0.202 ms (results/bench/tune_linear_attention.md run 14)."""
+    if cfg["DECAY"] != 2 or "seg_bk" not in TUNE:
+        return cfg
+    return {**cfg, "BK": min(max(16, next_power_of_2(K)), TUNE["seg_bk"])}
+
+
 def _unchain(cfg: dict) -> bool:
     """Whether the sweeps sum the intra- and inter-chunk tl.dots of an output (o; dq; dk, dv) after
     scaling each (UNCHAIN) rather than accumulating one into the other. Triton lays out a tl.dot whose
@@ -1048,8 +1060,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
             if decay:
                 gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, (B * H * NS, NV, NK), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg, "BT": cfg_f["BT"]})
+            cfg_s = _seg_config(cfg, K)
+            _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), k, v, gp, s_in,
+                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg_s, "BT": cfg_f["BT"]})
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
                     gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
@@ -1114,8 +1127,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         ds0 = dht_c                                               # dS at each segment's end
         if NS > 1:
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            _launch(_local_state_kernel, (B * H * NS, NV, NK), q, do, gp, ds0, dummy, T, ctx.scale, REVERSE=True,
-                    **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg)
+            cfg_s = _seg_config(cfg, K)
+            _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), q, do, gp, ds0, dummy, T, ctx.scale,
+                    REVERSE=True, **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_s)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)

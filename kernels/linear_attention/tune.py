@@ -69,6 +69,7 @@ VARIANTS = {
     "ns=1 BV=32": {"ns": 1, "BV": 32},
     "BV=64": {"BV": 64},
     "seg BK64": {"BK": 64},
+    "seg_bk=64": {"seg_bk": 64},
     "seg BK128": {"BK": 128},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
@@ -91,7 +92,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                           if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
-                                         ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None))
+                                         ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
+                                         ("seg_bk", chunk._seg_config(cfg, K)["BK"]))
 
 
 def _fwd_bwd(*leaves_do):

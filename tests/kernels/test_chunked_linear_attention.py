@@ -264,6 +264,27 @@ def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypa
     assert "_sum_partials_kernel" in grids and "_bwd_dg_kernel" not in grids
 
 
+def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monkeypatch):
+    """Per-channel decay with the segment-state passes at K blocks of 64 (TUNE "seg_bk") while the segment
+    count, and cfg's 32-wide K blocks for the rest, stay as they were: K = 80 is two blocks there, three
+    in the default."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, grid, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    monkeypatch.setitem(chunk.TUNE, "ns", 3)
+    monkeypatch.setitem(chunk.TUNE, "seg_bk", 64)
+    check(triton_impl, 1, 150, 2, 80, 32, "channel", torch.float32)
+    seg = [(grid, meta) for name, grid, meta in launches if name == "_local_state_kernel"]
+    assert len(seg) == 2 and all(grid[2] == 2 and meta["BK"] == 64 for grid, meta in seg)
+    assert chunk._config(80, 32, 2, torch.float32)["BK"] == 32
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
