@@ -352,7 +352,6 @@ def test_rejects_bad_shapes(bad):
         chunked_linear_attention(x["q"], x["k"], x["v"], x["log_decay"], initial_state=x["initial_state"])
 
 
-# ---- GPU: the compiled kernels (pytest -m gpu) ----
 @pytest.mark.parametrize("decay", ["none", "scalar"])
 @pytest.mark.parametrize("ns,K,V", [(2, 24, 40), (1, 80, 16)], ids=["segments", "kblocks"])
 def test_triton_interpreted_unchained_sums(interpret, poison, monkeypatch, decay, ns, K, V):
@@ -378,6 +377,7 @@ def test_triton_interpreted_unchained_sums(interpret, poison, monkeypatch, decay
     assert not chunk._unchain({"DECAY": 2, "BT": 16, "num_warps": 8})
 
 
+# ---- GPU: the compiled kernels (pytest -m gpu) ----
 GPU_SHAPES = [(2, 300, 4, 64, 64), (1, 1000, 2, 128, 128), (3, 129, 2, 48, 153)]
 
 
