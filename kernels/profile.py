@@ -33,15 +33,10 @@ def _cases(ops: set[str]):
                        lambda a=args, sc=K**-0.5: chunked_linear_attention(*a, sc), [x for x in args if x is not None])
     if "ss" in ops:
         from . import selective_scan
+        from .tune_scans import _ss_inputs
 
         for B, D, L, N in [(8, 2048, 4096, 16), (256, 256, 256, 16)]:
-            u = torch.randn(B, D, L, **dev, requires_grad=True)
-            delta = (0.5 * torch.randn(B, D, L, **dev) - 4).requires_grad_()
-            A = (-torch.rand(D, N, device="cuda") * 8).requires_grad_()
-            Bm, Cm = (torch.randn(B, N, L, **dev, requires_grad=True) for _ in range(2))
-            Dv, bias = (torch.randn(D, device="cuda", requires_grad=True) for _ in range(2))
-            z = torch.randn(B, D, L, **dev, requires_grad=True)
-            args = (u, delta, A, Bm, Cm, Dv, z, bias)
+            args, _cot = _ss_inputs(B, D, L, N, torch.bfloat16)     # [u, δ, A, B, C, D, z, δ_bias]
             yield (f"selective_scan B={B} D={D} L={L} N={N}",
                    lambda a=args: selective_scan(*a[:5], D=a[5], z=a[6], delta_bias=a[7], delta_softplus=True), args)
     if "lr" in ops:
