@@ -60,7 +60,8 @@ that the A pass stored):
                                                       reverse sweep, dS in fp32 registers, dS_0 = d initial_state
 The reverse sweep is segmented like the forward: (a) per segment the gradient its outputs send to the
 state entering it, from dS = 0 at its end, dS_loc[s] = scale * sum_t (q_t exp(G_t)) do_t^T (G from the
-segment start); (b) a reverse scan dS_end[NS-1] = d S_T, dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s],
+segment start; formed by the dq sweep, which reads q and do anyway, except where its registers are
+full, `_fused_dsl`); (b) a reverse scan dS_end[NS-1] = d S_T, dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s],
 whose last value is d initial_state; (c) the dk, dv sweep of segment s starting from dS_end[s].
     dg_t = sum_{r >= t} (q_r * dq_r - k_r * dk_r) + rowsum(dS_T * S_T)
 because o depends on G only through q_t exp(G_t) and k_s exp(-G_s) (GLA sec. 4.2), and S_T on G_T.
@@ -90,7 +91,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "wide_bk" (per channel:
+# themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "dsl" (the local dS from
+# the dq sweep, `_fused_dsl`), "wide_bk" (per channel:
 # the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
@@ -98,6 +100,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
+SEG_BK = 64              # per-channel decay: the forward's segment-state pass's K block (`_seg_config`)
 SCAN_BLOCK = 1024        # state elements per program in the scan across segments
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUNE "intra_warps")
@@ -290,7 +293,8 @@ def _local_state_kernel(
     Forward (a = k, b = v): S_loc = sum_s (k_s exp(G_end - G_s)) v_s^T over the segment, chunk by chunk
       with (3); also gseg = the segment's total log decay, [B*H*NS] (scalar) or [B*H*NS, K] (per channel).
     Reverse (a = q, b = do): dS_loc = the gradient the segment's outputs send to the state entering it,
-      dS = exp(G_C) dS + scale * sum_t (q_t exp(G_t)) do_t^T, chunks walked from the segment's end."""
+      dS = exp(G_C) dS + scale * sum_t (q_t exp(G_t)) do_t^T, chunks walked from the segment's end; only
+      where the dq sweep does not form it (`_fused_dsl`)."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -472,10 +476,11 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
 
 
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, qi, T, scale,
+    q, k, v, g, s0, do, dq, xq, qi, dsl, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
+    UNCHAIN: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -486,7 +491,11 @@ def _bwd_dq_kernel(
     inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
     shapes and lost 2% at the Zoology shape (H100, bf16; results/bench/tune_linear_attention.md run
     8i). (A parallel pass lost when it was a column loop: 0.41 ms alone vs 0.50 ms for all of dq at
-    K=V=64; la_channel_columns.py.) qi: [B, T, H, K], the first V block adds it."""
+    K=V=64; la_channel_columns.py.) qi: [B, T, H, K], the first V block adds it.
+    DSL (segments, NS > 1): also step (a) of the reverse sweep, the gradient the segment's outputs send
+    to the state entering it, dS_loc = scale * sum_t (q_t exp(G_t)) do_t^T (G from the segment's
+    start), summed in forward order (every exponent <= 0 either way) into dsl: [B*H*NS, K, V] fp32,
+    instead of `_local_state_kernel` re-reading q and do."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -514,14 +523,20 @@ def _bwd_dq_kernel(
     if USE_S0:
         b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :],
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
+    if DSL:
+        b_dSl = tl.zeros([BK, BV], dtype=tl.float32)
+        if DECAY == 2:
+            b_Gp = tl.zeros([BK], dtype=tl.float32)                       # G before the chunk, per channel
+        else:
+            b_Gp = tl.sum(tl.zeros([BT], dtype=tl.float32), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar and per-channel decay)
     NT = tl.cdiv(T, BT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
-    if DG and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot reads it, so triton does not
-        o_tn = i_s * SC * BT + o_i                                    # pipeline its load
+    if (DG or DSL) and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot of dq reads it, so
+        o_tn = i_s * SC * BT + o_i                                    # triton does not pipeline its load
         b_qn = tl.load(q + o_tn[:, None] * (H * K) + o_k[None, :], mask=(o_tn < T)[:, None] & m_k[None, :], other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
@@ -577,19 +592,34 @@ def _bwd_dq_kernel(
             b_decay = 1.0
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
                  mask=m_t[:, None] & m_k[None, :])
-        if DG:
+        if DG or DSL:
             if DECAY == 2:
                 b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                               other=0.0)
-                tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
-                         mask=m_t[:, None] & m_k[None, :])
             else:
                 b_q = b_qn
                 b_qn = tl.load(q + (o_t + BT)[:, None] * (H * K) + o_k[None, :],
                                mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
+        if DG:
+            if DECAY == 2:
+                tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
+                         mask=m_t[:, None] & m_k[None, :])
+            else:
                 tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
                          mask=m_t[:, None])
+        if DSL:   # dS_loc += scale * (q_t exp(G_t)) do_t^T, G from the segment's start
+            if DECAY == 1:
+                b_qs = (b_q * (tl.exp2((b_G + b_Gp) * LOG2E) * scale)[:, None]).to(b_q.dtype)
+                b_Gp += b_GC
+            elif DECAY == 2:
+                b_qs = (b_q * tl.exp2((b_G + b_Gp[None, :]) * LOG2E + log2_scale)).to(b_q.dtype)
+                b_Gp += b_GCs
+            else:
+                b_qs = (b_q * scale).to(b_q.dtype)
+            b_dSl += tl.dot(tl.trans(b_qs), b_do, input_precision=PREC)
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+    if DSL:
+        tl.store(dsl + i_p * K * V + o_k[:, None] * V + o_v[None, :], b_dSl, mask=m_k[:, None] & m_v[None, :])
 
 
 def _bwd_dkv_kernel(
@@ -922,14 +952,29 @@ def _config_cached(K: int, V: int, decay: int, dtype: torch.dtype, tune: tuple) 
 
 
 def _seg_config(cfg: dict, K: int) -> dict:
-    """The segment-state passes' config (`_local_state_kernel`, both directions): cfg, or with per-channel
-    decay and TUNE "seg_bk" K blocks of that width, the segment count still computed from cfg's blocks.
-    A variant to time: as a default with the segment count from its own (fewer) blocks, 64-wide blocks
-    won 1-5% at the long shapes but split the Zoology shape B=256 T=256 H=1 K=V=64 into two segments,
-    0.146 -> 0.202 ms (results/bench/tune_linear_attention.md run 14)."""
-    if cfg["DECAY"] != 2 or "seg_bk" not in TUNE:
+    """The segment-state passes' config (`_local_state_kernel`): cfg, or with per-channel decay K blocks
+    of SEG_BK (TUNE "seg_bk"), the segment count still computed from cfg's 32-wide blocks. H100, bf16,
+    B=8 H=8, fwd+bwd from a CUDA graph, 32 -> 64 wide (with the local dS from the dq sweep, `_fused_dsl`):
+    K=V=64 T=4096 0.621 -> 0.602 ms, T=16384 2.375 -> 2.323; K=V=128 1.641 -> 1.587, 6.204 -> 6.076;
+    Zoology (one segment) unchanged (results/bench/tune_linear_attention.md run 15). With the segment
+    count also from 64-wide blocks, the Zoology shape B=256 T=256 H=1 K=V=64 split into two segments,
+    0.146 -> 0.202 ms (run 14)."""
+    if cfg["DECAY"] != 2:
         return cfg
-    return {**cfg, "BK": min(max(16, next_power_of_2(K)), TUNE["seg_bk"])}
+    return {**cfg, "BK": min(max(16, next_power_of_2(K)), TUNE.get("seg_bk", SEG_BK))}
+
+
+def _fused_dsl(cfg_q: dict) -> bool:
+    """Whether the dq sweep (config cfg_q) also forms each segment's local dS, step (a) of the reverse
+    sweep (`_bwd_dq_kernel`'s DSL), instead of `_local_state_kernel` re-reading q and do (TUNE "dsl"
+    overrides): yes, unless a [128, 128] fp32 dS_loc beside the [128, 128] state makes dq spill (no or
+    scalar decay at K=V=128: 44 / 109 spill loads and stores per chunk, `kernels.sass_stats --la-k 128`).
+    H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph, without -> with: scalar K=V=64 T=4096 0.272 -> 0.250
+    ms, T=16384 0.989 -> 0.906; no decay K=V=64 0.245 -> 0.234, 0.907 -> 0.866; per channel K=V=64 0.722
+    -> 0.621, 2.741 -> 2.375, K=V=128 (21 spills, but its separate pass ran at 32-wide K blocks) 1.664
+    -> 1.641, 6.306 -> 6.204; and K=V=128 with no decay 0.468 -> 0.477, 1.693 -> 1.710, scalar 0.641 ->
+    0.718, 2.343 -> 2.677 (results/bench/tune_linear_attention.md run 15)."""
+    return TUNE.get("dsl", cfg_q["DECAY"] == 2 or cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
 
 
 def _unchain(cfg: dict) -> bool:
@@ -1119,17 +1164,20 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
                     num_warps=_intra_grad_warps(cfg_q["BK"]))
-        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, qi, T, ctx.scale, USE_S0=s_in is not None,
-                DG=dg_in_kernel, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
         ds0 = dht_c                                               # dS at each segment's end
+        dsl = NS > 1 and _fused_dsl(cfg_q)       # the segments' local dS (step (a)) from the dq sweep
         if NS > 1:
             ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            cfg_s = _seg_config(cfg, K)
-            _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), q, do, gp, ds0, dummy, T, ctx.scale,
-                    REVERSE=True, **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_s)
+        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
+                s_in if s_in is not None else dummy, do, dq, xq, qi, ds0 if dsl else dummy, T, ctx.scale,
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)
+        if NS > 1:
+            if not dsl:
+                cfg_s = _seg_config(cfg, K)
+                _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), q, do, gp, ds0, dummy, T,
+                        ctx.scale, REVERSE=True, **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_s)
             _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
                     gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
                     BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)

@@ -57,6 +57,8 @@ VARIANTS = {
     "fwd_bt=128": {"fwd_bt": 128},
     "fwd_bt=64": {"fwd_bt": 64},
     "igrad w4": {"intra_grad_warps": 4},
+    "dsl=0": {"dsl": False},
+    "dsl=1": {"dsl": True},
     "igrad w8": {"intra_grad_warps": 8},
     "dkv w4": {"dkv_warps": 4},
     "dq w4": {"dq_bk": 128, "dq_warps": 4},
@@ -69,6 +71,7 @@ VARIANTS = {
     "ns=1 BV=32": {"ns": 1, "BV": 32},
     "BV=64": {"BV": 64},
     "seg BK64": {"BK": 64},
+    "seg_bk=32": {"seg_bk": 32},
     "seg_bk=64": {"seg_bk": 64},
     "seg BK128": {"BK": 128},
 }
@@ -93,7 +96,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
                                          ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
-                                         ("seg_bk", chunk._seg_config(cfg, K)["BK"]))
+                                         ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
+                                         ("dsl", chunk._fused_dsl(wide) and ns > 1))
 
 
 def _fwd_bwd(*leaves_do):

@@ -144,8 +144,8 @@ def test_triton_interpreted_segments(interpret, poison, monkeypatch, B, T, H, K,
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     before = chunk.LAUNCHES["interpret"]
     check(triton_impl, B, T, H, K, V, decay, torch.float32)
-    if math.ceil(T / 64) > 1:   # local state + scan + sweep, forward and backward, + dq sweep
-        assert chunk.LAUNCHES["interpret"] >= before + 7, "the segmented path did not run"
+    if math.ceil(T / 64) > 1:   # local state + scan + sweep; dq sweep (+ local dS) + scan + dk/dv sweep
+        assert chunk.LAUNCHES["interpret"] >= before + 6, "the segmented path did not run"
 
 
 @pytest.mark.parametrize("decay", DECAYS)
@@ -265,9 +265,9 @@ def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypa
 
 
 def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monkeypatch):
-    """Per-channel decay with the segment-state passes at K blocks of 64 (TUNE "seg_bk") while the segment
+    """Per-channel decay: the forward's segment-state pass at K blocks of 64 (SEG_BK) while the segment
     count, and cfg's 32-wide K blocks for the rest, stay as they were: K = 80 is two blocks there, three
-    in the default."""
+    in cfg. The backward's local dS comes from the dq sweep (no reverse segment-state pass)."""
     from kernels.linear_attention import chunk
 
     launches, real = [], chunk._launch
@@ -278,11 +278,34 @@ def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monke
 
     monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "ns", 3)
-    monkeypatch.setitem(chunk.TUNE, "seg_bk", 64)
     check(triton_impl, 1, 150, 2, 80, 32, "channel", torch.float32)
     seg = [(grid, meta) for name, grid, meta in launches if name == "_local_state_kernel"]
-    assert len(seg) == 2 and all(grid[2] == 2 and meta["BK"] == 64 for grid, meta in seg)
+    assert len(seg) == 1 and seg[0][0][2] == 2 and seg[0][1]["BK"] == 64 and not seg[0][1]["REVERSE"]
+    assert [meta["DSL"] for name, grid, meta in launches if name == "_bwd_dq_kernel"] == [True]
     assert chunk._config(80, 32, 2, torch.float32)["BK"] == 32
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_triton_interpreted_segments_reverse_pass(interpret, poison, monkeypatch, decay):
+    """The backward's local dS by the reverse segment-state pass (where the dq sweep does not form it:
+    no or scalar decay at K = V = 128 on the GPU), forced here with TUNE "dsl"."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, meta))
+        return real(fn, grid, *args, **meta)
+
+    code = DECAYS.index(decay)   # the kernels' DECAY: 0 none, 1 scalar, 2 per channel
+    assert chunk._fused_dsl(chunk._wide_k(chunk._config(128, 128, code, torch.bfloat16), 128)) == (code == 2)
+    assert chunk._fused_dsl(chunk._config(64, 64, code, torch.bfloat16))
+    monkeypatch.setattr(chunk, "_launch", spy)
+    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    monkeypatch.setitem(chunk.TUNE, "dsl", False)
+    check(triton_impl, 1, 150, 2, 24, 48, decay, torch.float32)
+    assert [m["REVERSE"] for n, m in launches if n == "_local_state_kernel"] == [False, True]
+    assert [m["DSL"] for n, m in launches if n == "_bwd_dq_kernel"] == [False]
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
