@@ -967,14 +967,15 @@ def _seg_config(cfg: dict, K: int) -> dict:
 def _fused_dsl(cfg_q: dict) -> bool:
     """Whether the dq sweep (config cfg_q) also forms each segment's local dS, step (a) of the reverse
     sweep (`_bwd_dq_kernel`'s DSL), instead of `_local_state_kernel` re-reading q and do (TUNE "dsl"
-    overrides): yes, unless a [128, 128] fp32 dS_loc beside the [128, 128] state makes dq spill (no or
-    scalar decay at K=V=128: 44 / 109 spill loads and stores per chunk, `kernels.sass_stats --la-k 128`).
-    H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph, without -> with: scalar K=V=64 T=4096 0.272 -> 0.250
-    ms, T=16384 0.989 -> 0.906; no decay K=V=64 0.245 -> 0.234, 0.907 -> 0.866; per channel K=V=64 0.722
-    -> 0.621, 2.741 -> 2.375, K=V=128 (21 spills, but its separate pass ran at 32-wide K blocks) 1.664
-    -> 1.641, 6.306 -> 6.204; and K=V=128 with no decay 0.468 -> 0.477, 1.693 -> 1.710, scalar 0.641 ->
-    0.718, 2.343 -> 2.677 (results/bench/tune_linear_attention.md run 15)."""
-    return TUNE.get("dsl", cfg_q["DECAY"] == 2 or cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
+    overrides): yes, unless its tile of the state is [128, 128], where a second fp32 one makes dq spill
+    (K=V=128, 8 warps: 44 / 109 / 21 spill loads and stores per chunk with no / scalar / per-channel
+    decay, `python -m kernels.sass_stats --ops linear_attention --la-k 128`). H100, bf16, B=8 H=8,
+    fwd+bwd from a CUDA graph, without -> with: scalar K=V=64 T=4096 0.272 -> 0.250 ms, T=16384 0.989 ->
+    0.906; no decay K=V=64 0.245 -> 0.234, 0.907 -> 0.866; per channel K=V=64 0.722 -> 0.621, 2.741 ->
+    2.375; at K=V=128 no decay 0.468 -> 0.477, T=16384 1.693 -> 1.710, scalar 0.641 -> 0.718, 2.343 ->
+    2.677 (results/bench/tune_linear_attention.md run 15); per channel at K=V=128 dq 0.353 -> 0.486 ms
+    against the pass's 0.080 at 64-wide K blocks (`python -m kernels.profile --ops la`, run 16)."""
+    return TUNE.get("dsl", cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
 
 
 def _unchain(cfg: dict) -> bool:
