@@ -33,6 +33,8 @@ VARIANTS = {
     "warps=4": {"num_warps": 4},
     "warps=8": {"num_warps": 8},
     "warps=8 seg2": {"num_warps": 8, "seg_target": 2},
+    "warps=16": {"num_warps": 16},
+    "warps=16 dsl=1": {"num_warps": 16, "dsl": True},
     "stages=1": {"num_stages": 1},
     "stages=2": {"num_stages": 2},
     "BT=128": {"BT": 128},

@@ -717,7 +717,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # of every 8 steps (two atomics, no shuffles; session 11, not kept) cut the loop from 742 to 683
     # instructions but left the lanes' addresses 32 bytes apart, so each atomic touched twice the memory:
     # H100 bf16 fwd+bwd 4.41 -> 4.72 ms at that shape, 0.92 -> 1.29 ms at B=256 D=256 L=256
-    # (`python scripts/experiments/session11_variants.py ss-atomics`).
+    # (`python scripts/experiments/kernel_variants.py ss-atomics`).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
     gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D

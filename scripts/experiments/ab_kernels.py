@@ -30,10 +30,10 @@ Session 11 (`la <file> --decays none,scalar`, old = the session's starting chunk
     T=4096 and Zoology shapes ranged 0.56-1.9 ms for one version within the run (the host), and at
     T=16384 followed the graph (no decay 1.97 -> 1.72, scalar 3.79 -> 2.36).
   Not kept: q . dq from dq rounded to bf16 (1-2% faster, but dlog_decay moved by up to 5% relative;
-    `session11_variants.py la-dq-rounded`).
+    `kernel_variants.py la-dq-rounded`).
   la <3236791's chunk.py> --decays channel (the intra-chunk gradient pass at 4 warps above K=64):
     K=V=128 T=4096 1.680 -> 1.644, T=16384 6.49 -> 6.32; K=V=64 and Zoology unchanged.
-  ss: the dB/dC atomics split into halves of 8 steps (not kept; `session11_variants.py ss-atomics`):
+  ss: the dB/dC atomics split into halves of 8 steps (not kept; `kernel_variants.py ss-atomics`):
     B=8 D=2048 L=4096 4.41 -> 4.72, B=256 D=256 L=256 0.92 -> 1.29.
 """
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""Experiment (session 11): the two measured-and-not-kept kernel variants, rebuilt from the shipped modules.
+"""Experiment: kernel variants measured and not kept, and timing probes, rebuilt from the shipped modules.
 
-    python scripts/experiments/session11_variants.py ss-atomics      # GPU: A/B against the shipped scan
-    python scripts/experiments/session11_variants.py la-dq-rounded   # GPU: A/B against the shipped chunk.py
-    python scripts/experiments/session11_variants.py ss-atomics --write /tmp/v.py   # only write the copy
+    python scripts/experiments/kernel_variants.py ss-atomics      # GPU: A/B against the shipped scan
+    python scripts/experiments/kernel_variants.py la-dq-rounded   # GPU: A/B against the shipped chunk.py
+    python scripts/experiments/kernel_variants.py ss-atomics --write /tmp/v.py   # only write the copy
 
-Each variant is the shipped module with one textual edit (checked to apply exactly once, so the script
+Each variant is the shipped module with textual edits (each checked to apply exactly once, so the script
 fails rather than time something else once the module moves on), written to a temporary file and handed
 to `ab_kernels.py` as "new", the shipped module as "old".
+Session 11, not kept:
   ss-atomics: the backward's dB/dC atomic adds on the first and last 4 of every 8 steps of a lane, so
     no lane shuffles precede them (742 -> 683 loop instructions, `kernels.sass_stats`). H100 bf16
     (torch 2.11, triton 3.6) at 93573ae's scan: fwd+bwd 4.41 -> 4.72 ms at B=8 D=2048 L=4096 N=16,
@@ -14,6 +15,12 @@ to `ab_kernels.py` as "new", the shipped module as "old".
   la-dq-rounded: scalar decay's q . dq from dq rounded to the input dtype (the store's layout, no fp32
     conversion). At 161563b: fwd+bwd -1 to -2% (K=V=128 T=16384 2.485 -> 2.43 ms), but dlog_decay moved
     by up to 5.4e-2 relative (ab_kernels.py's largest gradient difference).
+Session 12, timing probes (wrong gradients: each shows what one part of a kernel costs):
+  la-no-dg: scalar decay's dk/dv sweep without dlog_decay (no row sums k . dk, suffix sums or dg
+    store). At ac17a88: fwd+bwd from a graph 0.644 -> 0.580 ms at B=8 T=4096 H=8 K=V=128, 2.36 -> 2.13 at
+    T=16384, 0.251 -> 0.249 at K=V=64 (results/bench/tune_linear_attention.md run 16).
+  la-no-cumsum: scalar decay's dq and dk/dv sweeps use g in place of its within-chunk cumulative sum
+    (no tl.cumsum / tl.sum across warps). At ac17a88: slower, 0.64 -> 0.73 ms at K=V=128 T=4096.
 """
 from __future__ import annotations
 
@@ -57,7 +64,30 @@ LA_DQ_ROUNDED = ("kernels/linear_attention/chunk.py", [
      '''tl.sum(b_q.to(tl.float32) * b_dq_out.to(tl.float32), axis=1, keep_dims=True)'''),
 ])
 
-VARIANTS = {"ss-atomics": ("ss", SS_ATOMICS), "la-dq-rounded": ("la", LA_DQ_ROUNDED)}
+LA_NO_DG = ("kernels/linear_attention/chunk.py", [
+    ('''        elif DG:
+            b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)''',
+     '''        elif DG and False:
+            b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)'''),
+])
+
+LA_NO_CUMSUM = ("kernels/linear_attention/chunk.py", [
+    ('''            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)''',
+     '''            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
+            b_G = b_g
+            b_GC = tl.load(g + i_t * BT * H).to(tl.float32)'''),
+    ('''            b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
+            b_G = tl.cumsum(b_g, axis=0)
+            b_GC = tl.sum(b_g, axis=0)''',
+     '''            b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
+            b_G = b_g
+            b_GC = tl.load(g + i_t * BT * H).to(tl.float32)'''),
+])
+
+VARIANTS = {"ss-atomics": ("ss", SS_ATOMICS), "la-dq-rounded": ("la", LA_DQ_ROUNDED), "la-no-dg": ("la", LA_NO_DG),
+            "la-no-cumsum": ("la", LA_NO_CUMSUM)}
 
 
 def variant_source(name: str) -> str:
