@@ -177,12 +177,12 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     la = importlib.import_module("kernels.linear_attention.chunk")
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a", {}),
-           "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, STORE_HT=False, NA=0)),
+           "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, NA=0)),
            "_intra_grad_kernel": ("q k v g do qi ki", {}),
-           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl", dict(USE_S0=True, DG=True)),
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a ki",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
-    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a", "dsl"}   # g: bf16, as the benchmark passes it
+    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a", "dsl", "gsl"}   # g: bf16, as the benchmark passes it
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own

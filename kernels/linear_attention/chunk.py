@@ -47,11 +47,13 @@ exp(Gseg) * S + S_loc, where Gseg is the run's total log decay (a scalar, or a [
 state the run builds from zero. When B*H*(V blocks)*(K blocks) programs would leave the GPU idle, T is
 split into NS segments of SC whole chunks each (the last one may be shorter), and the forward runs
     (a) per segment, from zero: S_loc[s] and Gseg[s]                                    (_local_state_kernel)
-    (b) across segments: S_in[0] = S_0, S_in[s+1] = exp(Gseg[s]) * S_in[s] + S_loc[s],
-        S_T = S_in[NS]                                                                  (_scan_kernel)
-    (c) per segment, (1)-(3) starting from S_in[s]                                      (_fwd_kernel)
+    (b) across segments: S_in[0] = S_0, S_in[s+1] = exp(Gseg[s]) * S_in[s] + S_loc[s]   (_scan_kernel)
+    (c) per segment, (1)-(3) starting from S_in[s]; the last segment's sweep ends at S_T (_fwd_kernel)
 and keeps S_in (fp32 [B*H, NS, K, V]) for the backward. NS = 1 (one launch) when the grid is already
-full, e.g. the Zoology shapes B=256, T=256.
+full, e.g. the Zoology shapes B=256, T=256. No S_loc is read for the last segment, so (a) covers the
+others only, split into pieces of whole chunks that fill the GPU (`_pieces`; (b) then runs over the
+pieces and keeps the states at the segments' boundaries): at B*H = 64 and K=V=128, NS = 2, the pass is
+one segment in two pieces of T/4 instead of two segments of T/2.
 
 Backward (same chunking, recomputing S from S_in rather than storing it; A too, except the per-channel A
 that the A pass stored):
@@ -60,9 +62,11 @@ that the A pass stored):
                                                       reverse sweep, dS in fp32 registers, dS_0 = d initial_state
 The reverse sweep is segmented like the forward: (a) per segment the gradient its outputs send to the
 state entering it, from dS = 0 at its end, dS_loc[s] = scale * sum_t (q_t exp(G_t)) do_t^T (G from the
-segment start; formed by the dq sweep, which reads q and do anyway, except where its registers are
-full, `_fused_dsl`); (b) a reverse scan dS_end[NS-1] = d S_T, dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s],
-whose last value is d initial_state; (c) the dk, dv sweep of segment s starting from dS_end[s].
+segment start; formed by the dq sweep, which reads q and do anyway, with Gseg[s], except where its
+registers are full, `_fused_dsl`; there a pass over pieces as in the forward, of segments 1 .. NS-1,
+and of segment 0 only when d initial_state is wanted); (b) a reverse scan dS_end[NS-1] = d S_T,
+dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s], whose last value is d initial_state; (c) the dk,
+dv sweep of segment s starting from dS_end[s].
     dg_t = sum_{r >= t} (q_r * dq_r - k_r * dk_r) + rowsum(dS_T * S_T)
 because o depends on G only through q_t exp(G_t) and k_s exp(-G_s) (GLA sec. 4.2), and S_T on G_T.
 By the chain rule the same sum from a segment's end on is dg at the next segment's first token t1:
@@ -91,9 +95,9 @@ LAUNCHES: collections.Counter = collections.Counter()
 
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
-# themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "dsl" (the local dS from
-# the dq sweep, `_fused_dsl`), "wide_bk" (per channel:
-# the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
+# themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "pieces" (per segment in
+# the segment-state passes, `_pieces`), "dsl" (the local dS from the dq sweep, `_fused_dsl`), "wide_bk"
+# (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
 # (per channel: the backward's chunk), "intra_grad_warps", "num_warps", "num_stages".
@@ -120,12 +124,12 @@ def _fwd_kernel(
     q, k, v, g, s0, o, ht, a, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_S0: tl.constexpr, STORE_HT: tl.constexpr, NA: tl.constexpr,
-    PREC: tl.constexpr, UNCHAIN: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
-    partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written when NS == 1;
+    partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written by the last
+    segment's programs;
     per-channel decay: a: [NA, B, T, H, BT], the intra-chunk A of (1) as `_intra_a_kernel` stored it
     (NA partial sums over K blocks), whose A v term the first K block adds.
     DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
@@ -225,8 +229,7 @@ def _fwd_kernel(
                  mask=m_t[:, None] & m_v[None, :])
         # (3): carry the state to the next chunk
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
-    if STORE_HT:
-        tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
+    tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv & (o_k * 0 + i_s == NS - 1)[:, None])
 
 
 def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
@@ -284,14 +287,16 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
 
 def _local_state_kernel(
     a, b, g, out, gseg, T, scale,
-    H, K, V, NS, SC,
+    H, K, V, NS, SC, C0,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr,
 ):
-    """Step (a) of the segmented sweeps, from a zero state. Grid (B*H*NS, V blocks, K blocks); out:
-    [B*H*NS, K, V] fp32.
-    Forward (a = k, b = v): S_loc = sum_s (k_s exp(G_end - G_s)) v_s^T over the segment, chunk by chunk
-      with (3); also gseg = the segment's total log decay, [B*H*NS] (scalar) or [B*H*NS, K] (per channel).
+    """Step (a) of the segmented sweeps, from a zero state, over pieces of SC chunks from chunk C0 on
+    (pieces past the last chunk are empty: a zero state, no decay; `_pieces`). Grid (B*H*NS, V blocks,
+    K blocks), NS here the number of pieces; out: [B*H*NS, K, V] fp32; gseg: each piece's total log
+    decay, [B*H*NS] (scalar) or [B*H*NS, K] (per channel).
+    Forward (a = k, b = v): S_loc = sum_s (k_s exp(G_end - G_s)) v_s^T over the piece, chunk by chunk
+      with (3).
     Reverse (a = q, b = do): dS_loc = the gradient the segment's outputs send to the state entering it,
       dS = exp(G_C) dS + scale * sum_t (q_t exp(G_t)) do_t^T, chunks walked from the segment's end; only
       where the dq sweep does not form it (`_fused_dsl`)."""
@@ -318,7 +323,7 @@ def _local_state_kernel(
         b_gsum = tl.sum(tl.zeros([BT], dtype=tl.float32), axis=0)
     o_i = tl.arange(0, BT)
     NT = tl.cdiv(T, BT)
-    c0 = i_s * SC
+    c0 = C0 + i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         o_g0 = (c1 - 1) * BT + o_i if REVERSE else c0 * BT + o_i
@@ -368,52 +373,66 @@ def _local_state_kernel(
                 b_ad = b_a
         b_S += tl.dot(tl.trans(b_ad), b_b, input_precision=PREC)
     tl.store(out + i_p * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_k[:, None] & m_v[None, :])
-    if not REVERSE:
-        # every V block (and, for scalar decay, every K block) writes the same values
-        if DECAY == 1:
-            tl.store(gseg + i_p, b_gsum)
-        if DECAY == 2:
-            tl.store(gseg + i_p * K + o_k, b_gsum, mask=m_k)
+    # every V block (and, for scalar decay, every K block) writes the same values
+    if DECAY == 1:
+        tl.store(gseg + i_p, b_gsum)
+    if DECAY == 2:
+        tl.store(gseg + i_p * K + o_k, b_gsum, mask=m_k)
 
 
 def _scan_kernel(
-    x, gseg, s0, sfin, NS, K, V,
+    x, gseg, s0, out, sfin, P, SUB, NS, FIRST, K, V,
     BLOCK: tl.constexpr, DECAY: tl.constexpr, USE_S0: tl.constexpr, REVERSE: tl.constexpr,
+    STORE_FIN: tl.constexpr,
 ):
-    """Step (b): the scan across segments, in place. Grid (B*H, cdiv(K*V, BLOCK)); x: [B*H, NS, K, V] fp32.
-    Forward: x holds S_loc[s] and leaves with S_in[s]; S_in[0] = s0 (or 0), sfin = S_T.
-    Reverse: x holds dS_loc[s] and leaves with dS_end[s]; dS_end[NS-1] = s0 (d S_T, or 0), sfin = d S_0.
-    S_next = exp(Gseg[s]) * S + x[s] in both directions (Gseg per channel: row k of the [K, V] state)."""
+    """Step (b): the scan across the pieces of step (a), SUB pieces per segment, giving the state at each
+    segment's boundary. Grid (B*H, cdiv(K*V, BLOCK)); x: [B*H, P, K, V] fp32 the pieces' local states,
+    gseg: [B*H, P] (or [B*H, P, K] per channel) their total log decays; out: [B*H, NS, K, V].
+    S_next = exp(Gpiece) * S + x[piece] in both directions (per channel: row k of the [K, V] state).
+    Forward: the pieces cover segments 0 .. NS-2 (P = (NS-1) SUB); out[s] = S_in[s], the state entering
+      segment s, from S_in[0] = s0 (or 0).
+    Reverse: the pieces cover segments FIRST .. NS-1 (P = (NS-FIRST) SUB), walked from the last; out[s] =
+      dS_end[s], the gradient at segment s's end, from dS_end[NS-1] = s0 (d S_T, or 0); with FIRST = 1,
+      out[0] too; with FIRST = 0 (and STORE_FIN) sfin = d S_0."""
     i_bh = tl.program_id(0).to(tl.int64)
     o_e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m_e = o_e < K * V
     b_S = tl.zeros([BLOCK], dtype=tl.float32)
     if USE_S0:
         b_S += tl.load(s0 + i_bh * K * V + o_e, mask=m_e, other=0.0)
-    # x[s + 1] (x[s - 1] in reverse) is loaded one step ahead, so that its latency overlaps this
-    # step's store instead of stalling every step of the chain: two calls at B=8 T=4096 H=8 K=V=128
-    # took 0.102 ms (no decay) / 0.145 ms (scalar) before, 0.038 / 0.039 ms after (H100;
-    # results/bench/profile.md)
+    # x of the next piece is loaded one step ahead, so that its latency overlaps this step's store
+    # instead of stalling every step of the chain: two calls at B=8 T=4096 H=8 K=V=128 took 0.102 ms
+    # (no decay) / 0.145 ms (scalar) before, 0.038 / 0.039 ms after (H100; results/bench/profile.md)
     if REVERSE:
-        b_x = tl.load(x + (i_bh * NS + NS - 1) * K * V + o_e, mask=m_e, other=0.0)
+        b_x = tl.load(x + (i_bh * P + P - 1) * K * V + o_e, mask=m_e, other=0.0)
     else:
-        b_x = tl.load(x + i_bh * NS * K * V + o_e, mask=m_e, other=0.0)
-    for j in range(NS):
+        b_x = tl.load(x + i_bh * P * K * V + o_e, mask=m_e, other=0.0)
+    for j in range(P):
         if REVERSE:
-            i_s = NS - 1 - j
+            i_s = P - 1 - j
             i_n = i_s - 1
+            # the last piece of its segment: the state here is the gradient at the segment's end
+            at = (o_e * 0 + i_s + 1) % SUB == 0
+            i_o = FIRST + i_s // SUB
         else:
             i_s = j
             i_n = i_s + 1
-        b_xn = tl.load(x + (i_bh * NS + i_n) * K * V + o_e, mask=m_e & (o_e * 0 + j + 1 < NS), other=0.0)
-        tl.store(x + (i_bh * NS + i_s) * K * V + o_e, b_S, mask=m_e)
+            at = (o_e * 0 + i_s) % SUB == 0     # the first piece of its segment: the state entering it
+            i_o = i_s // SUB
+        b_xn = tl.load(x + (i_bh * P + i_n) * K * V + o_e, mask=m_e & (o_e * 0 + j + 1 < P), other=0.0)
+        tl.store(out + (i_bh * NS + i_o) * K * V + o_e, b_S, mask=m_e & at)
         if DECAY == 1:
-            b_S = b_S * tl.exp2(tl.load(gseg + i_bh * NS + i_s) * LOG2E)
+            b_S = b_S * tl.exp2(tl.load(gseg + i_bh * P + i_s) * LOG2E)
         if DECAY == 2:
-            b_S = b_S * tl.exp2(tl.load(gseg + (i_bh * NS + i_s) * K + o_e // V, mask=m_e, other=0.0) * LOG2E)
+            b_S = b_S * tl.exp2(tl.load(gseg + (i_bh * P + i_s) * K + o_e // V, mask=m_e, other=0.0) * LOG2E)
         b_S += b_x
         b_x = b_xn
-    tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
+    if REVERSE:
+        tl.store(out + i_bh * NS * K * V + o_e, b_S, mask=m_e & (o_e * 0 + FIRST == 1))
+        if STORE_FIN:
+            tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
+    else:
+        tl.store(out + (i_bh * NS + NS - 1) * K * V + o_e, b_S, mask=m_e)
 
 
 def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
@@ -476,7 +495,7 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
 
 
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, qi, dsl, T, scale,
+    q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
@@ -495,7 +514,8 @@ def _bwd_dq_kernel(
     DSL (segments, NS > 1): also step (a) of the reverse sweep, the gradient the segment's outputs send
     to the state entering it, dS_loc = scale * sum_t (q_t exp(G_t)) do_t^T (G from the segment's
     start), summed in forward order (every exponent <= 0 either way) into dsl: [B*H*NS, K, V] fp32,
-    instead of `_local_state_kernel` re-reading q and do."""
+    instead of `_local_state_kernel` re-reading q and do, and the segment's total log decay into gsl:
+    [B*H*NS] (scalar) or [B*H*NS, K] (per channel) fp32."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -620,6 +640,10 @@ def _bwd_dq_kernel(
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
     if DSL:
         tl.store(dsl + i_p * K * V + o_k[:, None] * V + o_v[None, :], b_dSl, mask=m_k[:, None] & m_v[None, :])
+        if DECAY == 1:
+            tl.store(gsl + i_p, b_Gp)
+        if DECAY == 2:
+            tl.store(gsl + i_p * K + o_k, b_Gp, mask=m_k)
 
 
 def _bwd_dkv_kernel(
@@ -1078,6 +1102,54 @@ def _segments(programs: int, T: int, BT: int, device: torch.device, target: int)
     return cdiv(NT, sc), sc
 
 
+def _pieces(programs: int, segments: int, SC: int, device: torch.device, target: int) -> int:
+    """Pieces per segment for the segment-state pass, step (a). Its states are read at `segments`
+    segments only (the forward's not at the last segment, whose sweep writes S_T; the reverse's not at
+    the first unless d initial_state is wanted), and their chunks are split into as many pieces as fill
+    the GPU (`programs` per piece, about `target` per SM, as `_segments`), a divisor of SC chunks each
+    (TUNE "pieces" forces a count, still a divisor): the pass then takes one piece's time rather than
+    one segment's. E.g. K=V=128, B*H = 64, NS = 2: one segment in two pieces of T/4, where it had been
+    both segments of T/2 each."""
+    m = TUNE.get("pieces")
+    if m is None:
+        if device.type != "cuda":
+            return 1
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        m = target * _sm_count(index) // max(1, programs * segments)
+    m = max(1, min(int(m), SC))
+    while SC % m:
+        m -= 1
+    return m
+
+
+def _scan(x, gp, s0, sfin, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int,
+          K: int, V: int, BH: int, dummy) -> torch.Tensor:
+    """Step (b) over P pieces' local states x (gp: their log decays), SUB per segment: the states at the
+    segments' boundaries, [BH*NS, K, V] fp32 (`_scan_kernel`)."""
+    out = torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32)
+    _launch(_scan_kernel, (BH, cdiv(K * V, SCAN_BLOCK)), x, gp if gp is not None else dummy,
+            s0 if s0 is not None else dummy, out, sfin if sfin is not None else dummy, P, SUB, NS, first, K, V,
+            BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=s0 is not None, REVERSE=reverse, STORE_FIN=sfin is not None,
+            num_warps=4)
+    return out
+
+
+def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, first: int, reverse: bool,
+                    cfg_s: dict, B: int, H: int, K: int, V: int, target: int, dummy) -> torch.Tensor:
+    """Steps (a) and (b): the states at the segments' boundaries, [B*H*NS, K, V] fp32. Forward (a, b = k,
+    v): S_in[s], from s0 = S_0 or None; reverse (q, do): dS_end[s], from s0 = d S_T or None, over segments
+    first .. NS-1 (first = 0: also d S_0 into sfin). SC: chunks (of cfg_s's BT) per segment."""
+    decay, NV, NKS = cfg_s["DECAY"], cdiv(V, cfg_s["BV"]), cdiv(K, cfg_s["BK"])
+    segments = NS - first if reverse else NS - 1
+    m = _pieces(B * H * NV * NKS, segments, SC, a.device, target)
+    P = segments * m
+    x = torch.empty(B * H * P, K, V, device=a.device, dtype=torch.float32)
+    gp = torch.empty(B * H * P * (K if decay == 2 else 1), device=a.device, dtype=torch.float32) if decay else None
+    _launch(_local_state_kernel, (B * H * P, NV, NKS), a, b, g, x, gp if gp is not None else dummy, T, scale,
+            H=H, K=K, V=V, NS=P, SC=SC // m, C0=first * SC if reverse else 0, REVERSE=reverse, **cfg_s)
+    return _scan(x, gp, s0, sfin, P, m, NS, first, reverse, decay, K, V, B * H, dummy)
+
+
 class _ChunkLinearAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, g, h0, scale):
@@ -1100,18 +1172,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
         ht = torch.empty(B, H, K, V, device=dev, dtype=torch.float32)
         dummy = q  # placeholder pointer for absent optional tensors (never read: constexpr flags)
         gp = g if g is not None else dummy
-        s_in, gseg = h0f, None                                     # state entering each segment
+        s_in = h0f                                                 # state entering each segment
         seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
+        target = _seg_target(decay, cfg["num_warps"])
         if NS > 1:
-            s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
-            if decay:
-                gseg = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32)
-            cfg_s = _seg_config(cfg, K)
-            _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), k, v, gp, s_in,
-                    gseg if gseg is not None else dummy, T, scale, REVERSE=False, **seg, **{**cfg_s, "BT": cfg_f["BT"]})
-            _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), s_in,
-                    gseg if gseg is not None else dummy, h0f if h0f is not None else dummy, ht, NS, K, V,
-                    BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=h0f is not None, REVERSE=False, num_warps=4)
+            s_in = _segment_states(k, v, gp, h0f, None, T, scale, NS, SC, 0, False,
+                                   {**_seg_config(cfg, K), "BT": cfg_f["BT"]}, B, H, K, V, target, dummy)
         # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
         # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
         # one K block in the input dtype (the tl.dots round A to it)
@@ -1122,11 +1188,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None, STORE_HT=NS == 1,
+                a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None,
                 NA=0 if a is None else NKF, UNCHAIN=_unchain(cfg_f), **seg, **cfg_f)
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if any(ctx.needs_input_grad[:4]) else None
-        ctx.save_for_backward(q, k, v, g, s_in, ht, gseg, a)
+        ctx.save_for_backward(q, k, v, g, s_in, ht, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns = scale, decay, h0 is not None, NS
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
         ctx.set_materialize_grads(False)
@@ -1134,7 +1200,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, s_in, ht, gseg, a = ctx.saved_tensors
+        q, k, v, g, s_in, ht, a = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
@@ -1166,22 +1232,21 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
                     num_warps=_intra_grad_warps(cfg_q["BK"]))
         dht_c = None if dht is None else dht.float().contiguous()
-        dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 or NS > 1 else dummy
+        dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
         ds0 = dht_c                                               # dS at each segment's end
         dsl = NS > 1 and _fused_dsl(cfg_q)       # the segments' local dS (step (a)) from the dq sweep
-        if NS > 1:
-            ds0 = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
+        dsl_x = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32) if dsl else None
+        dsl_g = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32) \
+            if dsl and decay else None
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, qi, ds0 if dsl else dummy, T, ctx.scale,
+                s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
+                dsl_g if dsl_g is not None else dummy, T, ctx.scale,
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)
-        if NS > 1:
-            if not dsl:
-                cfg_s = _seg_config(cfg, K)
-                _launch(_local_state_kernel, (B * H * NS, NV, cdiv(K, cfg_s["BK"])), q, do, gp, ds0, dummy, T,
-                        ctx.scale, REVERSE=True, **{n: seg[n] for n in ("H", "K", "V", "NS", "SC")}, **cfg_s)
-            _launch(_scan_kernel, (B * H, cdiv(K * V, SCAN_BLOCK)), ds0,
-                    gseg if gseg is not None else dummy, dht_c if dht_c is not None else dummy, dh0, NS, K, V,
-                    BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=dht_c is not None, REVERSE=True, num_warps=4)
+        if dsl:   # every segment's local dS: the scan over them, one piece per segment
+            ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
+        elif NS > 1:
+            ds0 = _segment_states(q, do, gp, dht_c, dh0, T, ctx.scale, NS, ctx.sc, 0 if ctx.has_h0 else 1, True,
+                                  _seg_config(cfg, K), B, H, K, V, _seg_target(decay, cfg["num_warps"]), dummy)
         cfg_kv = _dkv_config(cfg, K)
         NKV = cdiv(K, cfg_kv["BK"])
         if decay == 2 and a is None:
@@ -1194,7 +1259,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
-                dh0, xq, s_in if s_in is not None else dummy, ht, dg, a if a is not None else dummy, ki, T, ctx.scale,
+                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht, dg,
+                a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), **seg, **cfg_kv)

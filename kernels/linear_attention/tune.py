@@ -60,6 +60,9 @@ VARIANTS = {
     "fwd_bt=64": {"fwd_bt": 64},
     "igrad w4": {"intra_grad_warps": 4},
     "dsl=0": {"dsl": False},
+    "pieces=1": {"pieces": 1},
+    "pieces=2": {"pieces": 2},
+    "pieces=4": {"pieces": 4},
     "dsl=1": {"dsl": True},
     "igrad w8": {"intra_grad_warps": 8},
     "dkv w4": {"dkv_warps": 4},
@@ -99,7 +102,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
                                          ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
                                          ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
-                                         ("dsl", chunk._fused_dsl(wide) and ns > 1))
+                                         ("dsl", chunk._fused_dsl(wide) and ns > 1),
+                                         ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None))
 
 
 def _fwd_bwd(*leaves_do):

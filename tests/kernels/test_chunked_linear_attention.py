@@ -308,6 +308,35 @@ def test_triton_interpreted_segments_reverse_pass(interpret, poison, monkeypatch
     assert [m["DSL"] for n, m in launches if n == "_bwd_dq_kernel"] == [False]
 
 
+@pytest.mark.parametrize("decay,h0,dsl", [("none", True, False), ("scalar", False, False), ("channel", True, False),
+                                          ("scalar", True, True), ("channel", False, True)])
+def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, decay, h0, dsl):
+    """The segment-state passes split the segments whose states are read into pieces (TUNE "pieces", a
+    divisor of the chunks per segment): T = 520 is 9 chunks of 64 in 2 segments of 5 + 4, so 5 pieces
+    per segment of one chunk each, the reverse pass's last piece past the end (empty). The forward's
+    last segment and, without an initial state, the reverse's first are not passed over."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append((fn.__name__, grid, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    monkeypatch.setitem(chunk.TUNE, "pieces", 5)
+    monkeypatch.setitem(chunk.TUNE, "dsl", dsl)
+    check(triton_impl, 1, 520, 1, 16, 16, decay, torch.float32, h0=h0)
+    passes = [(meta["REVERSE"], grid[0], meta["NS"], meta["SC"]) for name, grid, meta in launches
+              if name == "_local_state_kernel"]
+    # per channel: forward chunks of 32 (9 per segment: 3 pieces), backward chunks of 16 (18: 3 pieces)
+    fwd = (False, 5, 5, 1) if decay != "channel" else (False, 3, 3, 3)
+    rev = [] if dsl else [(True, 5 * (1 + h0), 5 * (1 + h0), 1) if decay != "channel" else
+                          (True, 3 * (1 + h0), 3 * (1 + h0), 6)]
+    assert passes == [fwd] + rev
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
