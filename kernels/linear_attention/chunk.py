@@ -96,7 +96,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "pieces" (per segment in
-# the segment-state passes, `_pieces`), "dsl" (the local dS from the dq sweep, `_fused_dsl`), "wide_bk"
+# the segment-state passes, `_pieces`), "seg_maxnreg" (their register cap), "dsl" (the local dS from
+# the dq sweep, `_fused_dsl`), "wide_bk"
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
@@ -1145,8 +1146,9 @@ def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, f
     P = segments * m
     x = torch.empty(B * H * P, K, V, device=a.device, dtype=torch.float32)
     gp = torch.empty(B * H * P * (K if decay == 2 else 1), device=a.device, dtype=torch.float32) if decay else None
+    cap = {"maxnreg": TUNE["seg_maxnreg"]} if "seg_maxnreg" in TUNE and not _interpret() else {}
     _launch(_local_state_kernel, (B * H * P, NV, NKS), a, b, g, x, gp if gp is not None else dummy, T, scale,
-            H=H, K=K, V=V, NS=P, SC=SC // m, C0=first * SC if reverse else 0, REVERSE=reverse, **cfg_s)
+            H=H, K=K, V=V, NS=P, SC=SC // m, C0=first * SC if reverse else 0, REVERSE=reverse, **cfg_s, **cap)
     return _scan(x, gp, s0, sfin, P, m, NS, first, reverse, decay, K, V, B * H, dummy)
 
 

@@ -63,6 +63,8 @@ VARIANTS = {
     "pieces=1": {"pieces": 1},
     "pieces=2": {"pieces": 2},
     "pieces=4": {"pieces": 4},
+    "pieces=8": {"pieces": 8},
+    "pieces=4 segreg128": {"pieces": 4, "seg_maxnreg": 128},
     "dsl=1": {"dsl": True},
     "igrad w8": {"intra_grad_warps": 8},
     "dkv w4": {"dkv_warps": 4},
@@ -103,7 +105,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
                                          ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
                                          ("dsl", chunk._fused_dsl(wide) and ns > 1),
-                                         ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None))
+                                         ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
+                                         ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None))
 
 
 def _fwd_bwd(*leaves_do):
