@@ -180,9 +180,10 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, NA=0)),
            "_intra_grad_kernel": ("q k v g do qi ki", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg a ki",
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
-    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "a", "dsl", "gsl"}   # g: bf16, as the benchmark passes it
+    # g: bf16, as the benchmark passes it
+    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
@@ -198,6 +199,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
                 flags = dict(flags, DSL=la._fused_dsl(cfg))
+            if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are
+                flags = dict(flags, DGS=decay == 1 and la._dg_split(cfg))
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":

@@ -97,7 +97,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "pieces" (per segment in
 # the segment-state passes, `_pieces`), "seg_maxnreg" (their register cap), "dsl" (the local dS from
-# the dq sweep, `_fused_dsl`), "wide_bk"
+# the dq sweep, `_fused_dsl`), "dg_split" (`_dg_split`), "wide_bk"
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
@@ -648,11 +648,11 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, a, ki, T, scale,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, dgc, a, ki, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, NA: tl.constexpr,
-    AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
+    DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
+    NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -660,7 +660,9 @@ def _bwd_dkv_kernel(
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
-    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K]); per
+    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K]); DGS
+    (scalar decay, `_dg_split`): k_t . dk_t into dg (fp32 [B, T, H]) and the carry into dgc ([B*H*NS]
+    fp32), the sums by `_dg_scalar_kernel`; per
     channel dk's intra-chunk part comes from `_intra_grad_kernel` (ki: [B, T, H, K], added by the first
     V block) and dv's A^T do from the A pass (a, rows AW wide)."""
     i_p = tl.program_id(0)
@@ -704,6 +706,8 @@ def _bwd_dkv_kernel(
             b_Se = tl.load(ht + i_bh * K * V + o_kv, mask=m_kv, other=0.0).to(tl.float32)
         if DECAY == 2:
             b_carry = tl.sum(b_dS * b_Se, axis=1)                        # [BK]
+        elif DGS:
+            tl.store(dgc + i_p, tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0))
         else:
             b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
@@ -718,7 +722,7 @@ def _bwd_dkv_kernel(
     c1 = tl.minimum(c0 + SC, NT)
     if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
         b_gn = tl.load(g + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
-    if DG and DECAY != 2:   # xq too
+    if DG and DECAY != 2 and not DGS:   # xq too
         b_xqn = tl.load(xq + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
     for j in range(c1 - c0):
         i_t = c1 - 1 - j
@@ -835,6 +839,9 @@ def _bwd_dkv_kernel(
             b_dg = b_sfx + b_carry2
             b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
             tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
+        elif DGS:   # k_t . dk_t as a [BT, 1] column in the layout of the tl.dot's rows
+            tl.store(dg + o_t[:, None] * H, tl.sum(b_k.to(tl.float32) * b_dk, axis=1, keep_dims=True),
+                     mask=m_t[:, None])
         elif DG:
             b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
             b_xqn = tl.load(xq + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
@@ -846,6 +853,29 @@ def _bwd_dkv_kernel(
         b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
+
+
+def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr):
+    """Scalar decay's dlog_decay: dg_t = dgc[s] + sum_{t <= r < the end of segment s} (xq_r - xk_r), with
+    xq_r = q_r . dq_r (the dq sweep), xk_r = k_r . dk_r and dgc[s] the carry into the segment's end (the
+    dk/dv sweep). One program per (batch*head, segment) walks the segment's SCT tokens from its end,
+    BLOCK at a time (all of them at once where they fit: the loads then overlap). xq, xk: fp32 [B, T, H];
+    dgc: [B*H*NS]; dg: [B, T, H]."""
+    i_p = tl.program_id(0)
+    i_s = i_p % NS
+    i_bh = (i_p // NS).to(tl.int64)
+    base = (i_bh // H) * T * H + i_bh % H
+    t0 = i_s * SCT
+    t1 = tl.minimum(t0 + SCT, T)
+    b_c = tl.load(dgc + i_p)
+    o_i = tl.arange(0, BLOCK)
+    for j in range(tl.cdiv(t1 - t0, BLOCK)):
+        o_t = t1 - (j + 1) * BLOCK + o_i
+        m_t = o_t >= t0
+        b_x = tl.load(xq + base + o_t * H, mask=m_t, other=0.0) - tl.load(xk + base + o_t * H, mask=m_t, other=0.0)
+        b_tot = tl.sum(b_x, axis=0)
+        tl.store(dg + base + o_t * H, (b_tot - tl.cumsum(b_x, axis=0) + b_x + b_c).to(dg.dtype.element_ty), mask=m_t)
+        b_c += b_tot
 
 
 def _bwd_dg_kernel(
@@ -1001,6 +1031,16 @@ def _fused_dsl(cfg_q: dict) -> bool:
     2.677 (results/bench/tune_linear_attention.md run 15); per channel at K=V=128 dq 0.353 -> 0.486 ms
     against the pass's 0.080 at 64-wide K blocks (`python -m kernels.profile --ops la`, run 16)."""
     return TUNE.get("dsl", cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
+
+
+def _dg_split(cfg_kv: dict) -> bool:
+    """Whether scalar decay's dk/dv sweep (config cfg_kv) leaves dlog_decay's sums over the tokens to
+    `_dg_scalar_kernel` (TUNE "dg_split" overrides): at 8 warps, where its sum and cumulative sum of
+    x_t across the warps per chunk cost more than that kernel. H100, bf16, B=8 H=8, fwd+bwd from a
+    CUDA graph: K=V=128 T=16384 2.169 -> 2.120 ms, T=4096 0.601 -> 0.594; at K=V=64 (4 warps) T=4096
+    0.244 -> 0.251, Zoology H=4 unchanged (`scripts/experiments/ab_kernels.py la <77f59e8's chunk.py>
+    --decays scalar`, results/bench/tune_linear_attention.md run 19)."""
+    return TUNE.get("dg_split", cfg_kv["num_warps"] >= 8)
 
 
 def _unchain(cfg: dict) -> bool:
@@ -1259,15 +1299,25 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a, T, B, H, K, BT=cfg["BT"],
                     BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
-        dg = torch.empty_like(g) if dg_in_kernel else dummy
+        dg = dgc = dummy
+        dgs = dg_in_kernel and decay == 1 and _dg_split(cfg_kv)
+        if dg_in_kernel:   # dgs: k . dk and the segments' carries, summed by _dg_scalar_kernel
+            dg = torch.empty(g.shape, device=dev, dtype=torch.float32) if dgs else torch.empty_like(g)
+            dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
-                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht, dg,
+                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht, dg, dgc,
                 a if a is not None else dummy, ki, T, ctx.scale,
-                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel,
+                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
+        if dgs:
+            xk, dg = dg, torch.empty_like(g)
+            sct = ctx.sc * cfg["BT"]                                # a segment's tokens: one block if they fit
+            block = min(256 if _interpret() else 16384, next_power_of_2(sct))
+            _launch(_dg_scalar_kernel, (B * H * NS,), xq, xk, dgc, dg, T, H, NS, sct, BLOCK=block,
+                    num_warps=8 if block >= 4096 else 4)
         if not direct:
             # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))
             dq_p, dk_p = dq, dk

@@ -337,6 +337,25 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, decay
     assert passes == [fwd] + rev
 
 
+@pytest.mark.parametrize("T,ns,h0", [(520, 2, True), (150, 1, False), (1, 1, True)])
+def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, T, ns, h0):
+    """Scalar decay's dlog_decay with the sums over tokens in their own kernel (the GPU default at 8
+    warps, `chunk._dg_split`): segments of 320 tokens walked in two blocks of 256, one segment, T = 1."""
+    from kernels.linear_attention import chunk
+
+    launches, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        launches.append(fn.__name__)
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    monkeypatch.setitem(chunk.TUNE, "dg_split", True)
+    check(triton_impl, 1, T, 2, 16, 16, "scalar", torch.float32, h0=h0)
+    assert launches.count("_dg_scalar_kernel") == 1
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
