@@ -1150,7 +1150,11 @@ def _pieces(programs: int, segments: int, SC: int, device: torch.device, target:
     the GPU (`programs` per piece, about `target` per SM, as `_segments`), a divisor of SC chunks each
     (TUNE "pieces" forces a count, still a divisor): the pass then takes one piece's time rather than
     one segment's. E.g. K=V=128, B*H = 64, NS = 2: one segment in two pieces of T/4, where it had been
-    both segments of T/2 each."""
+    both segments of T/2 each. H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph, whole segments (pieces=1,
+    which already skips the unread segments) -> pieces: scalar K=V=128 T=4096 0.627 -> 0.596 ms, T=16384
+    2.278 -> 2.164; no decay 0.431 -> 0.426, 1.547 -> 1.535; K=V=64 unchanged; forcing 4 or 8 pieces
+    or capping the pass's registers at 128 (two programs per SM) did not gain
+    (results/bench/tune_linear_attention.md runs 17-18)."""
     m = TUNE.get("pieces")
     if m is None:
         if device.type != "cuda":

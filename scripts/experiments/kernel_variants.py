@@ -17,8 +17,10 @@ Session 11, not kept:
     by up to 5.4e-2 relative (ab_kernels.py's largest gradient difference).
 Session 12, timing probes (wrong gradients: each shows what one part of a kernel costs):
   la-no-dg: scalar decay's dk/dv sweep without dlog_decay (no row sums k . dk, suffix sums or dg
-    store). At ac17a88: fwd+bwd from a graph 0.644 -> 0.580 ms at B=8 T=4096 H=8 K=V=128, 2.36 -> 2.13 at
-    T=16384, 0.251 -> 0.249 at K=V=64 (results/bench/tune_linear_attention.md run 16).
+    store; since 113afbe the sums over tokens are `_dg_scalar_kernel`'s at 8 warps, which still runs).
+    At ac17a88: fwd+bwd from a graph 0.644 -> 0.580 ms at B=8 T=4096 H=8 K=V=128, 2.36 -> 2.13 at
+    T=16384, 0.251 -> 0.249 at K=V=64 (results/bench/tune_linear_attention.md run 16); at 77f59e8 0.607
+    -> 0.542, 2.17 -> 1.93 (run 19).
   la-no-cumsum: scalar decay's dq and dk/dv sweeps use g in place of its within-chunk cumulative sum
     (no tl.cumsum / tl.sum across warps). At ac17a88: slower, 0.64 -> 0.73 ms at K=V=128 T=4096.
 """
@@ -65,6 +67,7 @@ LA_DQ_ROUNDED = ("kernels/linear_attention/chunk.py", [
 ])
 
 LA_NO_DG = ("kernels/linear_attention/chunk.py", [
+    ('''        elif DGS:   # k_t . dk_t as a [BT, 1] column''', '''        elif DGS and False:   # k_t . dk_t as a [BT, 1] column'''),
     ('''        elif DG:
             b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)''',
      '''        elif DG and False:
