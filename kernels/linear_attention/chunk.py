@@ -230,7 +230,8 @@ def _fwd_kernel(
                  mask=m_t[:, None] & m_v[None, :])
         # (3): carry the state to the next chunk
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
-    tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv & (o_k * 0 + i_s == NS - 1)[:, None])
+    if i_s == NS - 1:
+        tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
 def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
