@@ -35,6 +35,13 @@ Session 11 (`la <file> --decays none,scalar`, old = the session's starting chunk
     K=V=128 T=4096 1.680 -> 1.644, T=16384 6.49 -> 6.32; K=V=64 and Zoology unchanged.
   ss: the dB/dC atomics split into halves of 8 steps (not kept; `kernel_variants.py ss-atomics`):
     B=8 D=2048 L=4096 4.41 -> 4.72, B=256 D=256 L=256 0.92 -> 1.29.
+Session 12 (`la <baf1bfe's chunk.py> --decays none,scalar,channel`, new = 45efc07: the local dS from the dq
+  sweep, 64-wide per-channel segment passes, the segment passes in pieces over the read segments, scalar
+  dlog_decay's sums in their own kernel at 8 warps), B=8 H=8: K=V=64 T=4096 none 0.247 -> 0.229, scalar
+  0.275 -> 0.251, per channel 0.725 -> 0.600; K=V=128 T=4096 none 0.473 -> 0.431, scalar 0.646 -> 0.597,
+  per channel 1.651 -> 1.526; T=16384 K=V=128 none 1.695 -> 1.542, scalar 2.346 -> 2.127, per channel
+  6.327 -> 5.763; Zoology B=256 T=256 H=4 K=V=64 unchanged (none 0.178, scalar 0.218 -> 0.216, per
+  channel 0.558).
 """
 from __future__ import annotations
 
