@@ -23,6 +23,11 @@ Session 12, timing probes (wrong gradients: each shows what one part of a kernel
     -> 0.542, 2.17 -> 1.93 (run 19).
   la-no-cumsum: scalar decay's dq and dk/dv sweeps use g in place of its within-chunk cumulative sum
     (no tl.cumsum / tl.sum across warps). At ac17a88: slower, 0.64 -> 0.73 ms at K=V=128 T=4096.
+  la-no-xq: scalar decay's dq sweep without q . dq (its row sum over K and, where nothing else reads q,
+    the load of q). At 113afbe's kernels: K=V=128 T=4096 0.596 -> 0.555 ms, T=16384 2.12 -> 1.96;
+    K=V=64 T=4096 0.250 -> 0.243; Zoology H=4 0.220 -> 0.203 (tune_linear_attention.md run 20).
+  la-no-xk: the same for k . dk in the dk/dv sweep at 8 warps (`_dg_split`): K=V=128 T=4096 0.596 ->
+    0.560, T=16384 2.12 -> 1.99.
 """
 from __future__ import annotations
 
@@ -67,7 +72,8 @@ LA_DQ_ROUNDED = ("kernels/linear_attention/chunk.py", [
 ])
 
 LA_NO_DG = ("kernels/linear_attention/chunk.py", [
-    ('''        elif DGS:   # k_t . dk_t as a [BT, 1] column''', '''        elif DGS and False:   # k_t . dk_t as a [BT, 1] column'''),
+    ('''        elif DGS:   # k_t . dk_t as a [BT, 1] column''',
+     '''        elif DGS and False:   # k_t . dk_t as a [BT, 1] column'''),
     ('''        elif DG:
             b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)''',
      '''        elif DG and False:
@@ -89,8 +95,18 @@ LA_NO_CUMSUM = ("kernels/linear_attention/chunk.py", [
             b_GC = tl.load(g + i_t * BT * H).to(tl.float32)'''),
 ])
 
+LA_NO_XQ = ("kernels/linear_attention/chunk.py", [
+    ('''tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),''',
+     '''tl.store(xq + o_t[:, None] * H, tl.zeros([BT, 1], tl.float32),'''),
+])
+
+LA_NO_XK = ("kernels/linear_attention/chunk.py", [
+    ('''            tl.store(dg + o_t[:, None] * H, tl.sum(b_k.to(tl.float32) * b_dk, axis=1, keep_dims=True),''',
+     '''            tl.store(dg + o_t[:, None] * H, tl.zeros([BT, 1], tl.float32),'''),
+])
+
 VARIANTS = {"ss-atomics": ("ss", SS_ATOMICS), "la-dq-rounded": ("la", LA_DQ_ROUNDED), "la-no-dg": ("la", LA_NO_DG),
-            "la-no-cumsum": ("la", LA_NO_CUMSUM)}
+            "la-no-cumsum": ("la", LA_NO_CUMSUM), "la-no-xq": ("la", LA_NO_XQ), "la-no-xk": ("la", LA_NO_XK)}
 
 
 def variant_source(name: str) -> str:
