@@ -81,6 +81,21 @@ def check(impl, B, T, H, K, V, decay, dtype, device="cpu", **kw):
     assert_close(ref, out, TOL[dtype], TOL_DLOG_DECAY.get(dtype))
 
 
+@pytest.fixture
+def launches(monkeypatch):
+    """Every launch through chunk._launch during the test, as (kernel name, grid, launch meta)."""
+    from kernels.linear_attention import chunk
+
+    log, real = [], chunk._launch
+
+    def spy(fn, grid, *args, **meta):
+        log.append((fn.__name__, grid, meta))
+        return real(fn, grid, *args, **meta)
+
+    monkeypatch.setattr(chunk, "_launch", spy)
+    return log
+
+
 def triton_impl(q, k, v, g, **kw):
     """The public entry point, which must dispatch to the Triton kernels here."""
     from kernels.linear_attention import chunk
@@ -196,20 +211,13 @@ def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypat
 
 
 @pytest.mark.parametrize("K,NA", [(48, 1), (80, 3)], ids=["one-kblock", "3-kblocks"])
-def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, monkeypatch, K, NA):
+def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, launches, K, NA):
     """Per-channel decay: a parallel pass over the forward's chunks forms the intra-chunk A (NA partial
     sums over K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and
     dk/dv both sum those partials, and A is kept only when a gradient of q, k, v or log_decay follows
     (else dk/dv's own A pass runs); outputs and gradients match the reference."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, grid, meta))
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     inputs = make_inputs(1, 40, 2, K, 16, "channel", torch.float32)
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
@@ -236,20 +244,13 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 32)
 
 
-def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch):
+def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
     warps), dv written directly; with dk/dv forced to 32-wide K blocks (TUNE dkv_bk), three blocks
     whose dv partials one kernel sums; both match the reference."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, grid, meta))
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     check(triton_impl, 1, 20, 1, 80, 80, "channel", torch.float16)
     grids = {name: (grid, meta) for name, grid, meta in launches}
     for name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
@@ -264,19 +265,12 @@ def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypa
     assert "_sum_partials_kernel" in grids and "_bwd_dg_kernel" not in grids
 
 
-def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monkeypatch):
+def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monkeypatch, launches):
     """Per-channel decay: the forward's segment-state pass at K blocks of 64 (SEG_BK) while the segment
     count, and cfg's 32-wide K blocks for the rest, stay as they were: K = 80 is two blocks there, three
     in cfg. The backward's local dS comes from the dq sweep (no reverse segment-state pass)."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, grid, meta))
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "ns", 3)
     check(triton_impl, 1, 150, 2, 80, 32, "channel", torch.float32)
     seg = [(grid, meta) for name, grid, meta in launches if name == "_local_state_kernel"]
@@ -286,44 +280,30 @@ def test_triton_interpreted_channel_segment_pass_blocks(interpret, poison, monke
 
 
 @pytest.mark.parametrize("decay", DECAYS)
-def test_triton_interpreted_segments_reverse_pass(interpret, poison, monkeypatch, decay):
+def test_triton_interpreted_segments_reverse_pass(interpret, poison, monkeypatch, launches, decay):
     """The backward's local dS by the reverse segment-state pass (where the dq sweep does not form it:
     K = V = 128 on the GPU), forced here with TUNE "dsl"."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, meta))
-        return real(fn, grid, *args, **meta)
-
     code = DECAYS.index(decay)   # the kernels' DECAY: 0 none, 1 scalar, 2 per channel
     assert not chunk._fused_dsl(chunk._wide_k(chunk._config(128, 128, code, torch.bfloat16), 128))
     assert chunk._fused_dsl(chunk._config(64, 64, code, torch.bfloat16))
-    monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "ns", 2)
     monkeypatch.setitem(chunk.TUNE, "dsl", False)
     check(triton_impl, 1, 150, 2, 24, 48, decay, torch.float32)
-    assert [m["REVERSE"] for n, m in launches if n == "_local_state_kernel"] == [False, True]
-    assert [m["DSL"] for n, m in launches if n == "_bwd_dq_kernel"] == [False]
+    assert [m["REVERSE"] for n, _, m in launches if n == "_local_state_kernel"] == [False, True]
+    assert [m["DSL"] for n, _, m in launches if n == "_bwd_dq_kernel"] == [False]
 
 
 @pytest.mark.parametrize("decay,h0,dsl", [("none", True, False), ("scalar", False, False), ("channel", True, False),
                                           ("scalar", True, True), ("channel", False, True)])
-def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, decay, h0, dsl):
+def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, launches, decay, h0, dsl):
     """The segment-state passes split the segments whose states are read into pieces (TUNE "pieces", a
     divisor of the chunks per segment): T = 520 is 9 chunks of 64 in 2 segments of 5 + 4, so 5 pieces
     per segment of one chunk each, the reverse pass's last piece past the end (empty). The forward's
     last segment and, without an initial state, the reverse's first are not passed over."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, grid, meta))
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "ns", 2)
     monkeypatch.setitem(chunk.TUNE, "pieces", 5)
     monkeypatch.setitem(chunk.TUNE, "dsl", dsl)
@@ -338,22 +318,15 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, decay
 
 
 @pytest.mark.parametrize("T,ns,h0", [(520, 2, True), (150, 1, False), (1, 1, True)])
-def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, T, ns, h0):
+def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, launches, T, ns, h0):
     """Scalar decay's dlog_decay with the sums over tokens in their own kernel (the GPU default at 8
     warps, `chunk._dg_split`): segments of 320 tokens walked in two blocks of 256, one segment, T = 1."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append(fn.__name__)
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     monkeypatch.setitem(chunk.TUNE, "dg_split", True)
     check(triton_impl, 1, T, 2, 16, 16, "scalar", torch.float32, h0=h0)
-    assert launches.count("_dg_scalar_kernel") == 1
+    assert [n for n, _, _ in launches].count("_dg_scalar_kernel") == 1
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
@@ -425,24 +398,17 @@ def test_rejects_bad_shapes(bad):
 
 @pytest.mark.parametrize("decay", ["none", "scalar"])
 @pytest.mark.parametrize("ns,K,V", [(2, 24, 40), (1, 80, 16)], ids=["segments", "kblocks"])
-def test_triton_interpreted_unchained_sums(interpret, poison, monkeypatch, decay, ns, K, V):
+def test_triton_interpreted_unchained_sums(interpret, poison, monkeypatch, launches, decay, ns, K, V):
     """8 warps with 64-token chunks (the GPU's config at K = V = 128): the sweeps scale the intra- and
     inter-chunk tl.dots of o, dq, dk and dv and then add them (UNCHAIN, `chunk._unchain`) instead of
     folding scale into E or after the sum; with segments, and with two K blocks (the epilogue). On
     fp32 the CPU's default is 4 warps and the chained form, which the other tests check."""
     from kernels.linear_attention import chunk
 
-    launches, real = [], chunk._launch
-
-    def spy(fn, grid, *args, **meta):
-        launches.append((fn.__name__, meta))
-        return real(fn, grid, *args, **meta)
-
-    monkeypatch.setattr(chunk, "_launch", spy)
     monkeypatch.setitem(chunk.TUNE, "num_warps", 8)
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     check(triton_impl, 2, 150, 2, K, V, decay, torch.float32)
-    assert {n: m["UNCHAIN"] for n, m in launches if "UNCHAIN" in m} == {
+    assert {n: m["UNCHAIN"] for n, _, m in launches if "UNCHAIN" in m} == {
         "_fwd_kernel": True, "_bwd_dq_kernel": True, "_bwd_dkv_kernel": True}
     assert not chunk._unchain({"DECAY": int(decay == "scalar"), "BT": 64, "num_warps": 4})
     assert not chunk._unchain({"DECAY": 2, "BT": 16, "num_warps": 8})
