@@ -1211,7 +1211,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
         # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
         cfg_f = _fwd_config(cfg, K)
-        NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device, _seg_target(decay, cfg["num_warps"]))
+        target = _seg_target(decay, cfg["num_warps"])             # programs per SM, for segments and pieces
+        NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device, target)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
         NKF = cdiv(K, cfg_f["BK"])
@@ -1221,7 +1222,6 @@ class _ChunkLinearAttention(torch.autograd.Function):
         gp = g if g is not None else dummy
         s_in = h0f                                                 # state entering each segment
         seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
-        target = _seg_target(decay, cfg["num_warps"])
         if NS > 1:
             s_in = _segment_states(k, v, gp, h0f, None, T, scale, NS, SC, 0, False,
                                    {**_seg_config(cfg, K), "BT": cfg_f["BT"]}, B, H, K, V, target, dummy)
@@ -1304,13 +1304,14 @@ class _ChunkLinearAttention(torch.autograd.Function):
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a, T, B, H, K, BT=cfg["BT"],
                     BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
-        dg = dgc = dummy
+        dg = torch.empty_like(g) if dg_in_kernel else dummy
+        # dgs: dk/dv writes k . dk (xk) and the segments' carries (dgc), and _dg_scalar_kernel forms dg
         dgs = dg_in_kernel and decay == 1 and _dg_split(cfg_kv)
-        if dg_in_kernel:   # dgs: k . dk and the segments' carries, summed by _dg_scalar_kernel
-            dg = torch.empty(g.shape, device=dev, dtype=torch.float32) if dgs else torch.empty_like(g)
-            dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
+        xk = torch.empty(g.shape, device=dev, dtype=torch.float32) if dgs else None
+        dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
-                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht, dg, dgc,
+                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht,
+                xk if dgs else dg, dgc,
                 a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
@@ -1318,7 +1319,6 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if dgs:
-            xk, dg = dg, torch.empty_like(g)
             sct = ctx.sc * cfg["BT"]                                # a segment's tokens: one block if they fit
             block = min(256 if _interpret() else 16384, next_power_of_2(sct))
             _launch(_dg_scalar_kernel, (B * H * NS,), xq, xk, dgc, dg, T, H, NS, sct, BLOCK=block,
