@@ -201,6 +201,10 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = dict(flags, DSL=la._fused_dsl(cfg))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are
                 flags = dict(flags, DGS=decay == 1 and la._dg_split(cfg))
+            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # q . dq, k . dk in parts, where they are
+                kv = la._dkv_config(base, K)
+                which = "xq" if name == "_bwd_dq_kernel" else "xk"
+                flags = dict(flags, XP=la._x_parts(kv, which) if decay == 1 and la._dg_split(kv) else 1)
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
             if name == "_intra_a_kernel":

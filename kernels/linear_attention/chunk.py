@@ -97,7 +97,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "pieces" (per segment in
 # the segment-state passes, `_pieces`), "seg_maxnreg" (their register cap), "dsl" (the local dS from
-# the dq sweep, `_fused_dsl`), "dg_split" (`_dg_split`), "wide_bk"
+# the dq sweep, `_fused_dsl`), "dg_split" (`_dg_split`), "xq_parts", "xk_parts" (`_x_parts`), "wide_bk"
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
@@ -501,7 +501,7 @@ def _bwd_dq_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
-    UNCHAIN: tl.constexpr,
+    UNCHAIN: tl.constexpr, XP: tl.constexpr,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -536,7 +536,7 @@ def _bwd_dq_kernel(
     if DECAY == 2:
         xq += (i_b * T * H + i_h) * K
     else:
-        xq += i_b * T * H + i_h
+        xq += (i_b * T * H + i_h) * XP
     if DECAY == 1:
         g += i_b * T * H + i_h
     if DECAY == 2:
@@ -627,8 +627,13 @@ def _bwd_dq_kernel(
                 tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
                          mask=m_t[:, None] & m_k[None, :])
             else:
-                tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
-                         mask=m_t[:, None])
+                if XP == 1:
+                    tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
+                             mask=m_t[:, None])
+                else:   # XP partial sums, each inside the warpgroup that holds its columns
+                    b_x = tl.reshape(b_q.to(tl.float32) * b_dq, [BT, XP, BK // XP])
+                    tl.store(xq + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :], tl.sum(b_x, axis=2),
+                             mask=m_t[:, None])
         if DSL:   # dS_loc += scale * (q_t exp(G_t)) do_t^T, G from the segment's start
             if DECAY == 1:
                 b_qs = (b_q * (tl.exp2((b_G + b_Gp) * LOG2E) * scale)[:, None]).to(b_q.dtype)
@@ -653,7 +658,7 @@ def _bwd_dkv_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
-    NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
+    NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -685,9 +690,9 @@ def _bwd_dkv_kernel(
     if DECAY == 2:
         xq += (i_b * T * H + i_h) * K
         dg += (i_b * T * H + i_h) * K
-    else:
+    else:   # (XP > 1 only with DGS, where xq is not read here and dg holds k . dk)
         xq += i_b * T * H + i_h
-        dg += i_b * T * H + i_h
+        dg += (i_b * T * H + i_h) * XP
     if NA > 0:
         a += (i_b * T * H + i_h) * AW
     if DECAY == 1:
@@ -841,8 +846,12 @@ def _bwd_dkv_kernel(
             b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
             tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
         elif DGS:   # k_t . dk_t as a [BT, 1] column in the layout of the tl.dot's rows
-            tl.store(dg + o_t[:, None] * H, tl.sum(b_k.to(tl.float32) * b_dk, axis=1, keep_dims=True),
-                     mask=m_t[:, None])
+            b_x = b_k.to(tl.float32) * b_dk
+            if XP == 1:
+                tl.store(dg + o_t[:, None] * H, tl.sum(b_x, axis=1, keep_dims=True), mask=m_t[:, None])
+            else:   # XP partial sums, each inside the warpgroup that holds its columns
+                tl.store(dg + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :],
+                         tl.sum(tl.reshape(b_x, [BT, XP, BK // XP]), axis=2), mask=m_t[:, None])
         elif DG:
             b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
             b_xqn = tl.load(xq + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
@@ -856,12 +865,13 @@ def _bwd_dkv_kernel(
         tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
 
 
-def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr):
+def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr, XPQ: tl.constexpr, XPK: tl.constexpr):
     """Scalar decay's dlog_decay: dg_t = dgc[s] + sum_{t <= r < the end of segment s} (xq_r - xk_r), with
     xq_r = q_r . dq_r (the dq sweep), xk_r = k_r . dk_r and dgc[s] the carry into the segment's end (the
     dk/dv sweep). One program per (batch*head, segment) walks the segment's SCT tokens from its end,
-    BLOCK at a time (all of them at once where they fit: the loads then overlap). xq, xk: fp32 [B, T, H];
-    dgc: [B*H*NS]; dg: [B, T, H]."""
+    BLOCK at a time (all of them at once where they fit: the loads then overlap). xq, xk: fp32 [B, T, H,
+    XPQ] and [B, T, H, XPK], partial sums of each dot product over slices of K (`_x_parts`); dgc:
+    [B*H*NS]; dg: [B, T, H]."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -873,7 +883,11 @@ def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr):
     for j in range(tl.cdiv(t1 - t0, BLOCK)):
         o_t = t1 - (j + 1) * BLOCK + o_i
         m_t = o_t >= t0
-        b_x = tl.load(xq + base + o_t * H, mask=m_t, other=0.0) - tl.load(xk + base + o_t * H, mask=m_t, other=0.0)
+        b_x = tl.zeros([BLOCK], dtype=tl.float32)
+        for i_x in tl.static_range(XPQ):
+            b_x += tl.load(xq + (base + o_t * H) * XPQ + i_x, mask=m_t, other=0.0)
+        for i_x in tl.static_range(XPK):
+            b_x -= tl.load(xk + (base + o_t * H) * XPK + i_x, mask=m_t, other=0.0)
         b_tot = tl.sum(b_x, axis=0)
         tl.store(dg + base + o_t * H, (b_tot - tl.cumsum(b_x, axis=0) + b_x + b_c).to(dg.dtype.element_ty), mask=m_t)
         b_c += b_tot
@@ -1042,6 +1056,22 @@ def _dg_split(cfg_kv: dict) -> bool:
     0.244 -> 0.251, Zoology H=4 unchanged (`scripts/experiments/ab_kernels.py la <77f59e8's chunk.py>
     --decays scalar`, results/bench/tune_linear_attention.md run 19)."""
     return TUNE.get("dg_split", cfg_kv["num_warps"] >= 8)
+
+
+def _x_parts(cfg_kv: dict, which: str) -> int:
+    """Partial sums per token of scalar decay's q_t . dq_t (which="xq") or k_t . dk_t ("xk"), over that
+    many slices of K, where `_dg_split` holds (TUNE "xq_parts", "xk_parts" override). k . dk: 2 where
+    the dk/dv sweep's [BT, BK] tiles at 8 warps put half of the columns in each warpgroup, so that each
+    part is summed inside one warpgroup (a reshape of the tl.dot's layout, no data moved) and
+    `_dg_scalar_kernel` adds the parts, rather than every row sum crossing warpgroups through shared
+    memory per chunk. q . dq stays one sum: there triton 3.6 lays the reshape out from q's load and
+    converts the fp32 dq tile through shared memory first. H100, bf16, B=8 H=8 K=V=128, fwd+bwd from a
+    CUDA graph (results/bench/tune_linear_attention.md runs 21, 23): one sum each -> k . dk in two
+    parts, T=4096 0.595 -> 0.585 ms, T=16384 2.111 -> 2.067 (`scripts/experiments/ab_kernels.py`, three
+    readings each); q . dq in two parts too read 0.595 / 2.160 against 0.585 / 2.100 (run 21)."""
+    xp = TUNE.get(f"{which}_parts", 2 if which == "xk" and cfg_kv["num_warps"] >= 8 else 1)
+    assert cfg_kv["BK"] % xp == 0
+    return xp
 
 
 def _unchain(cfg: dict) -> bool:
@@ -1266,7 +1296,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         else:
             dq = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
             dk = torch.empty(NV, B, T, H, K, device=dev, dtype=torch.float32)
-        xq = torch.empty(g.shape, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
+        cfg_kv = _dkv_config(cfg, K)
+        # dgs: dk/dv writes k . dk (xk) and the segments' carries (dgc), and _dg_scalar_kernel forms dg
+        dgs = dg_in_kernel and decay == 1 and _dg_split(cfg_kv)
+        xpq, xpk = _x_parts(cfg_kv, "xq") if dgs else 1, _x_parts(cfg_kv, "xk") if dgs else 1
+        xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
         cfg_q = _wide_k(cfg, K)
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
@@ -1288,13 +1322,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), **seg, **cfg_q)
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, **seg, **cfg_q)
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
         elif NS > 1:
             ds0 = _segment_states(q, do, gp, dht_c, dh0, T, ctx.scale, NS, ctx.sc, 0 if ctx.has_h0 else 1, True,
                                   _seg_config(cfg, K), B, H, K, V, _seg_target(decay, cfg["num_warps"]), dummy)
-        cfg_kv = _dkv_config(cfg, K)
         NKV = cdiv(K, cfg_kv["BK"])
         if decay == 2 and a is None:
             # only d initial_state follows, so the forward kept no A: dk/dv's chunks' A by the A pass
@@ -1305,9 +1338,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
-        # dgs: dk/dv writes k . dk (xk) and the segments' carries (dgc), and _dg_scalar_kernel forms dg
-        dgs = dg_in_kernel and decay == 1 and _dg_split(cfg_kv)
-        xk = torch.empty(g.shape, device=dev, dtype=torch.float32) if dgs else None
+        xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
         dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht,
@@ -1315,13 +1346,13 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), **seg, **cfg_kv)
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if dgs:
             sct = ctx.sc * cfg["BT"]                                # a segment's tokens: one block if they fit
             block = min(256 if _interpret() else 16384, next_power_of_2(sct))
-            _launch(_dg_scalar_kernel, (B * H * NS,), xq, xk, dgc, dg, T, H, NS, sct, BLOCK=block,
+            _launch(_dg_scalar_kernel, (B * H * NS,), xq, xk, dgc, dg, T, H, NS, sct, BLOCK=block, XPQ=xpq, XPK=xpk,
                     num_warps=8 if block >= 4096 else 4)
         if not direct:
             # epilogue: dq, dk in the input dtype and dg (G_T also scales S_T: dg_last = rowsum(dS_T * S_T))

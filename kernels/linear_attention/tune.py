@@ -81,6 +81,10 @@ VARIANTS = {
     "seg_bk=32": {"seg_bk": 32},
     "seg_bk=64": {"seg_bk": 64},
     "seg BK128": {"BK": 128},
+    "xparts=1": {"xq_parts": 1, "xk_parts": 1},
+    "xq_parts=1": {"xq_parts": 1},
+    "xk_parts=1": {"xk_parts": 1},
+    "xq_parts=2": {"xq_parts": 2},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -106,7 +110,10 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
                                          ("dsl", chunk._fused_dsl(wide) and ns > 1),
                                          ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
-                                         ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None))
+                                         ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
+                                         ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
+                                                           for w in ("xq", "xk"))
+                                          if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None))
 
 
 def _fwd_bwd(*leaves_do):

@@ -317,16 +317,23 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, launc
     assert passes == [fwd] + rev
 
 
-@pytest.mark.parametrize("T,ns,h0", [(520, 2, True), (150, 1, False), (1, 1, True)])
-def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, launches, T, ns, h0):
+@pytest.mark.parametrize("T,ns,h0,parts", [(520, 2, True, (2, 2)), (150, 1, False, (1, 2)), (1, 1, True, (2, 1)),
+                                           (150, 2, False, (1, 1))])
+def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, launches, T, ns, h0, parts):
     """Scalar decay's dlog_decay with the sums over tokens in their own kernel (the GPU default at 8
-    warps, `chunk._dg_split`): segments of 320 tokens walked in two blocks of 256, one segment, T = 1."""
+    warps, `chunk._dg_split`): segments of 320 tokens walked in two blocks of 256, one segment, T = 1;
+    q . dq and k . dk as one sum or two partial sums per token (`chunk._x_parts`)."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     monkeypatch.setitem(chunk.TUNE, "dg_split", True)
+    monkeypatch.setitem(chunk.TUNE, "xq_parts", parts[0])
+    monkeypatch.setitem(chunk.TUNE, "xk_parts", parts[1])
     check(triton_impl, 1, T, 2, 16, 16, "scalar", torch.float32, h0=h0)
+    meta = {n: m for n, _, m in launches}
     assert [n for n, _, _ in launches].count("_dg_scalar_kernel") == 1
+    assert (meta["_bwd_dq_kernel"]["XP"], meta["_bwd_dkv_kernel"]["XP"]) == parts
+    assert (meta["_dg_scalar_kernel"]["XPQ"], meta["_dg_scalar_kernel"]["XPK"]) == parts
 
 
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
