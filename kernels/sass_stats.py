@@ -200,7 +200,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
                 flags = dict(flags, DSL=la._fused_dsl(cfg))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are
-                flags = dict(flags, DGS=decay == 1 and la._dg_split(cfg))
+                flags = dict(flags, DGS=decay == 1 and la._dg_split(cfg), AT=la._a_transposed(cfg))
             if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # q . dq, k . dk in parts, where they are
                 kv = la._dkv_config(base, K)
                 which = "xq" if name == "_bwd_dq_kernel" else "xk"

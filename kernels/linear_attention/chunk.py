@@ -659,6 +659,7 @@ def _bwd_dkv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
+    AT: tl.constexpr,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -718,6 +719,8 @@ def _bwd_dkv_kernel(
             b_carry = tl.sum(tl.sum(b_dS * b_Se, axis=1), axis=0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
+    if AT:   # (no or scalar decay) A and dA formed transposed, [s, t], so that they enter their tl.dots from registers
+        causal = o_i[:, None] <= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     if DG and DECAY == 2:
         suffix = (o_i[:, None] <= o_i[None, :]).to(tl.float32)      # row t sums rows r >= t
@@ -746,13 +749,16 @@ def _bwd_dkv_kernel(
             # dk formed and stored before dv: fewer [BT, 128] tiles live at once (K=V=128: 83 spill
             # loads/stores per chunk before, 17 after, `kernels.sass_stats`; H100 0.295 -> 0.221 ms at
             # B=8 T=4096 H=8, results/bench/profile.md)
-            b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
+            if AT:
+                b_dAt = tl.where(causal, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0)
+            else:
+                b_dAt = tl.trans(tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0))
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
             if UNCHAIN:   # (the select on dS_C v_s keeps triton from adding the other dot into it)
                 b_dk = tl.where(m_t[:, None], b_dk, 0.0) \
-                    + tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC) * scale
+                    + tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC) * scale
             else:
-                b_dk += tl.dot(tl.trans(b_dA * scale).to(b_q.dtype), b_q, input_precision=PREC)
+                b_dk += tl.dot((b_dAt * scale).to(b_q.dtype), b_q, input_precision=PREC)
             tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
         if DECAY == 1:
             # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
@@ -761,24 +767,35 @@ def _bwd_dkv_kernel(
             b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
             b_G = tl.cumsum(b_g, axis=0)
             b_GC = tl.sum(b_g, axis=0)
-            # 0 above the diagonal
-            b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+            # E[t, s] = exp(G_t - G_s) for s <= t, 0 above the diagonal (AT: E^T)
+            if AT:
+                b_Ex = (b_G[None, :] - b_G[:, None]) * LOG2E
+            else:
+                b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
             if not UNCHAIN:
                 b_Ex += log2_scale
             b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
             b_kdec = tl.exp2((b_GC - b_G) * LOG2E)[:, None]
-            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E
-            b_dvi = tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+            if AT:
+                b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC) * b_E
+            else:
+                b_At = tl.trans(tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E)
+            b_dvi = tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
             if UNCHAIN:
                 b_dvi = b_dvi * scale
             b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec + b_dvi
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-            b_dA = tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E
-            b_dki = tl.dot(tl.trans(b_dA).to(b_q.dtype), b_q, input_precision=PREC)
+            if AT:
+                b_dAt = tl.dot(b_v, tl.trans(b_do), input_precision=PREC) * b_E
+            else:
+                b_dAt = tl.trans(tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E)
+            b_dki = tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC)
             if UNCHAIN:
                 b_dki = b_dki * scale
             b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec + b_dki
-            b_qd = (b_q * (tl.exp2(b_G * LOG2E)[:, None] * scale)).to(b_q.dtype)
+            # scale in the exponent: as a [BT, 1] factor, triton hoisted its splat out of the loop in a blocked
+            # layout, and q e^G went to the tl.dot through shared memory (K=V=128: 0.567 -> 0.564 ms, run 25)
+            b_qd = (b_q * tl.exp2(b_G * LOG2E + log2_scale)[:, None]).to(b_q.dtype)
             b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
@@ -800,7 +817,7 @@ def _bwd_dkv_kernel(
             b_A = tl.zeros([BT, BT], dtype=tl.float32)
             for i_a in tl.static_range(NA):
                 b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
-            b_A = b_A * scale
+            b_At = tl.trans(b_A * scale)
             b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
@@ -812,9 +829,12 @@ def _bwd_dkv_kernel(
             b_qd = (b_qf * tl.exp2(b_G * LOG2E) * scale).to(b_q.dtype)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
-            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
+            if AT:
+                b_At = tl.where(causal, tl.dot(b_k, tl.trans(b_q), input_precision=PREC), 0.0)
+            else:
+                b_At = tl.trans(tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0))
             if not UNCHAIN:
-                b_A = b_A * scale
+                b_At = b_At * scale
             b_kdec = 1.0
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
@@ -824,9 +844,9 @@ def _bwd_dkv_kernel(
             b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
             if UNCHAIN and DECAY == 0:
                 b_dv = tl.where(m_t[:, None], b_dv, 0.0) \
-                    + tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC) * scale
+                    + tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC) * scale
             else:
-                b_dv += tl.dot(tl.trans(b_A).to(b_do.dtype), b_do, input_precision=PREC)
+                b_dv += tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
             tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
         if DECAY != 0:
             tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
@@ -1072,6 +1092,21 @@ def _x_parts(cfg_kv: dict, which: str) -> int:
     xp = TUNE.get(f"{which}_parts", 2 if which == "xk" and cfg_kv["num_warps"] >= 8 else 1)
     assert cfg_kv["BK"] % xp == 0
     return xp
+
+
+def _a_transposed(cfg_kv: dict) -> bool:
+    """Whether the dk/dv sweep forms A and dA transposed, as A^T = (k q^T) * E^T and dA^T = (v do^T) * E^T
+    (AT; no or scalar decay), so that they enter dv's and dk's tl.dots from registers rather than
+    through a transpose in shared memory (TUNE "a_t" overrides): with scalar decay at 8 warps. There
+    triton lays out a [BT, BT] tl.dot whose result feeds another with all 8 warps along its 64 rows, each
+    warpgroup computing the whole tile (`_unchain`), and the transpose was a store to shared memory per
+    chunk. Offline (`kernels.sass_stats --la-k 128`): scalar dk/dv loop 1406 -> 1325 instructions,
+    barriers 27 -> 23, spill loads/stores 32 -> 25. H100, bf16, B=8 H=8 K=V=128, fwd+bwd from a CUDA
+    graph (`scripts/experiments/ab_kernels.py`, three readings each; results/bench/tune_linear_attention.md
+    run 24): scalar T=4096 0.587 -> 0.567 ms, T=16384 2.088 -> 2.028; no decay unchanged (0.429 vs 0.431,
+    1.525 vs 1.532: its loop went 1196 -> 1111 but its spills 1 -> 18); at 4 warps (K=V=64) slower:
+    scalar 0.250 -> 0.270."""
+    return cfg_kv["DECAY"] != 2 and TUNE.get("a_t", cfg_kv["DECAY"] == 1 and cfg_kv["num_warps"] >= 8)
 
 
 def _unchain(cfg: dict) -> bool:
@@ -1346,7 +1381,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, **seg, **cfg_kv)
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), **seg, **cfg_kv)
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if dgs:

@@ -85,6 +85,8 @@ VARIANTS = {
     "xq_parts=1": {"xq_parts": 1},
     "xk_parts=1": {"xk_parts": 1},
     "xq_parts=2": {"xq_parts": 2},
+    "a_t=0": {"a_t": False},
+    "a_t=1": {"a_t": True},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -113,7 +115,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
                                          ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
                                                            for w in ("xq", "xk"))
-                                          if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None))
+                                          if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),
+                                         ("a_t", chunk._a_transposed(chunk._dkv_config(cfg, K))))
 
 
 def _fwd_bwd(*leaves_do):

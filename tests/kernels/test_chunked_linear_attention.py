@@ -336,6 +336,18 @@ def test_triton_interpreted_scalar_dg_split(interpret, poison, monkeypatch, laun
     assert (meta["_dg_scalar_kernel"]["XPQ"], meta["_dg_scalar_kernel"]["XPK"]) == parts
 
 
+@pytest.mark.parametrize("decay", ["none", "scalar"])
+def test_triton_interpreted_a_transposed(interpret, poison, monkeypatch, launches, decay):
+    """The dk/dv sweep forming A and dA transposed (the GPU default at 8 warps, `chunk._a_transposed`):
+    a partial last chunk, two segments, an initial state."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    monkeypatch.setitem(chunk.TUNE, "a_t", True)
+    check(triton_impl, 1, 150, 2, 16, 16, decay, torch.float32, h0=True)
+    assert [m["AT"] for n, _, m in launches if n == "_bwd_dkv_kernel"] == [True]
+
+
 def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     """BT = 128 chunks (a tune.py variant) with segments."""
     from kernels.linear_attention import chunk
