@@ -42,6 +42,10 @@ Session 12 (`la <baf1bfe's chunk.py> --decays none,scalar,channel`, new = 45efc0
   per channel 1.651 -> 1.526; T=16384 K=V=128 none 1.695 -> 1.542, scalar 2.346 -> 2.127, per channel
   6.327 -> 5.763; Zoology B=256 T=256 H=4 K=V=64 unchanged (none 0.178, scalar 0.218 -> 0.216, per
   channel 0.558).
+Session 13 (`la <055eb6f's chunk.py> --decays none,scalar`, then against 52dc654's; scalar decay at 8
+  warps): k . dk in two parts per token (52dc654) K=V=128 T=4096 0.595 -> 0.585, T=16384 2.111 -> 2.067;
+  then A^T and dA^T formed directly and q e^G's scale in the exponent (8a45804) 0.584 -> 0.564 and 2.075 ->
+  1.998; no decay and K=V=64 unchanged (results/bench/tune_linear_attention.md runs 21-25).
 """
 from __future__ import annotations
 
