@@ -182,7 +182,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
-    # g: bf16, as the benchmark passes it
+    # g: bf16, as the benchmark passes it; dg and a: fp32 only where the launch makes them so (below)
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
@@ -222,8 +222,14 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
             names = tuple(ptrs.split())
+            types = {p: "*fp32" if p in fp32 else "*bf16" for p in names}
+            if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
+                types["dg"] = "*bf16"
+            one_a = blocks == 1 if name == "_intra_a_kernel" else flags.get("NA") == 1
+            if "a" in names and one_a:   # A in the input dtype where one K block forms it
+                types["a"] = "*bf16"
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
-                              {p: "*fp32" if p in fp32 else "*bf16" for p in names}, dict(cfg, **flags), ints,
+                              types, dict(cfg, **flags), ints,
                               warps, cfg["BT"], B * T * H * blocks, "tokens (one chunk)", names,
                               ("scale",)))
     return out

@@ -85,6 +85,7 @@ VARIANTS = {
     "xq_parts=1": {"xq_parts": 1},
     "xk_parts=1": {"xk_parts": 1},
     "xq_parts=2": {"xq_parts": 2},
+    "dg_split=0": {"dg_split": False},
     "a_t=0": {"a_t": False},
     "a_t=1": {"a_t": True},
 }
