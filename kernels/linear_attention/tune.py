@@ -103,6 +103,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE),
                             chunk._seg_target(decay, cfg["num_warps"]))
     wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
+    cfg_q = wide if "dq_bk" not in chunk.TUNE else {**wide, "BK": chunk.TUNE["dq_bk"],
+                                                     "num_warps": chunk.TUNE.get("dq_warps", cfg["num_warps"])}
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("fwd", tuple(sorted(fwd.items()))),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", chunk.A_PASS_WARPS)
@@ -111,7 +113,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
                                          ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
                                          ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
-                                         ("dsl", chunk._fused_dsl(wide) and ns > 1),
+                                         ("dsl", chunk._fused_dsl(cfg_q) and ns > 1),
                                          ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
                                          ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
                                          ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
