@@ -103,8 +103,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE),
                             chunk._seg_target(decay, cfg["num_warps"]))
     wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
-    cfg_q = wide if "dq_bk" not in chunk.TUNE else {**wide, "BK": chunk.TUNE["dq_bk"],
-                                                     "num_warps": chunk.TUNE.get("dq_warps", cfg["num_warps"])}
+    cfg_q = wide if decay != 2 or "dq_bk" not in chunk.TUNE else {   # as chunk.py's backward
+        **wide, "BK": chunk.TUNE["dq_bk"], "num_warps": chunk.TUNE.get("dq_warps", cfg["num_warps"])}
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("fwd", tuple(sorted(fwd.items()))),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", chunk.A_PASS_WARPS)
