@@ -1273,7 +1273,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         h0f = None if h0 is None else h0.float().contiguous()
         cfg = _config(K, V, decay, q.dtype)
         NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
-        # the forward's chunks (per channel 64 tokens, `_fwd_config`) and the backward's (cfg) split T
+        # the forward's chunks (per channel FWD_BT = 32 tokens, `_fwd_config`) and the backward's (cfg) split T
         # into the same segments: SC forward chunks, SC * BT_f / BT backward chunks each
         cfg_f = _fwd_config(cfg, K)
         target = _seg_target(decay, cfg["num_warps"])             # programs per SM, for segments and pieces

@@ -82,7 +82,6 @@ VARIANTS = {
     "seg_bk=64": {"seg_bk": 64},
     "seg BK128": {"BK": 128},
     "xparts=1": {"xq_parts": 1, "xk_parts": 1},
-    "xq_parts=1": {"xq_parts": 1},
     "xk_parts=1": {"xk_parts": 1},
     "xq_parts=2": {"xq_parts": 2},
     "dg_split=0": {"dg_split": False},

@@ -22,7 +22,10 @@ Session 12, timing probes (wrong gradients: each shows what one part of a kernel
     T=16384, 0.251 -> 0.249 at K=V=64 (results/bench/tune_linear_attention.md run 16); at 77f59e8 0.607
     -> 0.542, 2.17 -> 1.93 (run 19).
   la-no-cumsum: scalar decay's dq and dk/dv sweeps use g in place of its within-chunk cumulative sum
-    (no tl.cumsum / tl.sum across warps). At ac17a88: slower, 0.64 -> 0.73 ms at K=V=128 T=4096.
+    (no tl.cumsum / tl.sum across warps). At ac17a88: slower, 0.64 -> 0.73 ms at K=V=128 T=4096. Not a
+    clean measure of the scan's cost: the probe's G at the chunk end is a load inside the chunk (not
+    one chunk ahead), whose latency it adds. Session 13's G formed once and loaded one chunk ahead lost
+    too, through spills (results/bench/tune_linear_attention.md run 22).
   la-no-xq: scalar decay's dq sweep without q . dq (its row sum over K and, where nothing else reads q,
     the load of q). At 113afbe's kernels: K=V=128 T=4096 0.596 -> 0.555 ms, T=16384 2.12 -> 1.96;
     K=V=64 T=4096 0.250 -> 0.243; Zoology H=4 0.220 -> 0.203 (tune_linear_attention.md run 20).
