@@ -686,7 +686,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr,
-                        PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr):
+                        PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr, DA_P: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
@@ -720,7 +720,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # (`python scripts/experiments/kernel_variants.py ss-atomics`).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
-    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D
+    # the program's scratch (gbuf): the carries [N, BLOCK_D], then dA's partial sums [N, BLOCK_D, DA_P]
+    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D * (1 + DA_P)
+    da_buf = gbuf + N * BLOCK_D + tl.arange(0, BLOCK_D)[:, None] * DA_P + tl.arange(0, DA_P)[None, :]
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     # the carry = ∂L/∂h at the first step right of the current tile (gbuf: state n at n * BLOCK_D)
     o_buf = gbuf + tl.arange(0, BLOCK_D)
@@ -730,7 +732,6 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         g_init = dlast_ptr + row * N
     else:
         g_init = o_buf
-    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     sum_dtn = tl.zeros([BLOCK_D], dtype=tl.float32)             # Σ Δ_{t+1} over the chunk (STATE_ONLY)
@@ -766,6 +767,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         if REV_GATHER:
             rev = tl.broadcast_to((BLOCK_T - 1 - cols)[None, :], [BLOCK_D, BLOCK_T])  # lane j: step t1 - j
             dt_next_r = tl.gather(dt_next, rev, 1)
+            dy_r = tl.gather(dy, rev, 1)                        # once per tile; C's row reversed per state
+            rev_t = BLOCK_T - 1 - cols
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
@@ -793,10 +796,10 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             g_in = g_in[:, None]
             if REV_GATHER:
                 a_next_r = tl.exp2(dt_next_r * a2[:, None])
-                cg_r = tl.gather(dy * c[None, :], rev, 1)
+                cg_r = dy_r * tl.gather(c, rev_t, 0)[None, :]
                 cg_r = tl.where(first, cg_r + a_next_r * g_in, cg_r)
                 _pg, g_r = tl.associative_scan((a_next_r, cg_r), 1, affine_combine)
-                g_first = tl.sum(tl.where(last, g_r, 0.0), axis=1)
+                g_first = tl.reshape(tl.gather(g_r, tl.full([BLOCK_D, 1], BLOCK_T - 1, tl.int32), 1), [BLOCK_D])
                 if not STATE_ONLY:
                     g = tl.gather(g_r, rev, 1)
             else:
@@ -819,7 +822,11 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 s = g * (hs - x)
                 gB += g * b[None, :]
                 sA += s * A_n[:, None]
-                dA_acc += tl.where(offs_n[None, :] == n, tl.sum(s * dt, axis=1)[:, None], 0.0)
+                # dA: Σ_t Δ s over each DA_P-th of the tile (inside a lane), added to its partial in gbuf
+                part = tl.sum(tl.reshape(s * dt, [BLOCK_D, DA_P, BLOCK_T // DA_P]), axis=2)
+                p_da = da_buf + n * BLOCK_D * DA_P
+                part += tl.load(p_da, mask=tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0, other=0.0)
+                tl.store(p_da, part)
                 tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
                               sem="relaxed")
                 tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t,
@@ -847,7 +854,11 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      other=0.0)
         _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
-        tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
+        tl.debug_barrier()   # the partials stored by every lane, before they are summed
+        parts = tl.load(gbuf + N * BLOCK_D + (offs_n[None, :, None] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None])
+                        * DA_P + tl.arange(0, DA_P)[None, None, :], mask=(offs_n < N)[None, :, None], other=0.0)
+        tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], tl.sum(parts, axis=2), mask=mask_dn,
+                      sem="relaxed")
         if HAS_D:
             tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
         if HAS_BIAS:
@@ -993,6 +1004,15 @@ def reverse_scan_in_order(device: torch.device, block_d: int, block_t: int, warp
     return ok
 
 
+def _da_parts(block_t: int) -> int:
+    """DA_P of the "time" backward: dA's partial sums per (state, channel), one per lane at the shipped
+    tile (BLOCK_T = 256 steps over one warp's 32 lanes, 8 in each), so that the state loop sums a state's
+    Σ_t Δ s inside each lane and adds it to the lane's partial in memory, and nothing crosses lanes there.
+    Before (a sum over the tile across lanes, then a select into a [BLOCK_D, N] register tile), dA took
+    89 of the loop's 752 instructions per iteration (`kernels.sass_stats`, triton 3.9); now ~37."""
+    return min(32, block_t)
+
+
 def _bwd_chunks(n_prog: int, n_tiles: int, chunk_len: int | None, block_t: int,
                 device: torch.device) -> tuple[int, int]:
     """(chunks, tiles per chunk) of the "time" backward: chunks over time when its n_prog programs
@@ -1122,7 +1142,8 @@ class SelectiveScanFn(torch.autograd.Function):
             grid, ginit = (n_prog * n_chunks,), None
             # the carry of g across tiles through memory where a program walks several tiles
             flags["CARRY_MEM"] = chunk_tiles > 1
-            gbuf = torch.empty(n_prog * n_chunks * N * block_d if chunk_tiles > 1 or n_chunks > 1 else 1, **f32)
+            flags["DA_P"] = da_p = _da_parts(block_t)
+            gbuf = torch.empty(n_prog * n_chunks * N * block_d * (1 + da_p), **f32)
             if n_chunks > 1:
                 # 1. per chunk, the g recurrence from a zero carry: (pend = ∏ a_{t+1}, gend = g at its
                 # first step); 2. carries X_c = gend_c + pend_c X_{c+1} with X_{n_chunks} = ∂L/∂h_L,
