@@ -115,6 +115,14 @@ INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps a
 # subnormal results (5 float instructions per exp instead of 2: `python -m kernels.sass_stats --ops exp`, sm_90,
 # triton 3.6); results below 2^-126 flush to 0
 LOG2E = tl.constexpr(1.4426950408889634)
+# Per channel, 16-bit g: G at the chunk's end per channel, [BK] along the rows of the [BK, BV] state, is the
+# max over the columns of the 0/1 tl.dot g^T 1, whose GC_COLS columns all hold the chunk's sum of g (exact:
+# fp32 sums of 16-bit values times 0 and 1) - no sum across warps. GC_COLS = 16, tl.dot's narrowest N;
+# with BV columns the max took 66 FMNMX per chunk at K=V=128 in each sweep, now 10 (`python -m
+# kernels.sass_stats --ops linear_attention --la-k 128`, triton 3.6: loop instructions forward 670 -> 591
+# (its 7 spill loads gone), dq 475 -> 415 (250 -> 206 registers), dk/dv 669 -> 606; K=V=64: 526 -> 498,
+# 414 -> 391, 542 -> 527, dk/dv 250 -> 175 registers)
+GC_COLS = tl.constexpr(16)
 
 
 def _interpret() -> bool:
@@ -197,8 +205,8 @@ def _fwd_kernel(
             else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
+                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
@@ -360,8 +368,8 @@ def _local_state_kernel(
             else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
+                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
             if REVERSE:
                 b_ad = (b_a * tl.exp2(b_G * LOG2E + tl.log2(scale))).to(b_a.dtype)
             else:
@@ -595,8 +603,8 @@ def _bwd_dq_kernel(
             else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
+                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
             # added by the first V block only)
             b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
@@ -806,8 +814,8 @@ def _bwd_dkv_kernel(
             else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
                 b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # the same along the rows of S [BK, BV], from a tl.dot of the shape of S's update
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, BV], 1, b_g.dtype)), axis=1)
+                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
             b_qf = b_q.to(tl.float32)
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
             # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
