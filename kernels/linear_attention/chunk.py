@@ -96,7 +96,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # Overrides for tests and tune.py (empty = the defaults below): "ns" (segments, forced), "seg_target"
 # (programs wanted per SM), "BT" (scalar/no decay chunk), "max_tile" (BK, BV cap), "BK", "BV" (the caps
 # themselves), "seg_bk" (per channel: the segment passes' BK, `_seg_config`), "pieces" (per segment in
-# the segment-state passes, `_pieces`), "seg_maxnreg" (their register cap), "dsl" (the local dS from
+# the segment-state passes, `_pieces`), "seg_maxnreg" (their register cap), "sweep_maxnreg" (the forward,
+# dq and dk/dv sweeps' register cap, `_reg_cap`), "dsl" (the local dS from
 # the dq sweep, `_fused_dsl`), "dg_split" (`_dg_split`), "xq_parts", "xk_parts" (`_x_parts`), "wide_bk"
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
@@ -1253,6 +1254,11 @@ def _scan(x, gp, s0, sfin, P: int, SUB: int, NS: int, first: int, reverse: bool,
     return out
 
 
+def _reg_cap(key: str) -> dict:
+    """{"maxnreg": TUNE[key]} for a compiled launch where TUNE sets that register cap, else {}."""
+    return {"maxnreg": TUNE[key]} if key in TUNE and not _interpret() else {}
+
+
 def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, first: int, reverse: bool,
                     cfg_s: dict, B: int, H: int, K: int, V: int, target: int, dummy) -> torch.Tensor:
     """Steps (a) and (b): the states at the segments' boundaries, [B*H*NS, K, V] fp32. Forward (a, b = k,
@@ -1264,7 +1270,7 @@ def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, f
     P = segments * m
     x = torch.empty(B * H * P, K, V, device=a.device, dtype=torch.float32)
     gp = torch.empty(B * H * P * (K if decay == 2 else 1), device=a.device, dtype=torch.float32) if decay else None
-    cap = {"maxnreg": TUNE["seg_maxnreg"]} if "seg_maxnreg" in TUNE and not _interpret() else {}
+    cap = _reg_cap("seg_maxnreg")
     _launch(_local_state_kernel, (B * H * P, NV, NKS), a, b, g, x, gp if gp is not None else dummy, T, scale,
             H=H, K=K, V=V, NS=P, SC=SC // m, C0=first * SC if reverse else 0, REVERSE=reverse, **cfg_s, **cap)
     return _scan(x, gp, s0, sfin, P, m, NS, first, reverse, decay, K, V, B * H, dummy)
@@ -1309,7 +1315,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None,
-                NA=0 if a is None else NKF, UNCHAIN=_unchain(cfg_f), **seg, **cfg_f)
+                NA=0 if a is None else NKF, UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if any(ctx.needs_input_grad[:4]) else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, a)
@@ -1365,7 +1371,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, **seg, **cfg_q)
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, **seg, **cfg_q,
+                **_reg_cap("sweep_maxnreg"))
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
         elif NS > 1:
@@ -1389,7 +1396,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), **seg, **cfg_kv)
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), **seg, **cfg_kv,
+                **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
         if dgs:

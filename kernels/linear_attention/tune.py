@@ -87,6 +87,8 @@ VARIANTS = {
     "dg_split=0": {"dg_split": False},
     "a_t=0": {"a_t": False},
     "a_t=1": {"a_t": True},
+    "sweep_reg168": {"sweep_maxnreg": 168},
+    "sweep_reg168 seg_target=3": {"sweep_maxnreg": 168, "seg_target": 3},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
@@ -115,6 +117,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("dsl", chunk._fused_dsl(cfg_q) and ns > 1),
                                          ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
                                          ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
+                                         ("sweep_maxnreg", chunk.TUNE.get("sweep_maxnreg")),
                                          ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
                                                            for w in ("xq", "xk"))
                                           if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),

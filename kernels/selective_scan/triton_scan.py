@@ -34,6 +34,9 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     the forwards' gate by exp2 (one MUFU.EX2; tl.exp and tl.sigmoid wrap ex2.approx in a range test
     and predicated multiplies): fwd 0.78 ms, fwd+bwd 4.41 ms; without the atomic adds of dB and dC
     (a timing probe with wrong gradients) fwd+bwd read 4.08 ms, with plain stores instead 4.39 ms.
+    Session 14: the backward's state loop without sums across lanes for dA (`_da_parts`), g at the
+    tile's first step by a lane gather instead of a masked sum, dy reversed once per tile rather than
+    C dy per state: 742 -> 648 instructions per 512 updates (offline, triton 3.6).
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
