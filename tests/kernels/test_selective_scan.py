@@ -301,3 +301,17 @@ def test_time_backward_chunks_over_time(poison, monkeypatch):
     out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant="time", chunk_len=8), inputs, cot, True)
     assert launches == [(True, False, 4), (False, True, 4)]     # L = 30: 4 tiles of 8, one per chunk
     assert_close(out, ref, TOL[torch.float32])
+
+
+def test_time_backward_with_the_gpu_tiles(poison, monkeypatch):
+    """The shipped GPU tiles, interpreted (the other interpreter tests use tiles of 4-8 steps): the backward
+    at BLOCK_D = 2, BLOCK_T = 256 over two tiles (the second partial), with dA summed per lane in DA_P = 32
+    parts of 8 steps (`_da_parts`), and the lane forward at 32 channels per program."""
+    ts = ss.triton_scan
+    monkeypatch.setattr(ts, "INTERPRETED", False)                # _blocks and _lane_block_d as on a GPU
+    monkeypatch.setattr(ts, "_sm_count", lambda device: 132)
+    assert ts._blocks("time", 16, 4, backward=True) == (2, 16, 256, 1) and ts._da_parts(256) == 32
+    inputs, cot = make_inputs(1, 4, 300, 16, None, torch.float32, full=True, decay="mixed")
+    ref = fwd_bwd(naive_selective_scan, inputs, cot, True, upcast=True)
+    out = fwd_bwd(lambda *a, **k: ss.triton_selective_scan(*a, **k, variant="time"), inputs, cot, True)
+    assert_close(out, ref, TOL[torch.float32])
