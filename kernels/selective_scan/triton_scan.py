@@ -36,12 +36,14 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     (a timing probe with wrong gradients) fwd+bwd read 4.08 ms, with plain stores instead 4.39 ms.
     Session 14: the backward's state loop without sums across lanes for dA (`_da_parts`), g at the
     tile's first step by a lane gather instead of a masked sum, dy reversed once per tile rather than
-    C dy per state: 742 -> 648 instructions per 512 updates (offline, triton 3.6).
+    C dy per state: 742 -> 648 instructions per 512 updates offline (`python -m kernels.sass_stats`,
+    triton 3.6; floor 1.68 -> 1.47 ms at that shape). Not yet timed on the GPU (none was lent).
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
-    loop issues ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
+    loop issued ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
     lane shuffles, ~110 selects, the masked sums that pick one state or the tile's last column):
-    >= 1.85 ms at that shape, the rest being latency that 8 warps per SM do not hide. Register caps
+    >= 1.85 ms at that shape, the rest being latency that 8 warps per SM do not hide (now 648: the two
+    scans, 85 shuffles, 62 selects; the masked sums are gone). Register caps
     trade that for spills and lose (tune runs 4-5). A backward over all states at once ([BLOCK_D, N,
     BLOCK_T] tiles, as the forward) lost: 7.2-14 ms (session 5, scripts/experiments/ss_bwd_states.py).
     In such tiles triton replicates the per-(d, t) work (softplus, sigmoids) over the lanes of the N
