@@ -16,7 +16,11 @@ bounds the kernel from below: e.g. the selective scan's backward state loop issu
 instructions per BLOCK_D x BLOCK_T state updates, so B·D·L·N updates take at least
 B·D·L·N / (BLOCK_D·BLOCK_T) · I / (132 SMs x 4 schedulers x 1.755 GHz) seconds on an H100.
 A change to a kernel can be judged here first, then timed on the GPU (`kernels.tune_scans`).
-The numbers come from the local triton, which may differ from the GPU host's (3.6).
+The numbers come from the local triton, which may differ from the GPU host's (3.6): e.g. triton 3.9
+compiles the selective scan's lane forward to 1610 loop instructions against 1006 with 3.6. To count
+with 3.6 (as session 14's figures were), in a venv of its own (no GPU needed):
+    python3 -m venv /tmp/v36 && /tmp/v36/bin/pip install torch==2.13.0 triton==3.6.0 numpy
+    PYTHONPATH=. /tmp/v36/bin/python -m kernels.sass_stats --ops scans
 """
 from __future__ import annotations
 
