@@ -725,8 +725,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # (`python scripts/experiments/kernel_variants.py ss-atomics`).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
-    # the program's scratch (gbuf): the carries [N, BLOCK_D], then dA's partial sums [N, BLOCK_D, DA_P]
-    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D * (1 + DA_P)
+    # the program's scratch (gbuf): the carries [N, BLOCK_D], then (CARRY_MEM) dA's partial sums
+    # [N, BLOCK_D, DA_P]
+    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D * (1 + DA_P * CARRY_MEM)
     da_buf = gbuf + N * BLOCK_D + tl.arange(0, BLOCK_D)[:, None] * DA_P + tl.arange(0, DA_P)[None, :]
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     # the carry = ∂L/∂h at the first step right of the current tile (gbuf: state n at n * BLOCK_D)
@@ -737,6 +738,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         g_init = dlast_ptr + row * N
     else:
         g_init = o_buf
+    dA_acc = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)   # dA where a program has one tile
     dD_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     dbias_acc = tl.zeros([BLOCK_D], dtype=tl.float32)
     sum_dtn = tl.zeros([BLOCK_D], dtype=tl.float32)             # Σ Δ_{t+1} over the chunk (STATE_ONLY)
@@ -827,11 +829,13 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 s = g * (hs - x)
                 gB += g * b[None, :]
                 sA += s * A_n[:, None]
-                # dA: Σ_t Δ s over each DA_P-th of the tile (inside a lane), added to its partial in gbuf
-                part = tl.sum(tl.reshape(s * dt, [BLOCK_D, DA_P, BLOCK_T // DA_P]), axis=2)
-                p_da = da_buf + n * BLOCK_D * DA_P
-                part += tl.load(p_da, mask=tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0, other=0.0)
-                tl.store(p_da, part)
+                if CARRY_MEM:   # dA: Σ_t Δ s over each DA_P-th of the tile (in a lane), added to its partial
+                    part = tl.sum(tl.reshape(s * dt, [BLOCK_D, DA_P, BLOCK_T // DA_P]), axis=2)
+                    p_da = da_buf + n * BLOCK_D * DA_P
+                    part += tl.load(p_da, mask=tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0, other=0.0)
+                    tl.store(p_da, part)
+                else:           # one tile: no scratch (it would be B D / BLOCK_D programs' worth)
+                    dA_acc += tl.where(offs_n[None, :] == n, tl.sum(s * dt, axis=1)[:, None], 0.0)
                 tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
                               sem="relaxed")
                 tl.atomic_add(dC_ptr + bc_base + n * L + offs_t, tl.sum(hs * dy, axis=0), mask=mask_t,
@@ -859,11 +863,13 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      other=0.0)
         _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
-        tl.debug_barrier()   # the partials stored by every lane, before they are summed
-        parts = tl.load(gbuf + N * BLOCK_D + (offs_n[None, :, None] * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None])
-                        * DA_P + tl.arange(0, DA_P)[None, None, :], mask=(offs_n < N)[None, :, None], other=0.0)
-        tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], tl.sum(parts, axis=2), mask=mask_dn,
-                      sem="relaxed")
+        if CARRY_MEM:
+            tl.debug_barrier()   # the partials stored by every lane, before they are summed
+            parts = tl.load(gbuf + N * BLOCK_D + (offs_n[None, :, None] * BLOCK_D
+                                                  + tl.arange(0, BLOCK_D)[:, None, None]) * DA_P
+                            + tl.arange(0, DA_P)[None, None, :], mask=(offs_n < N)[None, :, None], other=0.0)
+            dA_acc = tl.sum(parts, axis=2)
+        tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
         if HAS_D:
             tl.atomic_add(dD_ptr + offs_d, dD_acc, mask=mask_d, sem="relaxed")
         if HAS_BIAS:
@@ -1014,7 +1020,9 @@ def _da_parts(block_t: int) -> int:
     tile (BLOCK_T = 256 steps over one warp's 32 lanes, 8 in each), so that the state loop sums a state's
     Σ_t Δ s inside each lane and adds it to the lane's partial in memory, and nothing crosses lanes there.
     Before (a sum over the tile across lanes, then a select into a [BLOCK_D, N] register tile), dA took
-    89 of the loop's 752 instructions per iteration (`kernels.sass_stats`, triton 3.9); now ~37."""
+    89 of the loop's 752 instructions per iteration (`kernels.sass_stats`, triton 3.9); now ~37. Only
+    where a program walks several tiles (CARRY_MEM): the partials take 32x the carries' scratch, B D N
+    x 132 bytes in all, which one-tile programs (e.g. B=256 D=256 L=256: 138 MB) keep the old way."""
     return min(32, block_t)
 
 
@@ -1148,7 +1156,9 @@ class SelectiveScanFn(torch.autograd.Function):
             # the carry of g across tiles through memory where a program walks several tiles
             flags["CARRY_MEM"] = chunk_tiles > 1
             flags["DA_P"] = da_p = _da_parts(block_t)
-            gbuf = torch.empty(n_prog * n_chunks * N * block_d * (1 + da_p), **f32)
+            width = 1 + da_p if chunk_tiles > 1 else 1                   # the carries (and dA's partials)
+            gbuf = torch.empty(n_prog * n_chunks * N * block_d * width if chunk_tiles > 1 or n_chunks > 1 else 1,
+                               **f32)
             if n_chunks > 1:
                 # 1. per chunk, the g recurrence from a zero carry: (pend = ∏ a_{t+1}, gend = g at its
                 # first step); 2. carries X_c = gend_c + pend_c X_{c+1} with X_{n_chunks} = ∂L/∂h_L,
