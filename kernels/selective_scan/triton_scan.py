@@ -772,14 +772,15 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             du = dt * u
         idx = tl.broadcast_to(offs_t[None, :], [BLOCK_D, BLOCK_T])
         if REV_GATHER:
-            rev = tl.broadcast_to((BLOCK_T - 1 - cols)[None, :], [BLOCK_D, BLOCK_T])  # lane j: step t1 - j
+            rev_t = BLOCK_T - 1 - cols                          # lane j: step t1 - j
+            rev = tl.broadcast_to(rev_t[None, :], [BLOCK_D, BLOCK_T])
             dt_next_r = tl.gather(dt_next, rev, 1)
             dy_r = tl.gather(dy, rev, 1)                        # once per tile; C's row reversed per state
-            rev_t = BLOCK_T - 1 - cols
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
         ck = (row * n_tiles + tile) * N
+        da_add = tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0    # CARRY_MEM: dA's partials hold earlier tiles
         g_src = tl.where(k == 0, g_init, o_buf)
         g_step = tl.where(k == 0, 1, BLOCK_D)
         g_on = (k > 0) | (HAS_GINIT or HAS_DLAST)
@@ -832,9 +833,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 if CARRY_MEM:   # dA: Σ_t Δ s over each DA_P-th of the tile (in a lane), added to its partial
                     part = tl.sum(tl.reshape(s * dt, [BLOCK_D, DA_P, BLOCK_T // DA_P]), axis=2)
                     p_da = da_buf + n * BLOCK_D * DA_P
-                    part += tl.load(p_da, mask=tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0, other=0.0)
+                    part += tl.load(p_da, mask=da_add, other=0.0)
                     tl.store(p_da, part)
-                else:           # one tile: no scratch (it would be B D / BLOCK_D programs' worth)
+                else:           # one tile per program: the register tile, no scratch (see `_da_parts`)
                     dA_acc += tl.where(offs_n[None, :] == n, tl.sum(s * dt, axis=1)[:, None], 0.0)
                 tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
                               sem="relaxed")
@@ -865,9 +866,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     else:
         if CARRY_MEM:
             tl.debug_barrier()   # the partials stored by every lane, before they are summed
-            parts = tl.load(gbuf + N * BLOCK_D + (offs_n[None, :, None] * BLOCK_D
-                                                  + tl.arange(0, BLOCK_D)[:, None, None]) * DA_P
-                            + tl.arange(0, DA_P)[None, None, :], mask=(offs_n < N)[None, :, None], other=0.0)
+            parts = tl.load(da_buf[:, None, :] + offs_n[None, :, None] * (BLOCK_D * DA_P),
+                            mask=(offs_n < N)[None, :, None], other=0.0)                 # [BLOCK_D, N, DA_P]
             dA_acc = tl.sum(parts, axis=2)
         tl.atomic_add(dA_ptr + offs_d[:, None] * N + offs_n[None, :], dA_acc, mask=mask_dn, sem="relaxed")
         if HAS_D:
@@ -1019,8 +1019,8 @@ def _da_parts(block_t: int) -> int:
     """DA_P of the "time" backward: dA's partial sums per (state, channel), one per lane at the shipped
     tile (BLOCK_T = 256 steps over one warp's 32 lanes, 8 in each), so that the state loop sums a state's
     Σ_t Δ s inside each lane and adds it to the lane's partial in memory, and nothing crosses lanes there.
-    Before (a sum over the tile across lanes, then a select into a [BLOCK_D, N] register tile), dA took
-    89 of the loop's 752 instructions per iteration (`kernels.sass_stats`, triton 3.9); now ~37. Only
+    Before, a sum over the tile across lanes, then a select into a [BLOCK_D, N] register tile: replacing
+    them took the loop from 742 to 708 instructions per iteration (`kernels.sass_stats`, triton 3.6). Only
     where a program walks several tiles (CARRY_MEM): the partials take 32x the carries' scratch, B D N
     x 132 bytes in all, which one-tile programs (e.g. B=256 D=256 L=256: 138 MB) keep the old way."""
     return min(32, block_t)
