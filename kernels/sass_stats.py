@@ -225,6 +225,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
+            cap = la._intra_grad_cap().get("maxnreg") if name == "_intra_grad_kernel" else None
             names = tuple(ptrs.split())
             types = {p: "*fp32" if p in fp32 else "*bf16" for p in names}
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
@@ -235,7 +236,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             out.append(Kernel(f"linear_attention {name.strip('_')} decay={kind}", triton.jit(getattr(la, name)),
                               types, dict(cfg, **flags), ints,
                               warps, cfg["BT"], B * T * H * blocks, "tokens (one chunk)", names,
-                              ("scale",)))
+                              ("scale",), maxnreg=cap))
     return out
 
 

@@ -102,7 +102,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
-# (per channel: the backward's chunk), "intra_grad_warps", "num_warps", "num_stages".
+# (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -111,6 +111,7 @@ SCAN_BLOCK = 1024        # state elements per program in the scan across segment
 FWD_BT = 32              # per-channel decay: the forward's chunk (the backward's is 16; `_fwd_config`)
 A_PASS_WARPS = 2         # per-channel decay: `_intra_a_kernel`'s num_warps (TUNE "intra_warps")
 INTRA_GRAD_WARPS = 2     # per-channel decay: `_intra_grad_kernel`'s num_warps at K blocks <= 64 (`_intra_grad_warps`)
+INTRA_GRAD_MAXNREG = 168  # per-channel decay: `_intra_grad_kernel`'s register cap (`_intra_grad_cap`)
 # exp(x) is written exp2(x * LOG2E): triton lowers tl.exp2 to one MUFU.EX2 (ex2.approx.ftz), but tl.exp
 # to ex2.approx without ftz, which ptxas wraps in a range test and two predicated multiplies for
 # subnormal results (5 float instructions per exp instead of 2: `python -m kernels.sass_stats --ops exp`, sm_90,
@@ -289,8 +290,9 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
                 b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
             else:
                 b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
-            b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
-            b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
+            # rows outside the upper (q) or lower (k) halves are not zeroed: `pair` drops their products
+            b_qs = (b_q * b_x).to(b_q.dtype)
+            b_ks = (b_k * b_x).to(b_k.dtype)
             pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
             b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
@@ -495,12 +497,13 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
                 b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
             else:
                 b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
-            b_qs = tl.where(upper[:, None], b_q * b_x, 0.0).to(b_q.dtype)
-            b_ks = tl.where(upper[:, None], 0.0, b_k * b_x).to(b_k.dtype)
+            # as in `_intra_a_kernel`, no rows zeroed: dA_pair's zeros drop the products of the others
+            b_qs = (b_q * b_x).to(b_q.dtype)
+            b_ks = (b_k * b_x).to(b_k.dtype)
             pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
             b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
-            b_qi += tl.where(upper[:, None], b_x, 0.0) * tl.dot(b_dAp, b_ks, input_precision=PREC)
-            b_ki += tl.where(upper[:, None], 0.0, b_x) * tl.dot(tl.trans(b_dAp), b_qs, input_precision=PREC)
+            b_qi += b_x * tl.dot(b_dAp, b_ks, input_precision=PREC)
+            b_ki += b_x * tl.dot(tl.trans(b_dAp), b_qs, input_precision=PREC)
     tl.store(qi + o_t[:, None] * (H * K) + o_k[None, :], (b_qi * scale).to(qi.dtype.element_ty), mask=m_tk)
     tl.store(ki + o_t[:, None] * (H * K) + o_k[None, :], (b_ki * scale).to(ki.dtype.element_ty), mask=m_tk)
 
@@ -1183,6 +1186,16 @@ def _intra_grad_warps(bk: int) -> int:
     return TUNE.get("intra_grad_warps", INTRA_GRAD_WARPS if bk <= 64 else 4)
 
 
+def _intra_grad_cap() -> dict:
+    """`_intra_grad_kernel`'s register cap, INTRA_GRAD_MAXNREG (TUNE "intra_grad_maxnreg" overrides; 0: none):
+    the occupancy it had before its products stopped zeroing rows (168 registers: 6 programs of 2 warps
+    or 3 of 4 per SM). Uncapped it now takes 192 (K=V=64) or 175 (K=V=128) registers, one program per
+    SM fewer; capped, offline (`python -m kernels.sass_stats --ops linear_attention`, triton 3.6),
+    1760 -> 1520 instructions at K=V=64 (23 spilled registers) and 1832 -> 1568 at K=V=128 (8)."""
+    cap = TUNE.get("intra_grad_maxnreg", INTRA_GRAD_MAXNREG)
+    return {"maxnreg": cap} if cap and not _interpret() else {}
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -1360,7 +1373,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
-                    num_warps=_intra_grad_warps(cfg_q["BK"]))
+                    num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
         ds0 = dht_c                                               # dS at each segment's end

@@ -87,6 +87,7 @@ VARIANTS = {
     "dg_split=0": {"dg_split": False},
     "a_t=0": {"a_t": False},
     "a_t=1": {"a_t": True},
+    "igrad cap0": {"intra_grad_maxnreg": 0},
     "sweep_reg168": {"sweep_maxnreg": 168},
     "sweep_reg168 seg_target=3": {"sweep_maxnreg": 168, "seg_target": 3},
 }
