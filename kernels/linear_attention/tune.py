@@ -119,6 +119,7 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
                                          ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
                                          ("sweep_maxnreg", chunk.TUNE.get("sweep_maxnreg")),
+                                         ("intra_grad_cap", chunk._intra_grad_cap().get("maxnreg") if decay == 2 else None),
                                          ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
                                                            for w in ("xq", "xk"))
                                           if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),

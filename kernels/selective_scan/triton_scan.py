@@ -37,7 +37,8 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     Session 14: the backward's state loop without sums across lanes for dA (`_da_parts`), g at the
     tile's first step by a lane gather instead of a masked sum, dy reversed once per tile rather than
     C dy per state: 742 -> 648 instructions per 512 updates offline (`python -m kernels.sass_stats`,
-    triton 3.6; floor 1.68 -> 1.47 ms at that shape). Not yet timed on the GPU (none was lent).
+    triton 3.6; floor 1.68 -> 1.47 ms at that shape); on the H100 (session 15, bf16, from a CUDA graph)
+    fwd+bwd 4.41 -> 4.12 ms (the backward 3.60 -> 3.31), Zoology shape 0.919 -> 0.932 (tune_scans.md run 15).
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issued ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
@@ -691,7 +692,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         SOFTPLUS: tl.constexpr, HAS_DLAST: tl.constexpr, HAS_GINIT: tl.constexpr,
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr,
-                        PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr, DA_P: tl.constexpr):
+                        PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr, DA_P: tl.constexpr,
+                        DA_MEM: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
@@ -725,9 +727,9 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
     # (`python scripts/experiments/kernel_variants.py ss-atomics`).
     chunk, offs_d, mask_d, offs_n, mask_dn, row, bc_base, state_off = _program_channels(
         tl.program_id(0), n_dblk, G, n_chunks, Dg, Dm, N, L, BLOCK_D, BLOCK_N)
-    # the program's scratch (gbuf): the carries [N, BLOCK_D], then (CARRY_MEM) dA's partial sums
-    # [N, BLOCK_D, DA_P]
-    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D * (1 + DA_P * CARRY_MEM)
+    # the program's scratch (gbuf): the carries [N, BLOCK_D], then (DA_MEM, only with CARRY_MEM) dA's
+    # partial sums [N, BLOCK_D, DA_P]
+    gbuf = gbuf_ptr + tl.program_id(0).to(tl.int64) * N * BLOCK_D * (1 + DA_P * DA_MEM)
     da_buf = gbuf + N * BLOCK_D + tl.arange(0, BLOCK_D)[:, None] * DA_P + tl.arange(0, DA_P)[None, :]
     bias, Dv = _channel_params(bias_ptr, D_ptr, offs_d, mask_d, HAS_BIAS, HAS_D, BLOCK_D)
     # the carry = ∂L/∂h at the first step right of the current tile (gbuf: state n at n * BLOCK_D)
@@ -780,7 +782,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
         ck = (row * n_tiles + tile) * N
-        da_add = tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0    # CARRY_MEM: dA's partials hold earlier tiles
+        da_add = tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0    # DA_MEM: dA's partials hold earlier tiles
         g_src = tl.where(k == 0, g_init, o_buf)
         g_step = tl.where(k == 0, 1, BLOCK_D)
         g_on = (k > 0) | (HAS_GINIT or HAS_DLAST)
@@ -830,12 +832,12 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                 s = g * (hs - x)
                 gB += g * b[None, :]
                 sA += s * A_n[:, None]
-                if CARRY_MEM:   # dA: Σ_t Δ s over each DA_P-th of the tile (in a lane), added to its partial
+                if DA_MEM:      # dA: Σ_t Δ s over each DA_P-th of the tile (in a lane), added to its partial
                     part = tl.sum(tl.reshape(s * dt, [BLOCK_D, DA_P, BLOCK_T // DA_P]), axis=2)
                     p_da = da_buf + n * BLOCK_D * DA_P
                     part += tl.load(p_da, mask=da_add, other=0.0)
                     tl.store(p_da, part)
-                else:           # one tile per program: the register tile, no scratch (see `_da_parts`)
+                else:           # e.g. one tile per program: the register tile, no scratch (`_da_parts`)
                     dA_acc += tl.where(offs_n[None, :] == n, tl.sum(s * dt, axis=1)[:, None], 0.0)
                 tl.atomic_add(dB_ptr + bc_base + n * L + offs_t, tl.sum(g * du, axis=0), mask=mask_t,
                               sem="relaxed")
@@ -864,7 +866,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                      other=0.0)
         _store_chunk_summary(A_ptr, pend_ptr, gend_ptr, state_off, offs_d, offs_n, mask_dn, N, sum_dtn, gc)
     else:
-        if CARRY_MEM:
+        if DA_MEM:
             tl.debug_barrier()   # the partials stored by every lane, before they are summed
             parts = tl.load(da_buf[:, None, :] + offs_n[None, :, None] * (BLOCK_D * DA_P),
                             mask=(offs_n < N)[None, :, None], other=0.0)                 # [BLOCK_D, N, DA_P]
@@ -1156,7 +1158,8 @@ class SelectiveScanFn(torch.autograd.Function):
             # the carry of g across tiles through memory where a program walks several tiles
             flags["CARRY_MEM"] = chunk_tiles > 1
             flags["DA_P"] = da_p = _da_parts(block_t)
-            width = 1 + da_p if chunk_tiles > 1 else 1                   # the carries (and dA's partials)
+            flags["DA_MEM"] = da_mem = chunk_tiles > 1 and TILES["time"].get("da_parts", True)
+            width = 1 + da_p if da_mem else 1                            # the carries (and dA's partials)
             gbuf = torch.empty(n_prog * n_chunks * N * block_d * width if chunk_tiles > 1 or n_chunks > 1 else 1,
                                **f32)
             if n_chunks > 1:

@@ -82,12 +82,12 @@ def _load(op: str, source: str, name: str):
     return importlib.import_module(str(path.relative_to(ROOT))[:-3].replace("/", "."))
 
 
-def _ss_cases():
+def _ss_cases(dtype: torch.dtype):
     from kernels.tune_scans import _ss_inputs
 
     for B, D, L, N in [(256, 256, 256, 16), (8, 2048, 4096, 16)]:
-        xs, cot = _ss_inputs(B, D, L, N, torch.bfloat16)     # [u, δ, A, B, C, D, z, δ_bias], as tune_scans
-        yield (f"B={B} D={D} L={L} N={N}", lambda mod, xs=xs, cot=cot: torch.autograd.grad(
+        xs, cot = _ss_inputs(B, D, L, N, dtype)     # [u, δ, A, B, C, D, z, δ_bias], as tune_scans
+        yield (f"B={B} D={D} L={L} N={N} {str(dtype)[6:]}", lambda mod, xs=xs, cot=cot: torch.autograd.grad(
             mod.triton_selective_scan(*xs, True), xs, cot))
 
 
@@ -114,13 +114,14 @@ def main() -> None:
     parser.add_argument("old", help='"git:REV", a file path, or "now"')
     parser.add_argument("new", nargs="?", default="now", help='the same; default "now" (the working tree)')
     parser.add_argument("--decays", default="scalar,channel", help="la: comma-separated none, scalar, channel")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="ss: the inputs' dtype")
     parser.add_argument("--called", action="store_true",
                         help="also time fwd+bwd as called (triton.testing.do_bench, the host's launches included)")
     args = parser.parse_args()
     mods = {"old": _load(args.op, args.old, "old"), "new": _load(args.op, args.new, "new")}
     print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__}; {args.op}: old = {args.old}, "
           f"new = {args.new}; fwd+bwd ms from a CUDA graph, three times each")
-    cases = _ss_cases() if args.op == "ss" else _la_cases(args.decays.split(","))
+    cases = _ss_cases(getattr(torch, args.dtype)) if args.op == "ss" else _la_cases(args.decays.split(","))
     for label, step in cases:
         times, called, outs = {n: [] for n in mods}, {n: [] for n in mods}, {}
         for _ in range(3):
