@@ -693,7 +693,7 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
                         STATE_ONLY: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                         BLOCK_T: tl.constexpr, REV_INDEX: tl.constexpr, REV_GATHER: tl.constexpr,
                         PREFETCH: tl.constexpr, CARRY_MEM: tl.constexpr, DA_P: tl.constexpr,
-                        DA_MEM: tl.constexpr):
+                        DA_MEM: tl.constexpr, REV_LEAN: tl.constexpr):
     # Time along the lanes, tiles from the last: per state n, recompute h over the tile from its
     # checkpoint (a forward scan), then g_t = a_{t+1} g_{t+1} + C_t dy_t by a reverse scan whose last
     # step carries the gradient from the tile to the right (c_last += a_{t1} g_{t1}); Σ_n terms (du,
@@ -777,7 +777,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             rev_t = BLOCK_T - 1 - cols                          # lane j: step t1 - j
             rev = tl.broadcast_to(rev_t[None, :], [BLOCK_D, BLOCK_T])
             dt_next_r = tl.gather(dt_next, rev, 1)
-            dy_r = tl.gather(dy, rev, 1)                        # once per tile; C's row reversed per state
+            if REV_LEAN:
+                dy_r = tl.gather(dy, rev, 1)                    # once per tile; C's row reversed per state
         gB = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n g B
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
@@ -806,10 +807,16 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
             g_in = g_in[:, None]
             if REV_GATHER:
                 a_next_r = tl.exp2(dt_next_r * a2[:, None])
-                cg_r = dy_r * tl.gather(c, rev_t, 0)[None, :]
+                if REV_LEAN:
+                    cg_r = dy_r * tl.gather(c, rev_t, 0)[None, :]
+                else:
+                    cg_r = tl.gather(dy * c[None, :], rev, 1)
                 cg_r = tl.where(first, cg_r + a_next_r * g_in, cg_r)
                 _pg, g_r = tl.associative_scan((a_next_r, cg_r), 1, affine_combine)
-                g_first = tl.reshape(tl.gather(g_r, tl.full([BLOCK_D, 1], BLOCK_T - 1, tl.int32), 1), [BLOCK_D])
+                if REV_LEAN:   # g at the tile's first step: a gather of the last column, not a masked sum
+                    g_first = tl.reshape(tl.gather(g_r, tl.full([BLOCK_D, 1], BLOCK_T - 1, tl.int32), 1), [BLOCK_D])
+                else:
+                    g_first = tl.sum(tl.where(last, g_r, 0.0), axis=1)
                 if not STATE_ONLY:
                     g = tl.gather(g_r, rev, 1)
             else:
@@ -1028,6 +1035,19 @@ def _da_parts(block_t: int) -> int:
     return min(32, block_t)
 
 
+def _rev_lean(prefetch: bool, chunk_tiles: int) -> bool:
+    """REV_LEAN of the "time" backward (rev="gather"): dy reversed once per tile and C's row per state,
+    rather than the product C dy reversed per state, and g at the tile's first step by a gather of one
+    column rather than a masked sum across the lanes (state loop 708 -> 648 instructions offline,
+    `kernels.sass_stats`, triton 3.6). TILES["time"]["rev_lean"] overrides; by default where it was
+    faster on the H100 (results/bench/tune_scans.md run 15, fwd+bwd from a CUDA graph, without -> with,
+    both without dA's partials): 16-bit inputs (`_prefetch`) whose programs walk several tiles, bf16
+    B=8 D=2048 L=4096 N=16 4.41 -> 4.29 ms; not fp32 (7.21 -> 7.77 ms at that shape, Zoology 1.62 ->
+    1.67), nor one tile per program (bf16 Zoology shape B=256 D=256 L=256: 0.919 -> 0.932)."""
+    lean = TILES["time"].get("rev_lean")
+    return (prefetch and chunk_tiles > 1) if lean is None else lean
+
+
 def _bwd_chunks(n_prog: int, n_tiles: int, chunk_len: int | None, block_t: int,
                 device: torch.device) -> tuple[int, int]:
     """(chunks, tiles per chunk) of the "time" backward: chunks over time when its n_prog programs
@@ -1159,6 +1179,7 @@ class SelectiveScanFn(torch.autograd.Function):
             flags["CARRY_MEM"] = chunk_tiles > 1
             flags["DA_P"] = da_p = _da_parts(block_t)
             flags["DA_MEM"] = da_mem = chunk_tiles > 1 and TILES["time"].get("da_parts", True)
+            flags["REV_LEAN"] = _rev_lean(flags["PREFETCH"], chunk_tiles)
             width = 1 + da_p if da_mem else 1                            # the carries (and dA's partials)
             gbuf = torch.empty(n_prog * n_chunks * N * block_d * width if chunk_tiles > 1 or n_chunks > 1 else 1,
                                **f32)

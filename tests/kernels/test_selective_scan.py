@@ -303,15 +303,19 @@ def test_time_backward_chunks_over_time(poison, monkeypatch):
     assert_close(out, ref, TOL[torch.float32])
 
 
-@pytest.mark.parametrize("da_parts", [True, False], ids=["da-parts", "da-registers"])
-def test_time_backward_with_the_gpu_tiles(poison, monkeypatch, da_parts):
+@pytest.mark.parametrize("da_parts, lean", [(True, True), (True, False), (False, False)],
+                         ids=["da-parts-lean", "da-parts-plain", "da-registers-plain"])
+def test_time_backward_with_the_gpu_tiles(poison, monkeypatch, da_parts, lean):
     """The shipped GPU tiles, interpreted (the other interpreter tests use tiles of 4-8 steps): the backward
     at BLOCK_D = 2, BLOCK_T = 256 over two tiles (the second partial), with dA summed per lane in DA_P = 32
-    parts of 8 steps (`_da_parts`) or in the register tile (TILES["time"]["da_parts"] off), and the lane
+    parts of 8 steps (`_da_parts`) and dy reversed once per tile (`_rev_lean`), or dA in the register tile
+    and C dy reversed per state (TILES["time"]["da_parts"], ["rev_lean"] off: the register tile is what
+    one-tile programs use, partials without the lean form what fp32 inputs use at long L), and the lane
     forward at 32 channels per program."""
     ts = ss.triton_scan
     monkeypatch.setattr(ts, "INTERPRETED", False)                # _blocks and _lane_block_d as on a GPU
     monkeypatch.setitem(ts.TILES["time"], "da_parts", da_parts)
+    monkeypatch.setitem(ts.TILES["time"], "rev_lean", lean)
     monkeypatch.setattr(ts, "_sm_count", lambda device: 132)
     assert ts._blocks("time", 16, 4, backward=True) == (2, 16, 256, 1) and ts._da_parts(256) == 32
     inputs, cot = make_inputs(1, 4, 300, 16, None, torch.float32, full=True, decay="mixed")
