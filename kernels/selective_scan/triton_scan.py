@@ -1043,7 +1043,9 @@ def _rev_lean(prefetch: bool, chunk_tiles: int) -> bool:
     faster on the H100 (results/bench/tune_scans.md run 15, fwd+bwd from a CUDA graph, without -> with,
     both without dA's partials): 16-bit inputs (`_prefetch`) whose programs walk several tiles, bf16
     B=8 D=2048 L=4096 N=16 4.41 -> 4.29 ms; not fp32 (7.21 -> 7.77 ms at that shape, Zoology 1.62 ->
-    1.67), nor one tile per program (bf16 Zoology shape B=256 D=256 L=256: 0.919 -> 0.932)."""
+    1.67), nor one tile per program (bf16 Zoology shape B=256 D=256 L=256: 0.919 -> 0.932). With this
+    choice against the lean form everywhere: fp32 L=4096 7.55 -> 6.97 ms, Zoology 1.68 -> 1.61, bf16
+    Zoology 0.933 -> 0.923, bf16 L=4096 unchanged (4.13)."""
     lean = TILES["time"].get("rev_lean")
     return (prefetch and chunk_tiles > 1) if lean is None else lean
 
