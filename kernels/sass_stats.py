@@ -181,9 +181,9 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
 
     la = importlib.import_module("kernels.linear_attention.chunk")
     B, T, H, V = 8, 4096, 8, K
-    sig = {"_intra_a_kernel": ("q k g a", {}),
+    sig = {"_intra_a_kernel": ("q k g a msum", {}),
            "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, NA=0)),
-           "_intra_grad_kernel": ("q k v g do qi ki", {}),
+           "_intra_grad_kernel": ("q k v g do qi ki msum", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}

@@ -244,7 +244,7 @@ def _fwd_kernel(
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1).
@@ -284,12 +284,11 @@ def _intra_a_kernel(q, k, g, a, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, 
             half = o_i // (BT // 2 ** (lvl + 1))        # 2**(lvl+1) halves
             upper = half % 2 == 1
             # the sums of g over t's half up to t (upper halves) or after t (lower halves): M g
-            m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
-                                                                o_i[None, :] > o_i[:, None])
+            m_sum = tl.load(msum + lvl * BT * BT + o_i[:, None] * BT + o_i[None, :])
             if b_g.dtype == tl.float32:
-                b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
+                b_x = tl.exp2(tl.dot(m_sum, b_g, input_precision="ieee") * LOG2E)
             else:
-                b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
+                b_x = tl.exp2(tl.dot(m_sum, b_g) * LOG2E)
             # rows outside the upper (q) or lower (k) halves are not zeroed: `pair` drops their products
             b_qs = (b_q * b_x).to(b_q.dtype)
             b_ks = (b_k * b_x).to(b_k.dtype)
@@ -448,7 +447,7 @@ def _scan_kernel(
         tl.store(out + (i_bh * NS + NS - 1) * K * V + o_e, b_S, mask=m_e)
 
 
-def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
+def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
                        BV: tl.constexpr, PREC: tl.constexpr):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
@@ -491,12 +490,11 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, T, scale, B, H, K, V, BT: tl.cons
         if 2 ** (lvl + 1) <= BT:
             half = o_i // (BT // 2 ** (lvl + 1))
             upper = half % 2 == 1
-            m_sum = (half[:, None] == half[None, :]) & tl.where(upper[:, None], o_i[None, :] <= o_i[:, None],
-                                                                o_i[None, :] > o_i[:, None])
+            m_sum = tl.load(msum + lvl * BT * BT + o_i[:, None] * BT + o_i[None, :])
             if b_g.dtype == tl.float32:
-                b_x = tl.exp2(tl.dot(m_sum.to(tl.float32), b_g, input_precision="ieee") * LOG2E)
+                b_x = tl.exp2(tl.dot(m_sum, b_g, input_precision="ieee") * LOG2E)
             else:
-                b_x = tl.exp2(tl.dot(m_sum.to(b_g.dtype), b_g) * LOG2E)
+                b_x = tl.exp2(tl.dot(m_sum, b_g) * LOG2E)
             # as in `_intra_a_kernel`, no rows zeroed: dA_pair's zeros drop the products of the others
             b_qs = (b_q * b_x).to(b_q.dtype)
             b_ks = (b_k * b_x).to(b_k.dtype)
@@ -1198,6 +1196,23 @@ def _intra_grad_cap() -> dict:
     return {"maxnreg": cap} if cap and not _interpret() else {}
 
 
+@functools.lru_cache(maxsize=32)
+def _level_sums(BT: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The 0/1 matrices M of the intra-chunk passes' levels (`_intra_a_kernel`), [log2(BT), BT, BT] in g's
+    dtype: at level l the chunk is cut into 2^(l+1) halves, and M[t, r] = 1 where r lies in t's half and
+    r <= t (t in an upper half) or r > t (a lower half), so that M g sums g over t's half up to t or
+    after t. Loaded by the passes rather than formed from comparisons in every program (offline,
+    `kernels.sass_stats`, triton 3.6: A pass 2256 -> 1880 instructions at K=V=64, 4024 -> 3552 at 128)."""
+    i = torch.arange(BT)
+    out = []
+    for lvl in range(BT.bit_length() - 1):
+        half = i // (BT // 2 ** (lvl + 1))
+        upper = (half % 2 == 1)[:, None]
+        same = half[:, None] == half[None, :]
+        out.append(same & torch.where(upper, i[None, :] <= i[:, None], i[None, :] > i[:, None]))
+    return torch.stack(out).to(device=device, dtype=dtype).contiguous()
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -1325,7 +1340,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         a = None
         if decay == 2:
             a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, T, B, H, K, BT=cfg_f["BT"],
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a,
+                    _level_sums(cfg_f["BT"], g.dtype, dev), T, B, H, K, BT=cfg_f["BT"],
                     BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
@@ -1373,7 +1389,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         qi = ki = dummy
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
-            _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki, T, ctx.scale,
+            _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
+                    _level_sums(cfg["BT"], g.dtype, dev), T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
                     num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
@@ -1399,7 +1416,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             bka = _wide_k(cfg, K)["BK"]
             NKA = cdiv(K, bka)
             a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a, T, B, H, K, BT=cfg["BT"],
+            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a,
+                    _level_sums(cfg["BT"], g.dtype, dev), T, B, H, K, BT=cfg["BT"],
                     BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
