@@ -162,7 +162,7 @@ def _scan_kernels() -> list[Kernel]:
         out.append(Kernel(f"selective_scan bwd (time, rev={rev})", ss._ss_bwd_time_kernel, bf16,
                           dict(bwd, REV_INDEX=rev == "index", REV_GATHER=rev == "gather", PREFETCH=True,
                                CARRY_MEM=True, DA_P=ss._da_parts(t["block_t"]),
-                               DA_MEM=t.get("da_parts", True), REV_LEAN=t.get("rev_lean", True)), ints,
+                               DA_MEM=t.get("da_parts", True), REV_LEAN=ss._rev_lean(True, 2)), ints,
                           t["bwd_warps"], t["bwd_block_d"] * t["block_t"], ss_total, unit,
                           maxnreg=t.get("bwd_maxnreg")))
     for reverse in (False, True):

@@ -32,7 +32,7 @@ SS_SEQ = [dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=
 # "time": time along the lanes; the forward scans [fd, N, ft] tiles (all states at once), the backward a
 # [bd, bt] tile per state (bt = block_t = the checkpoint spacing)
 _SS_DEFAULT = dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2, bwd_warps=1,
-                   rev="gather", bwd_chunks=True, fwd="lane", lane_block_d=None)
+                   rev="gather", bwd_chunks=True, fwd="lane", lane_block_d=None, da_parts=True, rev_lean=None)
 # the shipped config first; earlier candidates and their readings: results/bench/tune_scans.md runs 1-11.
 # fwd "lane": one channel per lane (lane_block_d channels per one-warp program; None: 32 or 16 by the
 # number of programs, triton_scan._lane_block_d), sequential in time; "states": [fd, N, ft] tiles

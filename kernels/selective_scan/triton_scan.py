@@ -38,7 +38,9 @@ Roofline (H100 SXM: 132 SMs at ~1.75 GHz; exp2 on the SFU at 16/clk/SM = 3.7 T/s
     tile's first step by a lane gather instead of a masked sum, dy reversed once per tile rather than
     C dy per state: 742 -> 648 instructions per 512 updates offline (`python -m kernels.sass_stats`,
     triton 3.6; floor 1.68 -> 1.47 ms at that shape); on the H100 (session 15, bf16, from a CUDA graph)
-    fwd+bwd 4.41 -> 4.12 ms (the backward 3.60 -> 3.31), Zoology shape 0.919 -> 0.932 (tune_scans.md run 15).
+    fwd+bwd 4.41 -> 4.12 ms (the backward 3.60 -> 3.31); the gather and reversal part slowed fp32 and
+    one-tile programs, so it now applies to 16-bit inputs whose programs walk several tiles only
+    (`_rev_lean`; fp32 7.21 -> 6.97 ms, Zoology bf16 0.92 ms; tune_scans.md run 15).
   - why (`python -m kernels.sass_stats`, an offline sm_90 compile; triton 3.6 on the GPU host): the
     backward uses 255 registers per thread, so only 8 one-warp programs fit on an SM, and its state
     loop issued ~820 warp instructions per 512 updates (FMUL/FFMA of the two scans' combines, ~110
@@ -914,7 +916,7 @@ VARIANT = "time"
 TILES = dict(seq=dict(block_t=32, fwd_block_d=8, fwd_warps=4, bwd_block_d=8, bwd_warps=1),
              time=dict(block_t=256, fwd_block_t=32, fwd_block_d=2, fwd_warps=1, bwd="time", bwd_block_d=2,
                        bwd_warps=1, rev="gather", bwd_chunks=True,
-                       fwd="lane", lane_block_d=None))
+                       fwd="lane", lane_block_d=None, da_parts=True, rev_lean=None))
 TIME_SEQ_CK = 32    # "time" forward + "seq" backward: checkpoint spacing = the seq backward's tile
 
 
