@@ -1192,8 +1192,7 @@ def _intra_grad_cap() -> dict:
     1760 -> 1520 instructions at K=V=64 (23 spilled registers) and 1832 -> 1568 at K=V=128 (8). H100, bf16,
     fwd+bwd from a CUDA graph, uncapped -> capped: B=8 T=4096 H=8 K=V=64 0.597 -> 0.584 ms, K=V=128 1.470 ->
     1.422, Zoology H=4 K=64 0.565 -> 0.547 (results/bench/tune_linear_attention.md run 33)."""
-    cap = TUNE.get("intra_grad_maxnreg", INTRA_GRAD_MAXNREG)
-    return {"maxnreg": cap} if cap and not _interpret() else {}
+    return _reg_cap("intra_grad_maxnreg", INTRA_GRAD_MAXNREG)
 
 
 @functools.lru_cache(maxsize=32)
@@ -1284,9 +1283,10 @@ def _scan(x, gp, s0, sfin, P: int, SUB: int, NS: int, first: int, reverse: bool,
     return out
 
 
-def _reg_cap(key: str) -> dict:
-    """{"maxnreg": TUNE[key]} for a compiled launch where TUNE sets that register cap, else {}."""
-    return {"maxnreg": TUNE[key]} if key in TUNE and not _interpret() else {}
+def _reg_cap(key: str, default: int = 0) -> dict:
+    """{"maxnreg": cap} for a compiled launch, cap = TUNE[key] or else default (0: no cap), else {}."""
+    cap = TUNE.get(key, default)
+    return {"maxnreg": cap} if cap and not _interpret() else {}
 
 
 def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, first: int, reverse: bool,

@@ -785,7 +785,8 @@ def _ss_bwd_time_kernel(u_ptr, dl_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_p
         sA = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)     # Σ_n A g a h_{t-1}
         y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)      # Σ_n C h (for dz)
         ck = (row * n_tiles + tile) * N
-        da_add = tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0    # DA_MEM: dA's partials hold earlier tiles
+        if DA_MEM:
+            da_add = tl.full([BLOCK_D, DA_P], 0, tl.int32) + k > 0    # dA's partials hold earlier tiles
         g_src = tl.where(k == 0, g_init, o_buf)
         g_step = tl.where(k == 0, 1, BLOCK_D)
         g_on = (k > 0) | (HAS_GINIT or HAS_DLAST)
@@ -1046,8 +1047,8 @@ def _rev_lean(prefetch: bool, chunk_tiles: int) -> bool:
     both without dA's partials): 16-bit inputs (`_prefetch`) whose programs walk several tiles, bf16
     B=8 D=2048 L=4096 N=16 4.41 -> 4.29 ms; not fp32 (7.21 -> 7.77 ms at that shape, Zoology 1.62 ->
     1.67), nor one tile per program (bf16 Zoology shape B=256 D=256 L=256: 0.919 -> 0.932). With this
-    choice against the lean form everywhere: fp32 L=4096 7.55 -> 6.97 ms, Zoology 1.68 -> 1.61, bf16
-    Zoology 0.933 -> 0.923, bf16 L=4096 unchanged (4.13)."""
+    choice against the lean form everywhere (medians of three): fp32 L=4096 7.51 -> 6.97 ms, Zoology
+    1.69 -> 1.61, bf16 Zoology 0.935 -> 0.923, bf16 L=4096 unchanged (4.13)."""
     lean = TILES["time"].get("rev_lean")
     return (prefetch and chunk_tiles > 1) if lean is None else lean
 
