@@ -29,6 +29,14 @@ def _mamba_ssm():
     return selective_scan_fn
 
 
+def op_bytes(Bsz: int, D: int, L: int, N: int, elem_size: int, backward: bool = True) -> int:
+    """Bytes the op must move, inputs read once and outputs written once: the forward reads u, δ, z
+    ([B, D, L]), B, C ([B, N, L]) and writes y; forward + backward also reads u, δ, z, dy and B, C again and
+    writes du, dδ, dz, dB, dC (11 [B, D, L] and 6 [B, N, L] tensors in all; A, D, δ_bias are negligible)."""
+    big, small = (11, 6) if backward else (4, 2)
+    return (big * Bsz * D * L + small * Bsz * N * L) * elem_size
+
+
 def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -> list[dict]:
     """One row per (shape, impl, dtype); see kernels/bench.py for the keys."""
     copy_bw = copy_bandwidth_gbps()
@@ -49,7 +57,7 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
             z = torch.randn(Bsz, D, L, **dev).requires_grad_()
             bias = torch.randn(D, device="cuda").requires_grad_()
             cot = torch.randn(Bsz, D, L, **dev)
-            nbytes = (11 * Bsz * D * L + 6 * Bsz * N * L) * u.element_size()
+            nbytes = op_bytes(Bsz, D, L, N, u.element_size())
             for name, fn in impls.items():
                 if only is not None and name not in only:
                     continue
@@ -75,7 +83,7 @@ def run(quick: bool = False, only: set[str] | None = None, long: bool = False) -
                 fwd, fwdbwd = fwd * scale, fwdbwd * scale
                 note = "; ".join(x for x in (err, note) if x)
                 if fwd == fwd:
-                    fwd_bytes = (4 * Bsz * D * L + 2 * Bsz * N * L) * u.element_size()
+                    fwd_bytes = op_bytes(Bsz, D, L, N, u.element_size(), backward=False)
                     note = "; ".join(x for x in (note, f"fwd {fwd_bytes / fwd / 1e6:.0f} GB/s") if x)
                 gbps = nbytes / fwdbwd / 1e6
                 wrt = [x for x in args if x.requires_grad]
