@@ -182,7 +182,7 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
     la = importlib.import_module("kernels.linear_attention.chunk")
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a msum", {}),
-           "_fwd_kernel": ("q k v g s0 o ht a", dict(USE_S0=True, NA=0)),
+           "_fwd_kernel": ("q k v g s0 o ht a msum", dict(USE_S0=True, NA=0)),
            "_intra_grad_kernel": ("q k v g do qi ki msum", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki",
@@ -223,6 +223,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 flags = {k: (nka if k == "NA" else v) for k, v in flags.items()}
+                if name == "_fwd_kernel" and la._a_in_sweep(nka, cfg["BK"]):   # A formed and stored by the sweep
+                    flags = dict(flags, NA=0, A_IN=True, STORE_A=True)
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)

@@ -29,7 +29,8 @@ tl.dots instead of scans and sums across warps (H100, bf16, B=8 T=4096 H=8 K=V=1
 0.40 ms; results/bench/profile.md).
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
-again (its chunks of 16 tokens read their diagonal blocks); dq's and dk's intra-chunk parts, dA =
+again (its chunks of 16 tokens read their diagonal blocks); with one K block of <= 64 the forward's
+sweep forms A itself and stores it for dk/dv (`_a_in_sweep`: the pass's second reading of q, k, g saved); dq's and dk's intra-chunk parts, dA =
 do v^T times the same factors, come from a second parallel pass over the backward's chunks
 (`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
 block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
@@ -102,7 +103,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (per channel: the largest K the A pass and the sweeps keep in one block), "wide_warps" (their num_warps then),
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
-# (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "num_warps", "num_stages".
+# (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
+# A formed by the forward's sweep, `_a_in_sweep`), "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -132,17 +134,20 @@ def _interpret() -> bool:
 
 
 def _fwd_kernel(
-    q, k, v, g, s0, o, ht, a, T, scale,
+    q, k, v, g, s0, o, ht, a, msum, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
+    A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
     partial outputs (or o itself when NK == 1); ht: [B*H, K, V] fp32 final state, written by the last
     segment's programs;
     per-channel decay: a: [NA, B, T, H, BT], the intra-chunk A of (1) as `_intra_a_kernel` stored it
-    (NA partial sums over K blocks), whose A v term the first K block adds.
+    (NA partial sums over K blocks), whose A v term the first K block adds; or (A_IN, one K block) formed
+    here from the chunk's q, k, g (`_chunk_a`, msum: `_level_sums`) and, with STORE_A, stored to a
+    ([1, B, T, H, BT], the input dtype) for dk/dv, so that no A pass re-reads q, k, g.
     DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
     summed, rather than the second accumulating into the first."""
     i_p = tl.program_id(0)
@@ -164,7 +169,7 @@ def _fwd_kernel(
         g += i_b * T * H + i_h
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
-    if NA > 0:
+    if NA > 0 or STORE_A:
         a += (i_b * T * H + i_h) * BT
     m_kv = m_k[:, None] & m_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
@@ -212,12 +217,17 @@ def _fwd_kernel(
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
-            # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
-            m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-            b_A = tl.zeros([BT, BT], dtype=tl.float32)
-            for i_a in tl.static_range(NA):
-                b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
-                               other=0.0).to(tl.float32)
+            if A_IN:   # A of (1) from this K block, which is all of K
+                b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
+                if STORE_A:
+                    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty),
+                             mask=m_t[:, None] & (o_i * 0 + i_v == 0)[None, :])
+            else:      # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
+                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+                b_A = tl.zeros([BT, BT], dtype=tl.float32)
+                for i_a in tl.static_range(NA):
+                    b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
+                                   other=0.0).to(tl.float32)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_qd = b_q
@@ -277,6 +287,15 @@ def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.const
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
+    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+
+
+@triton.jit
+def _chunk_a(b_q, b_k, b_g, msum, BT: tl.constexpr, PREC: tl.constexpr):
+    """A of (1) for one chunk, [BT, BT] fp32, from its q, k, g tiles [BT, BK] (one K block's share), by
+    halving the chunk as `_intra_a_kernel` describes; msum: the levels' 0/1 sum matrices (`_level_sums`)."""
+    o_i = tl.arange(0, BT)
     b_A = tl.where(o_i[:, None] == o_i[None, :],
                    tl.sum(b_q.to(tl.float32) * b_k.to(tl.float32), axis=1)[:, None], 0.0)
     for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
@@ -294,7 +313,7 @@ def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.const
             b_ks = (b_k * b_x).to(b_k.dtype)
             pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
             b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
-    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+    return b_A
 
 
 def _local_state_kernel(
@@ -1152,6 +1171,21 @@ def _wide_k(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
+A_IN_SWEEP_MAX_K = 64   # per-channel decay: the forward's sweep forms A itself up to this K block (`_a_in_sweep`)
+
+
+def _a_in_sweep(nk: int, bk: int) -> bool:
+    """Whether the per-channel forward's sweep forms each chunk's A itself (and stores it for dk/dv)
+    instead of loading it from the A pass, which reads q, k and g a second time: with one K block (A sums
+    over all of K) of at most A_IN_SWEEP_MAX_K. TUNE "a_in_sweep" overrides (still one K block only).
+    H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md, session 16):
+    K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128 the sweep,
+    at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35 -> 5.77)."""
+    if nk != 1:
+        return False
+    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk <= A_IN_SWEEP_MAX_K
+
+
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
     FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"); the backward keeps its
@@ -1337,18 +1371,23 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
         # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
         # one K block in the input dtype (the tl.dots round A to it)
-        a = None
+        a, msum = None, dummy
+        grads = any(ctx.needs_input_grad[:4])
+        a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"])      # A formed by the sweep itself
         if decay == 2:
-            a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a,
-                    _level_sums(cfg_f["BT"], g.dtype, dev), T, B, H, K, BT=cfg_f["BT"],
-                    BK=cfg_f["BK"], PREC=cfg_f["PREC"],
-                    num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
+            msum = _level_sums(cfg_f["BT"], g.dtype, dev)
+            if grads or not a_in:
+                a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
+            if not a_in:
+                _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, msum, T, B, H, K,
+                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
+                        num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                a if a is not None else dummy, T, scale, B=B, USE_S0=s_in is not None,
-                NA=0 if a is None else NKF, UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
+                a if a is not None else dummy, msum, T, scale, B=B, USE_S0=s_in is not None,
+                NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None,
+                UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
-        a = a if any(ctx.needs_input_grad[:4]) else None
+        a = a if grads else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns = scale, decay, h0 is not None, NS
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment

@@ -211,12 +211,16 @@ def test_triton_interpreted_channel_mixed_strengths(interpret, poison, monkeypat
 
 
 @pytest.mark.parametrize("K,NA", [(48, 1), (80, 3)], ids=["one-kblock", "3-kblocks"])
-def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, launches, K, NA):
+def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret, poison, monkeypatch, launches, K,
+                                                                      NA):
     """Per-channel decay: a parallel pass over the forward's chunks forms the intra-chunk A (NA partial
     sums over K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and
     dk/dv both sum those partials, and A is kept only when a gradient of q, k, v or log_decay follows
-    (else dk/dv's own A pass runs); outputs and gradients match the reference."""
+    (else dk/dv's own A pass runs); outputs and gradients match the reference. (With one K block of
+    <= 64 the forward's sweep forms A by default: TUNE a_in_sweep = False keeps the pass here.)"""
     from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "a_in_sweep", False)
 
     inputs = make_inputs(1, 40, 2, K, 16, "channel", torch.float32)
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
@@ -242,6 +246,32 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     assert_close({"dh0": h0_ref.grad}, {"dh0": h0.grad}, TOL[torch.float32])
     o = chunked_linear_attention(q.requires_grad_(), k, v, g)
     assert o.grad_fn.saved_tensors[-1].shape == (NA, 1, 40, 2, 32)
+
+
+@pytest.mark.parametrize("K,ns,in_sweep", [(48, 1, True), (16, 2, True), (80, 1, False)],
+                         ids=["one-kblock", "segments", "3-kblocks-pass"])
+def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, monkeypatch, launches, K, ns,
+                                                           in_sweep):
+    """Per-channel decay with TUNE a_in_sweep: with one K block the forward's sweep forms A itself (no A
+    pass) and stores it for dk/dv; with several K blocks the A pass still runs. T = 100: three full
+    forward chunks and a partial one (over two segments in one case); outputs and gradients match the
+    reference, and with only d initial_state to follow nothing is stored."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "a_in_sweep", True)
+    monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    inputs = make_inputs(1, 100, 2, K, 16, "channel", torch.float32)
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
+    names = [n for n, _, _ in launches]
+    fwd = next(meta for n, _, meta in launches if n == "_fwd_kernel")
+    assert ("_intra_a_kernel" not in names) == in_sweep
+    assert fwd["A_IN"] == fwd["STORE_A"] == in_sweep and fwd["NA"] == (0 if in_sweep else 3)
+    q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
+    launches.clear()
+    o = chunked_linear_attention(q, k, v, g, initial_state=torch.zeros(1, 2, K, 16, requires_grad=True))
+    fwd = next(meta for n, _, meta in launches if n == "_fwd_kernel")
+    assert fwd["A_IN"] == in_sweep and not fwd["STORE_A"] and o.grad_fn.saved_tensors[-1] is None
 
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
