@@ -30,10 +30,10 @@ tl.dots instead of scans and sums across warps (H100, bf16, B=8 T=4096 H=8 K=V=1
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
 again (its chunks of 16 tokens read their diagonal blocks); with one K block of <= 64 the forward's
-sweep forms A itself and stores it for dk/dv (`_a_in_sweep`: the pass's second reading of q, k, g saved); dq's and dk's intra-chunk parts, dA =
-do v^T times the same factors, come from a second parallel pass over the backward's chunks
-(`_intra_grad_kernel`), which the dq and dk/dv sweeps add. 16-bit inputs keep K, V <= 128 in one
-block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
+sweep forms A itself and stores it for dk/dv (`_a_in_sweep`: the pass's second reading of q, k, g
+saved). dq's and dk's intra-chunk parts, dA = do v^T times the same factors, come from a second
+parallel pass over the backward's chunks (`_intra_grad_kernel`), which the dq and dk/dv sweeps add.
+16-bit inputs keep K, V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
 the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms) -> 1.06 ms (G and
 dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end; 0.80 ms from a CUDA graph) -> 0.90 ms
 (exp as exp2, `LOG2E`; 0.73 from a graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 -> 1.71 ms (FLA
