@@ -1,6 +1,6 @@
 """Floors of the selective scan on this GPU, from measured rates: what issue #7's bandwidth target asks of it.
 
-    python -m kernels.roofline [--out results/bench]        (GPU; writes roofline.md)
+    python -m kernels.roofline [--out results/bench]        (GPU; writes roofline_table.md)
 
 Three rates are measured here (the H100's data-sheet figures in brackets, 132 SMs at ~1.755 GHz):
   - copy bandwidth, GB/s (`kernels.bench.copy_bandwidth_gbps`, the yardstick of every frac_copy_bw);
@@ -132,7 +132,8 @@ def table(rates: dict, shapes=SHAPES, dtype: torch.dtype = torch.bfloat16, ours:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/bench", help="folder for roofline.md")
+    parser.add_argument("--out", default="results/bench",
+                        help="folder for roofline_table.md (results/bench/roofline.md is the commentary on it)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.roofline measures the GPU's rates: it needs a CUDA device (none found).")
@@ -146,7 +147,7 @@ def main() -> None:
     print(text)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "roofline.md").write_text("# Selective scan: floors against the bandwidth target\n\n" + text)
+    (out / "roofline_table.md").write_text("# Selective scan: floors against the bandwidth target\n\n" + text)
 
 
 if __name__ == "__main__":
