@@ -131,11 +131,15 @@ def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, va
     assert_close(out, ref, TOL[dtype], loose=("dA",) if decay == "near0" else ())
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("Bsz,D,L,N,G,full,decay,chunk_len", [
-    (2, 5, 41, 7, None, True, "mixed", 16),     # several recompute tiles per backward program, 3 chunks
-    (1, 6, 23, 2, 3, True, "near1", None),
-])
+# y only at the long shape: about 10 s per variant in the interpreter, so the variants the GPU does not
+# run by default ("time" with prefetch is its bf16 path) go to `make test-slow`; the short shape runs them all
+Y_ONLY_SHAPES = [((2, 5, 41, 7, None, True, "mixed", 16), {"time", "time-prefetch"}),  # several recompute
+                 ((1, 6, 23, 2, 3, True, "near1", None), set(VARIANTS))]              # tiles, 3 chunks
+
+
+@pytest.mark.parametrize("Bsz,D,L,N,G,full,decay,chunk_len,variant", [
+    pytest.param(*shape, variant, marks=() if variant in fast else pytest.mark.slow)
+    for shape, fast in Y_ONLY_SHAPES for variant in VARIANTS])
 def test_triton_y_only_matches_naive(Bsz, D, L, N, G, full, decay, chunk_len, variant, poison, monkeypatch):
     """Only y is used: the backward runs without ∂L/∂h_L (dlast is None)."""
     variant = _variant(variant, monkeypatch)
