@@ -29,7 +29,7 @@ tl.dots instead of scans and sums across warps (H100, bf16, B=8 T=4096 H=8 K=V=1
 0.40 ms; results/bench/profile.md).
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
-again (its chunks of 16 tokens read their diagonal blocks); with one K block of <= 64 the forward's
+again (its chunks of 16 tokens read their diagonal blocks); with one K block of 64 the forward's
 sweep forms A itself and stores it for dk/dv (`_a_in_sweep`: the pass's second reading of q, k, g
 saved). dq's and dk's intra-chunk parts, dA = do v^T times the same factors, come from a second
 parallel pass over the backward's chunks (`_intra_grad_kernel`), which the dq and dk/dv sweeps add.
@@ -1171,19 +1171,22 @@ def _wide_k(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": BK, "num_warps": TUNE.get("wide_warps", 8 if BK >= 128 else cfg["num_warps"])}
 
 
-A_IN_SWEEP_MAX_K = 64   # per-channel decay: the forward's sweep forms A itself up to this K block (`_a_in_sweep`)
+A_IN_SWEEP_BK = 64   # per-channel decay: the forward's sweep forms A itself at this K block (`_a_in_sweep`)
 
 
 def _a_in_sweep(nk: int, bk: int) -> bool:
     """Whether the per-channel forward's sweep forms each chunk's A itself (and stores it for dk/dv)
     instead of loading it from the A pass, which reads q, k and g a second time: with one K block (A sums
-    over all of K) of at most A_IN_SWEEP_MAX_K. TUNE "a_in_sweep" overrides (still one K block only).
-    H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md, session 16):
-    K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128 the sweep,
-    at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35 -> 5.77)."""
+    over all of K) of A_IN_SWEEP_BK, where it was measured to win. TUNE "a_in_sweep" overrides (still one
+    K block only). H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md,
+    session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128
+    the sweep, at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35
+    -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
+    benchmark's B=256 T=256 H=4 K=V=16 row read 0.289 ms against 0.269 two commits before (kernels.md,
+    session 16 note)."""
     if nk != 1:
         return False
-    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk <= A_IN_SWEEP_MAX_K
+    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
 
 
 def _fwd_config(cfg: dict, K: int) -> dict:

@@ -217,7 +217,7 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     sums over K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and
     dk/dv both sum those partials, and A is kept only when a gradient of q, k, v or log_decay follows
     (else dk/dv's own A pass runs); outputs and gradients match the reference. (With one K block of
-    <= 64 the forward's sweep forms A by default: TUNE a_in_sweep = False keeps the pass here.)"""
+    64 the forward's sweep forms A by default: TUNE a_in_sweep = False keeps the pass here.)"""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "a_in_sweep", False)
