@@ -70,6 +70,8 @@ VARIANTS = {
     "dkv w4": {"dkv_warps": 4},
     "dq w4": {"dq_bk": 128, "dq_warps": 4},
     "wide w4": {"wide_warps": 4},
+    "a_in_sweep=0": {"a_in_sweep": False},
+    "a_in_sweep=1": {"a_in_sweep": True},
     "channel_bt=32": {"channel_bt": 32},
     "channel_bt=32 w8": {"channel_bt": 32, "dkv_warps": 8, "num_warps": 8},
     "intra w1": {"intra_warps": 1},
@@ -123,7 +125,9 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("x_parts", tuple(chunk._x_parts(chunk._dkv_config(cfg, K), w)
                                                            for w in ("xq", "xk"))
                                           if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),
-                                         ("a_t", chunk._a_transposed(chunk._dkv_config(cfg, K))))
+                                         ("a_t", chunk._a_transposed(chunk._dkv_config(cfg, K))),
+                                         ("a_in_sweep", chunk._a_in_sweep(-(-K // fwd["BK"]), fwd["BK"])
+                                          if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):
