@@ -33,10 +33,10 @@ again (its chunks of 16 tokens read their diagonal blocks); with one K block of 
 sweep forms A itself and stores it for dk/dv (`_a_in_sweep`: the pass's second reading of q, k, g
 saved). dq's and dk's intra-chunk parts, dA = do v^T times the same factors, come from a second
 parallel pass over the backward's chunks (`_intra_grad_kernel`), which the dq and dk/dv sweeps add.
-16-bit inputs keep K, V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one column at a time) -> 1.47 (session 6:
-the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's chunk_gla: 1.76 ms) -> 1.06 ms (G and
-dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end; 0.80 ms from a CUDA graph) -> 0.90 ms
-(exp as exp2, `LOG2E`; 0.73 from a graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 -> 1.71 ms (FLA
+16-bit inputs keep K, V <= 128 in one block. H100, bf16, fwd+bwd, B=8 T=4096 H=8 K=V=64: 2.65 (one
+column at a time) -> 1.47 (session 6: the A pass, wide tiles) -> 1.09 ms (factored by halving; FLA's
+chunk_gla: 1.76 ms) -> 1.06 ms (G and dg's suffix sums by tl.dots) -> 1.03 ms (and G at the chunk end;
+0.80 ms from a CUDA graph) -> 0.90 ms (exp as exp2, `LOG2E`; 0.73 from a graph), K=V=128: 9.74 -> 3.88 -> 2.68 -> 2.15 -> 1.81 -> 1.71 ms (FLA
 3.48 ms) (results/bench/kernels.md and its header; the steps in results/bench/tune_linear_attention.md
 runs 1-8 and scripts/experiments/la_channel_columns.py).
 A program per (batch*head, segment, V block, K block) walks its chunks in order and keeps S in fp32
@@ -300,20 +300,30 @@ def _chunk_a(b_q, b_k, b_g, msum, BT: tl.constexpr, PREC: tl.constexpr):
                    tl.sum(b_q.to(tl.float32) * b_k.to(tl.float32), axis=1)[:, None], 0.0)
     for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
         if 2 ** (lvl + 1) <= BT:
-            half = o_i // (BT // 2 ** (lvl + 1))        # 2**(lvl+1) halves
-            upper = half % 2 == 1
-            # the sums of g over t's half up to t (upper halves) or after t (lower halves): M g
-            m_sum = tl.load(msum + lvl * BT * BT + o_i[:, None] * BT + o_i[None, :])
-            if b_g.dtype == tl.float32:
-                b_x = tl.exp2(tl.dot(m_sum, b_g, input_precision="ieee") * LOG2E)
-            else:
-                b_x = tl.exp2(tl.dot(m_sum, b_g) * LOG2E)
-            # rows outside the upper (q) or lower (k) halves are not zeroed: `pair` drops their products
-            b_qs = (b_q * b_x).to(b_q.dtype)
-            b_ks = (b_k * b_x).to(b_k.dtype)
-            pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+            b_x, b_qs, b_ks, pair = _level(b_q, b_k, b_g, msum, lvl, BT)
             b_A += tl.where(pair, tl.dot(b_qs, tl.trans(b_ks), input_precision=PREC), 0.0)
     return b_A
+
+
+@triton.jit
+def _level(b_q, b_k, b_g, msum, lvl: tl.constexpr, BT: tl.constexpr):
+    """One level of the halving (`_intra_a_kernel`): the chunk cut into 2^(lvl+1) halves, b_x = exp of
+    the sums of g over t's half up to t (upper halves) or after t (lower halves), M g with M from msum
+    (`_level_sums`); q and k scaled by it, and the [BT, BT] mask `pair` of (upper t, lower s) in the same
+    pair of halves. Rows outside the upper (q) or lower (k) halves are not zeroed: `pair` drops their
+    products."""
+    o_i = tl.arange(0, BT)
+    half = o_i // (BT // 2 ** (lvl + 1))
+    upper = half % 2 == 1
+    m_sum = tl.load(msum + lvl * BT * BT + o_i[:, None] * BT + o_i[None, :])
+    if b_g.dtype == tl.float32:
+        b_x = tl.exp2(tl.dot(m_sum, b_g, input_precision="ieee") * LOG2E)
+    else:
+        b_x = tl.exp2(tl.dot(m_sum, b_g) * LOG2E)
+    b_qs = (b_q * b_x).to(b_q.dtype)
+    b_ks = (b_k * b_x).to(b_k.dtype)
+    pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+    return b_x, b_qs, b_ks, pair
 
 
 def _local_state_kernel(
@@ -507,17 +517,7 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: t
     b_ki = tl.sum(b_diag, axis=0)[:, None] * b_q.to(tl.float32)
     for lvl in tl.static_range(7):                  # BT <= 128: log2(BT) levels
         if 2 ** (lvl + 1) <= BT:
-            half = o_i // (BT // 2 ** (lvl + 1))
-            upper = half % 2 == 1
-            m_sum = tl.load(msum + lvl * BT * BT + o_i[:, None] * BT + o_i[None, :])
-            if b_g.dtype == tl.float32:
-                b_x = tl.exp2(tl.dot(m_sum, b_g, input_precision="ieee") * LOG2E)
-            else:
-                b_x = tl.exp2(tl.dot(m_sum, b_g) * LOG2E)
-            # as in `_intra_a_kernel`, no rows zeroed: dA_pair's zeros drop the products of the others
-            b_qs = (b_q * b_x).to(b_q.dtype)
-            b_ks = (b_k * b_x).to(b_k.dtype)
-            pair = (half[:, None] // 2 == half[None, :] // 2) & upper[:, None] & ~upper[None, :]
+            b_x, b_qs, b_ks, pair = _level(b_q, b_k, b_g, msum, lvl, BT)   # dA_pair's zeros drop the other rows
             b_dAp = tl.where(pair, b_dA, 0.0).to(b_q.dtype)
             b_qi += b_x * tl.dot(b_dAp, b_ks, input_precision=PREC)
             b_ki += b_x * tl.dot(tl.trans(b_dAp), b_qs, input_precision=PREC)
