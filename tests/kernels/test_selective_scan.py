@@ -131,10 +131,11 @@ def test_triton_matches_naive(Bsz, D, L, N, G, dtype, full, decay, chunk_len, va
     assert_close(out, ref, TOL[dtype], loose=("dA",) if decay == "near0" else ())
 
 
-# y only at the long shape: about 10 s per variant in the interpreter, so the variants the GPU does not
-# run by default ("time" with prefetch is its bf16 path) go to `make test-slow`; the short shape runs them all
-Y_ONLY_SHAPES = [((2, 5, 41, 7, None, True, "mixed", 16), {"time", "time-prefetch"}),  # several recompute
-                 ((1, 6, 23, 2, 3, True, "near1", None), set(VARIANTS))]              # tiles, 3 chunks
+# (shape, the variants run by `make test`): the first shape (several recompute tiles per backward program,
+# 3 chunks) takes about 10 s per variant in the interpreter, so the variants the GPU does not run by
+# default ("time" with prefetch is its bf16 path) go to `make test-slow`; the second runs them all
+Y_ONLY_SHAPES = [((2, 5, 41, 7, None, True, "mixed", 16), {"time", "time-prefetch"}),
+                 ((1, 6, 23, 2, 3, True, "near1", None), set(VARIANTS))]
 
 
 @pytest.mark.parametrize("Bsz,D,L,N,G,full,decay,chunk_len,variant", [
