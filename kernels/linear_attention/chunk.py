@@ -127,6 +127,15 @@ LOG2E = tl.constexpr(1.4426950408889634)
 # (its 7 spill loads gone), dq 475 -> 415 (250 -> 206 registers), dk/dv 669 -> 606; K=V=64: 526 -> 498,
 # 414 -> 391, 542 -> 527, dk/dv 250 -> 175 registers)
 GC_COLS = tl.constexpr(16)
+# Per channel: a chunk whose total log decay is >= -REF_RANGE in every channel takes the reference-point
+# form of (1) (`_ref_path`): exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s), so A = (q e^(G - G_C)) (k e^(G_C - G))^T
+# is one tl.dot whose second factor is (3)'s own k e^(G_C - G); the first is at most e^REF_RANGE |q|, in
+# fp32's range (bf16's too). Other chunks keep the halving, formed by the A pass and the intra-gradient
+# pass, which skip a chunk only if its total is >= -REF_RANGE + REF_MARGIN in every channel, so that the
+# sweeps (which sum g in another order) never take a chunk as unsafe that the passes skipped (for g <= 0
+# a 16-token chunk's total is >= that of the 32-token forward chunk holding it).
+REF_RANGE = tl.constexpr(30.0)
+REF_MARGIN = tl.constexpr(1.0)
 
 
 def _interpret() -> bool:
@@ -138,7 +147,7 @@ def _fwd_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
-    A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False,
+    A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False, REF: tl.constexpr = False,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
@@ -217,17 +226,21 @@ def _fwd_kernel(
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
-            if A_IN:   # A of (1) from this K block, which is all of K
-                b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
-                if STORE_A:
-                    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty),
-                             mask=m_t[:, None] & (o_i * 0 + i_v == 0)[None, :])
-            else:      # A of (1) over all of K, from _intra_a_kernel: its A v term from the first K block only
-                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-                b_A = tl.zeros([BT, BT], dtype=tl.float32)
-                for i_a in tl.static_range(NA):
-                    b_A += tl.load(a + i_a * B * T * H * BT + o_t[:, None] * (H * BT) + o_i[None, :], mask=m_a,
-                                   other=0.0).to(tl.float32)
+            if REF:   # (one K block) A of (1) by the chunk end's reference point where the decay allows
+                b_min = tl.min(b_GCs, axis=0)
+                if b_min >= -REF_RANGE:
+                    b_qh = (b_q * tl.exp2((b_G - b_GC2) * LOG2E)).to(b_q.dtype)
+                    b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
+                else:
+                    b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT,
+                                        PREC)
+            else:
+                b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
+            if STORE_A:   # for dk/dv: where it may not take the reference point (REF), else every chunk
+                m_st = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
+                if REF:
+                    m_st = m_st & ((o_i * 0.0 + b_min) < -REF_RANGE + REF_MARGIN)[None, :]   # (a scalar & a tensor: not in the interpreter)
+                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_st)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_qd = b_q
@@ -254,7 +267,23 @@ def _fwd_kernel(
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
 
-def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr):
+@triton.jit
+def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.constexpr, NA: tl.constexpr,
+                  BT: tl.constexpr, PREC: tl.constexpr):
+    """The forward sweep's A of (1) by halving: formed from this K block, which is all of K (A_IN,
+    `_chunk_a`), or the sum of the A pass's NA partials over K blocks (a: [NA, B, T, H, BT], a_part
+    elements apart), whose A v term the first K block adds (zero in the others)."""
+    if A_IN:
+        b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
+    else:
+        o_i = tl.arange(0, BT)
+        b_A = _sum_a(a + o_t[:, None] * (H * BT) + o_i[None, :], m_t[:, None] & (o_i * 0 + i_k == 0)[None, :],
+                     a_part, NA, BT)
+    return b_A
+
+
+def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+                    REF: tl.constexpr = False):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1).
@@ -284,9 +313,20 @@ def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.const
     o_t = i_t * BT + o_i
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
+        if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
+            _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
+    else:
+        _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
+
+
+@triton.jit
+def _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT: tl.constexpr, PREC: tl.constexpr):
+    """`_intra_a_kernel`'s chunk: A from its q, k and g tiles, stored."""
+    o_i = tl.arange(0, BT)
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
 
@@ -477,7 +517,7 @@ def _scan_kernel(
 
 
 def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
-                       BV: tl.constexpr, PREC: tl.constexpr):
+                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
@@ -498,13 +538,24 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: t
     ki += (i_b * T * H + i_h) * K
     v += (i_b * T * H + i_h) * V
     do += (i_b * T * H + i_h) * V
-    o_i = tl.arange(0, BT)
-    o_t = i_t * BT + o_i
+    o_t = i_t * BT + tl.arange(0, BT)
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+    if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
+        if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
+            _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+    else:
+        _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+
+
+@triton.jit
+def _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT: tl.constexpr,
+                      BV: tl.constexpr, PREC: tl.constexpr):
+    """`_intra_grad_kernel`'s chunk: qi and ki from its q, k, g, v and do tiles, stored."""
+    o_i = tl.arange(0, BT)
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_dA = tl.zeros([BT, BT], dtype=tl.float32)
     for i_v in range(tl.cdiv(V, BV)):
         o_v = i_v * BV + tl.arange(0, BV)
@@ -530,7 +581,7 @@ def _bwd_dq_kernel(
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
-    UNCHAIN: tl.constexpr, XP: tl.constexpr,
+    UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -626,12 +677,22 @@ def _bwd_dq_kernel(
                 b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
                 # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
                 b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
-            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
-            # added by the first V block only)
-            b_intra = tl.load(qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
-                              mask=m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :], other=0.0).to(tl.float32)
-            b_dq = b_dq * tl.exp2(b_G * LOG2E + log2_scale) + b_intra
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
+            # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): by the chunk end's reference point where the
+            # decay allows (REF: exp(G_t - G_C) (dA k e^(G_C - G)), this V block's share), else from
+            # _intra_grad_kernel (over all of V, so added by the first V block only)
+            p_qi = qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+            m_qi = m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :]
+            if REF:
+                if tl.min(b_GCs, axis=0) >= -REF_RANGE:
+                    b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
+                    b_intra = tl.dot(b_dA.to(b_k.dtype), b_kd, input_precision=PREC) \
+                        * tl.exp2((b_G - b_GC2) * LOG2E + log2_scale)
+                else:
+                    b_intra = tl.load(p_qi, mask=m_qi, other=0.0).to(tl.float32)
+            else:
+                b_intra = tl.load(p_qi, mask=m_qi, other=0.0).to(tl.float32)
+            b_dq = b_dq * tl.exp2(b_G * LOG2E + log2_scale) + b_intra
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             if UNCHAIN:
@@ -688,7 +749,7 @@ def _bwd_dkv_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
-    AT: tl.constexpr,
+    AT: tl.constexpr, REF: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -841,17 +902,29 @@ def _bwd_dkv_kernel(
             # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
             # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
             # their diagonal
+            p_a = a + o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
             m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-            o_a = o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
-            b_A = tl.zeros([BT, BT], dtype=tl.float32)
-            for i_a in tl.static_range(NA):
-                b_A += tl.load(a + i_a * B * T * H * AW + o_a, mask=m_a, other=0.0).to(tl.float32)
-            b_At = tl.trans(b_A * scale)
             b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
-            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): from _intra_grad_kernel (over all of V, so
-            # added by the first V block only)
-            b_intra = tl.load(ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :],
-                              mask=m_tk & (o_k * 0 + i_v == 0)[None, :], other=0.0).to(tl.float32)
+            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): by the chunk end's reference point where the
+            # decay allows (REF: e^(G_C - G_s) (dA^T q e^(G - G_C)), this V block's share, and A^T of
+            # (k e^(G_C - G)) (q e^(G - G_C))^T), else from _intra_grad_kernel (over all of V, so added by
+            # the first V block only) and A from the A pass
+            p_ki = ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+            m_ki = m_tk & (o_k * 0 + i_v == 0)[None, :]
+            if REF:
+                if tl.min(b_GCs, axis=0) >= -REF_RANGE:
+                    upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
+                    b_qh = (b_qf * tl.exp2((b_G - b_GC2) * LOG2E)).to(b_q.dtype)
+                    b_At = tl.where(upper, tl.dot((b_k * b_kdec).to(b_k.dtype), tl.trans(b_qh),
+                                                  input_precision=PREC), 0.0) * scale
+                    b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
+                    b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
+                else:
+                    b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
+                    b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
+            else:
+                b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
+                b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
             b_dk = b_dk * b_kdec + b_intra
             # scale after the exp2, not in its exponent: folded in, this sweep took 10% longer at K=V=128
             # (H100, bf16; scripts/experiments/ab_kernels.py), though it compiled to fewer instructions offline
@@ -912,6 +985,15 @@ def _bwd_dkv_kernel(
         b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     if STORE_DH0:
         tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
+
+
+@triton.jit
+def _sum_a(p_a, m_a, a_part, NA: tl.constexpr, BT: tl.constexpr):
+    """The A pass's NA partial sums over K blocks (a_part elements apart) of one [BT, BT] block, fp32."""
+    b_A = tl.zeros([BT, BT], dtype=tl.float32)
+    for i_a in tl.static_range(NA):
+        b_A += tl.load(p_a + i_a * a_part, mask=m_a, other=0.0).to(tl.float32)
+    return b_A
 
 
 def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr, XPQ: tl.constexpr, XPK: tl.constexpr):
@@ -1189,6 +1271,17 @@ def _a_in_sweep(nk: int, bk: int) -> bool:
     return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
 
 
+def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
+    """Whether per-channel decay takes the reference point (REF_RANGE) in chunks whose decay allows it: where
+    the forward, dq and dk/dv each hold all of K in one block (A sums over K) and the input is bf16 or fp32
+    (fp16 overflows at e^11); TUNE "ref" = False turns it off. Decided once in the forward, since the
+    forward then keeps A only for the chunks that need the halving."""
+    if cfg["DECAY"] != 2 or dtype == torch.float16 or not TUNE.get("ref", True):
+        return False
+    bk_q = TUNE["dq_bk"] if "dq_bk" in TUNE else _wide_k(cfg, K)["BK"]
+    return min(_fwd_config(cfg, K)["BK"], bk_q, _dkv_config(cfg, K)["BK"]) >= K
+
+
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
     FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"); the backward keeps its
@@ -1377,22 +1470,23 @@ class _ChunkLinearAttention(torch.autograd.Function):
         a, msum = None, dummy
         grads = any(ctx.needs_input_grad[:4])
         a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"])      # A formed by the sweep itself
+        ref = _ref_path(cfg, K, q.dtype)   # chunks whose decay allows it: A and its gradients by tl.dots
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
             if grads or not a_in:
                 a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             if not a_in:
                 _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, msum, T, B, H, K,
-                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
+                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=ref,
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, T, scale, B=B, USE_S0=s_in is not None,
-                NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None,
+                NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
                 UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads else None
         ctx.save_for_backward(q, k, v, g, s_in, ht, a)
-        ctx.scale, ctx.decay, ctx.has_h0, ctx.ns = scale, decay, h0 is not None, NS
+        ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
         ctx.set_materialize_grads(False)
         return o, ht
@@ -1427,13 +1521,14 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
         NKQ = cdiv(K, cfg_q["BK"])
+        assert not ctx.ref or NKQ == cdiv(K, _dkv_config(cfg, K)["BK"]) == 1, "TUNE changed since the forward"
         # per channel: the intra-chunk parts of dq and dk by a parallel pass, which the sweeps add
         qi = ki = dummy
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), T, ctx.scale,
-                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"],
+                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref,
                     num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
@@ -1445,8 +1540,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, **seg, **cfg_q,
-                **_reg_cap("sweep_maxnreg"))
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, REF=ctx.ref,
+                **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
         elif NS > 1:
@@ -1460,7 +1555,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a,
                     _level_sums(cfg["BT"], g.dtype, dev), T, B, H, K, BT=cfg["BT"],
-                    BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
+                    BK=bka, PREC=cfg["PREC"], REF=ctx.ref, num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
@@ -1471,7 +1566,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), **seg, **cfg_kv,
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, **seg, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -72,6 +72,8 @@ VARIANTS = {
     "wide w4": {"wide_warps": 4},
     "a_in_sweep=0": {"a_in_sweep": False},
     "a_in_sweep=1": {"a_in_sweep": True},
+    "ref=0": {"ref": False},
+    "ref=0 a_in=0": {"ref": False, "a_in_sweep": False},
     "channel_bt=32": {"channel_bt": 32},
     "channel_bt=32 w8": {"channel_bt": 32, "dkv_warps": 8, "num_warps": 8},
     "intra w1": {"intra_warps": 1},
@@ -127,7 +129,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                           if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),
                                          ("a_t", chunk._a_transposed(chunk._dkv_config(cfg, K))),
                                          ("a_in_sweep", chunk._a_in_sweep(-(-K // fwd["BK"]), fwd["BK"])
-                                          if decay == 2 else None))
+                                          if decay == 2 else None),
+                                         ("ref", chunk._ref_path(cfg, K, DTYPE)))
 
 
 def _fwd_bwd(*leaves_do):

@@ -274,6 +274,34 @@ def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, mo
     assert fwd["A_IN"] == in_sweep and not fwd["STORE_A"] and o.grad_fn.saved_tensors[-1] is None
 
 
+@pytest.mark.parametrize("a_in,ns", [(True, 1), (False, 1), (True, 2)], ids=["A-in-sweep", "A-pass", "segments"])
+def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, a_in, ns):
+    """Per-channel decay: a chunk whose total log decay is >= -REF_RANGE in every channel takes A and dq's and
+    dk's intra-chunk parts by the chunk end's reference point (tl.dots in the sweeps), the others the halving
+    (A in the forward's sweep or the A pass, and the intra-gradient pass), in the same launches. T = 100,
+    every channel decaying by up to e^-20 per step over tokens 32..63 (the forward's second chunk of 32,
+    the backward's third and fourth of 16) and by up to e^-1 elsewhere: outputs and gradients match the
+    reference, and the A kept for dk/dv is written for that chunk only (elsewhere it stays poisoned, so
+    nothing reads it there). fp16 and several K blocks never take the reference point."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "a_in_sweep", a_in)
+    monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    inputs = make_inputs(1, 100, 2, 32, 16, "channel", torch.float32)
+    inputs["log_decay"][:, 32:64] *= 20
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
+    refs = {n: m.get("REF") for n, _, m in launches if n.startswith(("_fwd", "_intra", "_bwd_dq", "_bwd_dkv"))}
+    assert set(refs.values()) == {True} and ("_intra_a_kernel" in refs) == (not a_in), refs
+    q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
+    a = chunked_linear_attention(q.requires_grad_(), k, v, g).grad_fn.saved_tensors[-1]    # [1, 1, T, 2, 32]
+    assert torch.isfinite(a[:, :, 32:64]).all()
+    assert torch.isnan(a[:, :, :32]).all() and torch.isnan(a[:, :, 64:]).all()
+    assert not chunk._ref_path(chunk._config(32, 16, 2, torch.float16), 32, torch.float16)
+    assert not chunk._ref_path(chunk._config(80, 16, 2, torch.float32), 80, torch.float32)   # 64-wide blocks in fp32
+    assert chunk._ref_path(chunk._config(128, 128, 2, torch.bfloat16), 128, torch.bfloat16)
+
+
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
