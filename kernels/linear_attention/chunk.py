@@ -143,7 +143,7 @@ def _interpret() -> bool:
 
 
 def _fwd_kernel(
-    q, k, v, g, s0, o, ht, a, msum, T, scale,
+    q, k, v, g, s0, o, ht, a, msum, flag, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
@@ -236,10 +236,13 @@ def _fwd_kernel(
                                         PREC)
             else:
                 b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
+            if REF:   # the chunks that may need the halving, for the backward's passes (and dk/dv's A)
+                need = (o_i * 0.0 + b_min) < -REF_RANGE + REF_MARGIN   # (a scalar & a tensor: not in the interpreter)
+                tl.store(flag + i_bh * NT + i_t + o_i * 0, need.to(tl.int8), mask=(o_i == 0) & (o_i * 0 + i_v == 0))
             if STORE_A:   # for dk/dv: where it may not take the reference point (REF), else every chunk
                 m_st = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
                 if REF:
-                    m_st = m_st & ((o_i * 0.0 + b_min) < -REF_RANGE + REF_MARGIN)[None, :]   # (a scalar & a tensor: not in the interpreter)
+                    m_st = m_st & need[None, :]
                 tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_st)
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
@@ -516,8 +519,8 @@ def _scan_kernel(
         tl.store(out + (i_bh * NS + NS - 1) * K * V + o_e, b_S, mask=m_e)
 
 
-def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
-                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False):
+def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
+                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 0):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
@@ -541,12 +544,18 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, T, scale, B, H, K, V, BT: t
     o_t = i_t * BT + tl.arange(0, BT)
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
-    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-    if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
-        if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
+    if FR > 0:   # (REF) the forward's flag for its chunk of FR * BT tokens that holds this one: no g read
+        if tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR) != 0:
+            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
             _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
     else:
-        _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+        b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+        if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
+            if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
+                _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV,
+                                  PREC)
+        else:
+            _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
 
 
 @triton.jit
@@ -1256,7 +1265,7 @@ def _wide_k(cfg: dict, K: int) -> dict:
 A_IN_SWEEP_BK = 64   # per-channel decay: the forward's sweep forms A itself at this K block (`_a_in_sweep`)
 
 
-def _a_in_sweep(nk: int, bk: int) -> bool:
+def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     """Whether the per-channel forward's sweep forms each chunk's A itself (and stores it for dk/dv)
     instead of loading it from the A pass, which reads q, k and g a second time: with one K block (A sums
     over all of K) of A_IN_SWEEP_BK, where it was measured to win. TUNE "a_in_sweep" overrides (still one
@@ -1268,7 +1277,7 @@ def _a_in_sweep(nk: int, bk: int) -> bool:
     session 16 note)."""
     if nk != 1:
         return False
-    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
+    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK and not ref
 
 
 def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
@@ -1469,8 +1478,10 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # one K block in the input dtype (the tl.dots round A to it)
         a, msum = None, dummy
         grads = any(ctx.needs_input_grad[:4])
-        a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"])      # A formed by the sweep itself
         ref = _ref_path(cfg, K, q.dtype)   # chunks whose decay allows it: A and its gradients by tl.dots
+        a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"], ref)  # A formed by the sweep itself
+        # REF: the forward's chunks that may need the halving (int8 [B*H, chunks]), for the backward's passes
+        flag = torch.empty(B * H, cdiv(T, cfg_f["BT"]), device=dev, dtype=torch.int8) if ref else dummy
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
             if grads or not a_in:
@@ -1480,20 +1491,21 @@ class _ChunkLinearAttention(torch.autograd.Function):
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=ref,
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                a if a is not None else dummy, msum, T, scale, B=B, USE_S0=s_in is not None,
+                a if a is not None else dummy, msum, flag, T, scale, B=B, USE_S0=s_in is not None,
                 NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
                 UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads else None
-        ctx.save_for_backward(q, k, v, g, s_in, ht, a)
+        ctx.save_for_backward(q, k, v, g, s_in, ht, flag if ref else None, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
+        ctx.fr = cfg_f["BT"] // cfg["BT"]                          # backward chunks per forward chunk (flags)
         ctx.set_materialize_grads(False)
         return o, ht
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, s_in, ht, a = ctx.saved_tensors
+        q, k, v, g, s_in, ht, flag, a = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
@@ -1527,8 +1539,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
-                    _level_sums(cfg["BT"], g.dtype, dev), T, ctx.scale,
+                    _level_sums(cfg["BT"], g.dtype, dev), flag if flag is not None else dummy, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref,
+                    FR=ctx.fr if ctx.ref and cfg["BT"] * ctx.fr == _fwd_config(cfg, K)["BT"] else 0,
                     num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None

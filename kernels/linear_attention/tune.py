@@ -128,7 +128,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                                            for w in ("xq", "xk"))
                                           if decay == 1 and chunk._dg_split(chunk._dkv_config(cfg, K)) else None),
                                          ("a_t", chunk._a_transposed(chunk._dkv_config(cfg, K))),
-                                         ("a_in_sweep", chunk._a_in_sweep(-(-K // fwd["BK"]), fwd["BK"])
+                                         ("a_in_sweep", chunk._a_in_sweep(-(-K // fwd["BK"]), fwd["BK"],
+                                                                          chunk._ref_path(cfg, K, DTYPE))
                                           if decay == 2 else None),
                                          ("ref", chunk._ref_path(cfg, K, DTYPE)))
 

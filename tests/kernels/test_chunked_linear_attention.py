@@ -278,7 +278,8 @@ def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, mo
 def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, a_in, ns):
     """Per-channel decay: a chunk whose total log decay is >= -REF_RANGE in every channel takes A and dq's and
     dk's intra-chunk parts by the chunk end's reference point (tl.dots in the sweeps), the others the halving
-    (A in the forward's sweep or the A pass, and the intra-gradient pass), in the same launches. T = 100,
+    (A in the forward's sweep or the A pass, and the intra-gradient pass, which reads the forward's flags of the
+    chunks that may need it rather than g), in the same launches. T = 100,
     every channel decaying by up to e^-20 per step over tokens 32..63 (the forward's second chunk of 32,
     the backward's third and fourth of 16) and by up to e^-1 elsewhere: outputs and gradients match the
     reference, and the A kept for dk/dv is written for that chunk only (elsewhere it stays poisoned, so
@@ -293,6 +294,8 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
     refs = {n: m.get("REF") for n, _, m in launches if n.startswith(("_fwd", "_intra", "_bwd_dq", "_bwd_dkv"))}
     assert set(refs.values()) == {True} and ("_intra_a_kernel" in refs) == (not a_in), refs
+    # the intra-gradient pass reads the forward's flags (one per chunk of 32 tokens, two of its own)
+    assert [m["FR"] for n, _, m in launches if n == "_intra_grad_kernel"] == [2]
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
     a = chunked_linear_attention(q.requires_grad_(), k, v, g).grad_fn.saved_tensors[-1]    # [1, 1, T, 2, 32]
     assert torch.isfinite(a[:, :, 32:64]).all()
