@@ -181,11 +181,11 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
 
     la = importlib.import_module("kernels.linear_attention.chunk")
     B, T, H, V = 8, 4096, 8, K
-    sig = {"_intra_a_kernel": ("q k g a msum", {}),
-           "_fwd_kernel": ("q k v g s0 o ht a msum", dict(USE_S0=True, NA=0)),
-           "_intra_grad_kernel": ("q k v g do qi ki msum", {}),
-           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki",
+    sig = {"_intra_a_kernel": ("q k g a msum flag", {}),
+           "_fwd_kernel": ("q k v g s0 o ht a msum flag", dict(USE_S0=True, NA=0)),
+           "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
+           "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki flag",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     # g: bf16, as the benchmark passes it; dg and a: fp32 only where the launch makes them so (below)
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
@@ -222,15 +222,19 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
+                ref = la._ref_path(base, K, torch.bfloat16)   # the reference point where the decay allows
                 flags = {k: (nka if k == "NA" else v) for k, v in flags.items()}
-                if name == "_fwd_kernel" and la._a_in_sweep(nka, cfg["BK"]):   # A formed and stored by the sweep
+                flags = dict(flags, REF=ref)
+                if name == "_fwd_kernel" and la._a_in_sweep(nka, cfg["BK"], ref):   # A formed and stored by the sweep
                     flags = dict(flags, NA=0, A_IN=True, STORE_A=True)
+                if name in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel") and ref:   # the A pass's flags
+                    flags = dict(flags, FR=la._fwd_config(base, K)["BT"] // base["BT"])
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
             cap = la._intra_grad_cap().get("maxnreg") if name == "_intra_grad_kernel" else None
             names = tuple(ptrs.split())
-            types = {p: "*fp32" if p in fp32 else "*bf16" for p in names}
+            types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 else "*bf16" for p in names}
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
                 types["dg"] = "*bf16"
             one_a = blocks == 1 if name == "_intra_a_kernel" else flags.get("NA") == 1

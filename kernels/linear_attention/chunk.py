@@ -136,6 +136,7 @@ GC_COLS = tl.constexpr(16)
 # a 16-token chunk's total is >= that of the 32-token forward chunk holding it).
 REF_RANGE = tl.constexpr(30.0)
 REF_MARGIN = tl.constexpr(1.0)
+REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are capped: no inf where it is not taken
 
 
 def _interpret() -> bool:
@@ -226,24 +227,19 @@ def _fwd_kernel(
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
-            if REF:   # (one K block) A of (1) by the chunk end's reference point where the decay allows
-                b_min = tl.min(b_GCs, axis=0)
-                if b_min >= -REF_RANGE:
-                    b_qh = (b_q * tl.exp2((b_G - b_GC2) * LOG2E)).to(b_q.dtype)
-                    b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
-                else:
-                    b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT,
-                                        PREC)
+            if REF:   # (one K block) A of (1) by the chunk end's reference point, or the A pass's where it
+                # flagged the chunk: selected, not branched on (a branch in the loop took it from 650 to 2133
+                # instructions and 31 spills, `python -m kernels.sass_stats`), and loaded under the flag only
+                need = tl.load(flag + i_bh * NT + i_t + o_i * 0) != 0                  # [BT], all equal
+                b_qh = (b_q * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
+                b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
+                b_A = tl.where(need[:, None], _sum_a(a + o_t[:, None] * (H * BT) + o_i[None, :],
+                                                     m_t[:, None] & need[:, None], B * T * H * BT, NA, BT), b_A)
             else:
                 b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
-            if REF:   # the chunks that may need the halving, for the backward's passes (and dk/dv's A)
-                need = (o_i * 0.0 + b_min) < -REF_RANGE + REF_MARGIN   # (a scalar & a tensor: not in the interpreter)
-                tl.store(flag + i_bh * NT + i_t + o_i * 0, need.to(tl.int8), mask=(o_i == 0) & (o_i * 0 + i_v == 0))
-            if STORE_A:   # for dk/dv: where it may not take the reference point (REF), else every chunk
-                m_st = m_t[:, None] & (o_i * 0 + i_v == 0)[None, :]
-                if REF:
-                    m_st = m_st & need[None, :]
-                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_st)
+            if STORE_A:   # (A_IN) for dk/dv
+                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty),
+                         mask=m_t[:, None] & (o_i * 0 + i_v == 0)[None, :])
             b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
         else:
             b_qd = b_q
@@ -285,7 +281,7 @@ def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.con
     return b_A
 
 
-def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
                     REF: tl.constexpr = False):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
@@ -317,8 +313,11 @@ def _intra_a_kernel(q, k, g, a, msum, T, B, H, K, BT: tl.constexpr, BK: tl.const
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
     b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-    if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
-        if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
+    if REF:   # (one K block) flag[bh, chunk]: whether the chunk's total decay is below -REF_RANGE in some
+        # channel, which every kernel then reads; A only for those chunks (the others take the reference point)
+        need = tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE
+        tl.store(flag + i_bh * NT + i_t, need.to(tl.int8))
+        if need:
             _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
     else:
         _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
@@ -520,7 +519,7 @@ def _scan_kernel(
 
 
 def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
-                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 0):
+                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
@@ -544,18 +543,13 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     o_t = i_t * BT + tl.arange(0, BT)
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
-    if FR > 0:   # (REF) the forward's flag for its chunk of FR * BT tokens that holds this one: no g read
+    if REF:   # only the chunks the A pass flagged (flag: one per forward chunk of FR * BT tokens)
         if tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR) != 0:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
             _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
     else:
         b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-        if REF:   # (one K block) only chunks that the sweeps may not take by the reference point
-            if tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE + REF_MARGIN:
-                _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV,
-                                  PREC)
-        else:
-            _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+        _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
 
 
 @triton.jit
@@ -586,11 +580,11 @@ def _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale
 
 
 def _bwd_dq_kernel(
-    q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, T, scale,
+    q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, flag, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
-    UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False,
+    UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -692,13 +686,13 @@ def _bwd_dq_kernel(
             # _intra_grad_kernel (over all of V, so added by the first V block only)
             p_qi = qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
             m_qi = m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :]
-            if REF:
-                if tl.min(b_GCs, axis=0) >= -REF_RANGE:
-                    b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
-                    b_intra = tl.dot(b_dA.to(b_k.dtype), b_kd, input_precision=PREC) \
-                        * tl.exp2((b_G - b_GC2) * LOG2E + log2_scale)
-                else:
-                    b_intra = tl.load(p_qi, mask=m_qi, other=0.0).to(tl.float32)
+            if REF:   # selected by the A pass's flag (one per forward chunk of FR * BT tokens), not branched on
+                need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
+                b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
+                b_intra = tl.dot(b_dA.to(b_k.dtype), b_kd, input_precision=PREC) \
+                    * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP) + log2_scale)
+                b_intra = tl.where(need[:, None], tl.load(p_qi, mask=m_qi & need[:, None], other=0.0).to(tl.float32),
+                                   b_intra)
             else:
                 b_intra = tl.load(p_qi, mask=m_qi, other=0.0).to(tl.float32)
             b_dq = b_dq * tl.exp2(b_G * LOG2E + log2_scale) + b_intra
@@ -753,12 +747,12 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, dgc, a, ki, T, scale,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, dgc, a, ki, flag, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
-    AT: tl.constexpr, REF: tl.constexpr = False,
+    AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -920,17 +914,18 @@ def _bwd_dkv_kernel(
             # the first V block only) and A from the A pass
             p_ki = ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
             m_ki = m_tk & (o_k * 0 + i_v == 0)[None, :]
-            if REF:
-                if tl.min(b_GCs, axis=0) >= -REF_RANGE:
-                    upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
-                    b_qh = (b_qf * tl.exp2((b_G - b_GC2) * LOG2E)).to(b_q.dtype)
-                    b_At = tl.where(upper, tl.dot((b_k * b_kdec).to(b_k.dtype), tl.trans(b_qh),
-                                                  input_precision=PREC), 0.0) * scale
-                    b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
-                    b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
-                else:
-                    b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
-                    b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
+            if REF:   # selected by the A pass's flag (one per forward chunk of FR * BT tokens), not branched on
+                need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
+                upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
+                b_qh = (b_qf * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
+                b_At = tl.where(upper, tl.dot((b_k * b_kdec).to(b_k.dtype), tl.trans(b_qh),
+                                              input_precision=PREC), 0.0) * scale
+                b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
+                b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
+                b_At = tl.where(need[None, :], tl.trans(_sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT) * scale),
+                                b_At)
+                b_intra = tl.where(need[:, None], tl.load(p_ki, mask=m_ki & need[:, None], other=0.0).to(tl.float32),
+                                   b_intra)
             else:
                 b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
                 b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
@@ -1275,9 +1270,9 @@ def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
     benchmark's B=256 T=256 H=4 K=V=16 row read 0.289 ms against 0.269 two commits before (kernels.md,
     session 16 note)."""
-    if nk != 1:
+    if nk != 1 or ref:
         return False
-    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK and not ref
+    return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
 
 
 def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
@@ -1288,7 +1283,8 @@ def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
     if cfg["DECAY"] != 2 or dtype == torch.float16 or not TUNE.get("ref", True):
         return False
     bk_q = TUNE["dq_bk"] if "dq_bk" in TUNE else _wide_k(cfg, K)["BK"]
-    return min(_fwd_config(cfg, K)["BK"], bk_q, _dkv_config(cfg, K)["BK"]) >= K
+    fwd = _fwd_config(cfg, K)   # (its chunks whole multiples of the backward's: one flag each)
+    return min(fwd["BK"], bk_q, _dkv_config(cfg, K)["BK"]) >= K and fwd["BT"] % cfg["BT"] == 0
 
 
 def _fwd_config(cfg: dict, K: int) -> dict:
@@ -1480,14 +1476,14 @@ class _ChunkLinearAttention(torch.autograd.Function):
         grads = any(ctx.needs_input_grad[:4])
         ref = _ref_path(cfg, K, q.dtype)   # chunks whose decay allows it: A and its gradients by tl.dots
         a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"], ref)  # A formed by the sweep itself
-        # REF: the forward's chunks that may need the halving (int8 [B*H, chunks]), for the backward's passes
+        # REF: the A pass's flags of the forward's chunks that need the halving (int8 [B*H, chunks]), read by all
         flag = torch.empty(B * H, cdiv(T, cfg_f["BT"]), device=dev, dtype=torch.int8) if ref else dummy
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
             if grads or not a_in:
                 a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             if not a_in:
-                _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, msum, T, B, H, K,
+                _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, msum, flag, T, B, H, K,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=ref,
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
@@ -1495,11 +1491,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
                 UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
-        a = a if grads else None
+        a = a if grads or ref else None                             # (REF: A only where flagged, all kept)
         ctx.save_for_backward(q, k, v, g, s_in, ht, flag if ref else None, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
-        ctx.fr = cfg_f["BT"] // cfg["BT"]                          # backward chunks per forward chunk (flags)
+        ctx.fr = max(1, cfg_f["BT"] // cfg["BT"])                  # backward chunks per forward chunk (flags)
         ctx.set_materialize_grads(False)
         return o, ht
 
@@ -1540,8 +1536,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), flag if flag is not None else dummy, T, ctx.scale,
-                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref,
-                    FR=ctx.fr if ctx.ref and cfg["BT"] * ctx.fr == _fwd_config(cfg, K)["BT"] else 0,
+                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
                     num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
@@ -1552,8 +1547,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             if dsl and decay else None
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
-                dsl_g if dsl_g is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, REF=ctx.ref,
+                dsl_g if dsl_g is not None else dummy, flag if flag is not None else dummy, T, ctx.scale,
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, REF=ctx.ref, FR=ctx.fr,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
@@ -1567,8 +1562,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             NKA = cdiv(K, bka)
             a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a,
-                    _level_sums(cfg["BT"], g.dtype, dev), T, B, H, K, BT=cfg["BT"],
-                    BK=bka, PREC=cfg["PREC"], REF=ctx.ref, num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
+                    _level_sums(cfg["BT"], g.dtype, dev), dummy, T, B, H, K, BT=cfg["BT"],
+                    BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
@@ -1576,10 +1571,10 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht,
                 xk if dgs else dg, dgc,
-                a if a is not None else dummy, ki, T, ctx.scale,
+                a if a is not None else dummy, ki, flag if flag is not None else dummy, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, **seg, **cfg_kv,
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, **seg, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -217,10 +217,12 @@ def test_triton_interpreted_channel_A_pass_feeds_forward_and_backward(interpret,
     sums over K blocks: one block for K <= 64 in fp32, 32-wide ones above), the forward's sweep and
     dk/dv both sum those partials, and A is kept only when a gradient of q, k, v or log_decay follows
     (else dk/dv's own A pass runs); outputs and gradients match the reference. (With one K block of
-    64 the forward's sweep forms A by default: TUNE a_in_sweep = False keeps the pass here.)"""
+    64 the forward's sweep forms A by default: TUNE a_in_sweep = False keeps the pass here. Without the
+    reference point, TUNE ref = False; with it, A is formed for flagged chunks only and always kept.)"""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "a_in_sweep", False)
+    monkeypatch.setitem(chunk.TUNE, "ref", False)
 
     inputs = make_inputs(1, 40, 2, K, 16, "channel", torch.float32)
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
@@ -255,10 +257,12 @@ def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, mo
     """Per-channel decay with TUNE a_in_sweep: with one K block the forward's sweep forms A itself (no A
     pass) and stores it for dk/dv; with several K blocks the A pass still runs. T = 100: three full
     forward chunks and a partial one (over two segments in one case); outputs and gradients match the
-    reference, and with only d initial_state to follow nothing is stored."""
+    reference, and with only d initial_state to follow nothing is stored. (Without the reference point,
+    TUNE ref = False, which the sweep's A excludes.)"""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "a_in_sweep", True)
+    monkeypatch.setitem(chunk.TUNE, "ref", False)
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     inputs = make_inputs(1, 100, 2, K, 16, "channel", torch.float32)
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
@@ -274,30 +278,31 @@ def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, mo
     assert fwd["A_IN"] == in_sweep and not fwd["STORE_A"] and o.grad_fn.saved_tensors[-1] is None
 
 
-@pytest.mark.parametrize("a_in,ns", [(True, 1), (False, 1), (True, 2)], ids=["A-in-sweep", "A-pass", "segments"])
-def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, a_in, ns):
-    """Per-channel decay: a chunk whose total log decay is >= -REF_RANGE in every channel takes A and dq's and
-    dk's intra-chunk parts by the chunk end's reference point (tl.dots in the sweeps), the others the halving
-    (A in the forward's sweep or the A pass, and the intra-gradient pass, which reads the forward's flags of the
-    chunks that may need it rather than g), in the same launches. T = 100,
-    every channel decaying by up to e^-20 per step over tokens 32..63 (the forward's second chunk of 32,
-    the backward's third and fourth of 16) and by up to e^-1 elsewhere: outputs and gradients match the
-    reference, and the A kept for dk/dv is written for that chunk only (elsewhere it stays poisoned, so
-    nothing reads it there). fp16 and several K blocks never take the reference point."""
+@pytest.mark.parametrize("ns", [1, 2], ids=["one-segment", "segments"])
+def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, ns):
+    """Per-channel decay: the A pass flags each forward chunk whose total log decay is below -REF_RANGE in some
+    channel, and forms A for those only; every kernel reads the flags: flagged chunks take the halving (A
+    from the pass, dq's and dk's intra-chunk parts from the intra-gradient pass, which skips the others), the
+    rest the chunk end's reference point (tl.dots in the sweeps). T = 100, every channel decaying by up to
+    e^-20 per step over tokens 32..63 (the forward's second chunk of 32, the backward's third and fourth of
+    16) and by up to e^-1 elsewhere: outputs and gradients match the reference, only that chunk is flagged,
+    and A is written for it only (elsewhere it stays poisoned, so nothing reads it there). fp16 and several K
+    blocks never take the reference point."""
     from kernels.linear_attention import chunk
 
-    monkeypatch.setitem(chunk.TUNE, "a_in_sweep", a_in)
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     inputs = make_inputs(1, 100, 2, 32, 16, "channel", torch.float32)
     inputs["log_decay"][:, 32:64] *= 20
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
-    refs = {n: m.get("REF") for n, _, m in launches if n.startswith(("_fwd", "_intra", "_bwd_dq", "_bwd_dkv"))}
-    assert set(refs.values()) == {True} and ("_intra_a_kernel" in refs) == (not a_in), refs
-    # the intra-gradient pass reads the forward's flags (one per chunk of 32 tokens, two of its own)
-    assert [m["FR"] for n, _, m in launches if n == "_intra_grad_kernel"] == [2]
+    metas = {n: m for n, _, m in launches if n.startswith(("_fwd", "_intra", "_bwd_dq", "_bwd_dkv"))}
+    assert sorted(metas) == ["_bwd_dkv_kernel", "_bwd_dq_kernel", "_fwd_kernel", "_intra_a_kernel", "_intra_grad_kernel"]
+    assert all(m["REF"] for m in metas.values()) and not metas["_fwd_kernel"]["A_IN"]
+    assert [metas[n]["FR"] for n in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel")] == [2, 2, 2]
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
-    a = chunked_linear_attention(q.requires_grad_(), k, v, g).grad_fn.saved_tensors[-1]    # [1, 1, T, 2, 32]
+    o = chunked_linear_attention(q.requires_grad_(), k, v, g)
+    flag, a = o.grad_fn.saved_tensors[-2:]                   # [B*H, forward chunks], [1, 1, T, 2, 32]
+    assert flag.tolist() == [[0, 1, 0, 0]] * 2
     assert torch.isfinite(a[:, :, 32:64]).all()
     assert torch.isnan(a[:, :, :32]).all() and torch.isnan(a[:, :, 64:]).all()
     assert not chunk._ref_path(chunk._config(32, 16, 2, torch.float16), 32, torch.float16)
