@@ -27,6 +27,15 @@ The sweeps form G, G at the chunk end (16-bit g) and dk/dv's suffix sums for dg 
 tl.dots instead of scans and sums across warps (H100, bf16, B=8 T=4096 H=8 K=V=128, GPU kernel time
 2.66 -> 2.16 ms with G and the suffix sums, -> 1.79 ms with G at the chunk end; dk/dv 0.92 -> 0.52 ->
 0.40 ms; results/bench/profile.md).
+Reference point (REF, `_ref_path`: bf16 or fp32 inputs, all of K in one block). Where a chunk's total log
+decay G_C is >= -REF_RANGE = -30 in every channel, exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s) with the
+first factor <= e^30, so A = (q e^(G - G_C)) (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s
+own, and dq's and dk's intra-chunk parts are tl.dots of dA = do v^T with the same factors, all inside the
+sweeps (GLA's secondary chunking with one reference point per chunk, used only where it cannot overflow).
+The A pass flags the other chunks (`flag`, int8 per forward chunk) and forms A for them only; every
+kernel reads the flags, and the sweeps select per chunk between the two forms (selects, not branches:
+a branch in the loop multiplied its instructions) while the intra-gradient pass runs for flagged chunks only.
+Without it (fp16, several K blocks, TUNE ref = False):
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
 again (its chunks of 16 tokens read their diagonal blocks); with one K block of 64 the forward's
@@ -158,6 +167,8 @@ def _fwd_kernel(
     (NA partial sums over K blocks), whose A v term the first K block adds; or (A_IN, one K block) formed
     here from the chunk's q, k, g (`_chunk_a`, msum: `_level_sums`) and, with STORE_A, stored to a
     ([1, B, T, H, BT], the input dtype) for dk/dv, so that no A pass re-reads q, k, g.
+    REF (per channel, one K block): A by the chunk end's reference point, or the A pass's (NA = 1) where its
+    flag (int8 [B*H, chunks]) is set.
     DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
     summed, rather than the second accumulating into the first."""
     i_p = tl.program_id(0)
@@ -285,7 +296,8 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
                     REF: tl.constexpr = False):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
-    block's partial sum (the input dtype when NA == 1).
+    block's partial sum (the input dtype when NA == 1). REF (one K block): also flag[bh, chunk] (int8),
+    set where the chunk's total log decay is below -REF_RANGE in some channel; A for those chunks only.
 
     exp(G_t - G_s) is factored by halving: split the chunk into halves, those into halves, ..., down to
     single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
@@ -525,7 +537,8 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
         qi_t = scale * sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
     exp(G_t - G_s) factored by halving the chunk as in `_intra_a_kernel` (the two share each level's
-    exp). qi, ki: [B, T, H, K] in the input dtype."""
+    exp). qi, ki: [B, T, H, K] in the input dtype. REF: only for the chunks the A pass flagged (flag: one
+    per forward chunk of FR * BT tokens); the sweeps take the others by the reference point."""
     NT = tl.cdiv(T, BT)
     i_bh = (tl.program_id(0) // NT).to(tl.int64)
     i_t = tl.program_id(0) % NT
@@ -1263,8 +1276,9 @@ A_IN_SWEEP_BK = 64   # per-channel decay: the forward's sweep forms A itself at 
 def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     """Whether the per-channel forward's sweep forms each chunk's A itself (and stores it for dk/dv)
     instead of loading it from the A pass, which reads q, k and g a second time: with one K block (A sums
-    over all of K) of A_IN_SWEEP_BK, where it was measured to win. TUNE "a_in_sweep" overrides (still one
-    K block only). H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md,
+    over all of K) of A_IN_SWEEP_BK, where it was measured to win, and never with the reference point
+    (`_ref_path`), whose sweeps take the halving's A from the pass for flagged chunks only. TUNE "a_in_sweep"
+    overrides (still one K block only, without the reference point). H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md,
     session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128
     the sweep, at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35
     -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
