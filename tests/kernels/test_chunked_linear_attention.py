@@ -521,6 +521,18 @@ def test_triton_gpu_strong_decay_bf16(decay):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("K", [64, 128])
+def test_triton_gpu_channel_reference_point_bf16(K):
+    """Per channel, bf16, T = 600 over 4 segments: decay by up to e^-20 per step in tokens 100..299 and
+    e^-1 elsewhere, so that some chunks take the reference point and others the halving in every kernel."""
+    inputs = make_inputs(2, 600, 2, K, K, "channel", torch.bfloat16, device="cuda")
+    inputs["log_decay"][:, 100:300] *= 20
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.bfloat16], TOL_DLOG_DECAY[torch.bfloat16])
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_triton_gpu_many_heads():
     """B*H = 70,400 > 65,535: B*H must sit on grid axis 0."""
     check(triton_impl, 1100, 20, 64, 16, 16, "scalar", torch.float32, device="cuda")
