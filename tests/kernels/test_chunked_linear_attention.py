@@ -523,7 +523,7 @@ def test_triton_gpu_strong_decay_bf16(decay):
 @needs_cuda
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(K):
-    """Per channel, bf16, T = 600 over 4 segments: decay by up to e^-20 per step in tokens 100..299 and
+    """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens 100..299 and
     e^-1 elsewhere, so that some chunks take the reference point and others the halving in every kernel."""
     inputs = make_inputs(2, 600, 2, K, K, "channel", torch.bfloat16, device="cuda")
     inputs["log_decay"][:, 100:300] *= 20
