@@ -935,8 +935,8 @@ def _bwd_dkv_kernel(
                                               input_precision=PREC), 0.0) * scale
                 b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
                 b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
-                b_At = tl.where(need[None, :], tl.trans(_sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT) * scale),
-                                b_At)
+                b_Ap = _sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT)
+                b_At = tl.where(need[None, :], tl.trans(b_Ap * scale), b_At)
                 b_intra = tl.where(need[:, None], tl.load(p_ki, mask=m_ki & need[:, None], other=0.0).to(tl.float32),
                                    b_intra)
             else:
@@ -1278,12 +1278,14 @@ def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     instead of loading it from the A pass, which reads q, k and g a second time: with one K block (A sums
     over all of K) of A_IN_SWEEP_BK, where it was measured to win, and never with the reference point
     (`_ref_path`), whose sweeps take the halving's A from the pass for flagged chunks only. TUNE "a_in_sweep"
-    overrides (still one K block only, without the reference point). H100, bf16, fwd+bwd from a CUDA graph, B=8 H=8 (results/bench/tune_linear_attention.md,
-    session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128
+    overrides (still one K block only, without the reference point). H100, bf16, fwd+bwd from a CUDA graph,
+    B=8 H=8 (results/bench/tune_linear_attention.md, session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128
     the sweep, at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35
     -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
     benchmark's B=256 T=256 H=4 K=V=16 row read 0.289 ms against 0.269 two commits before (kernels.md,
-    session 16 note)."""
+    session 16 note). With the reference point as first written (a branch per chunk in the sweeps), the
+    sweep's own halving for the other chunks cost more than the pass: K=V=64 T=4096 0.461 vs 0.414 ms,
+    Zoology K=V=16 0.231 vs 0.219 (session 17)."""
     if nk != 1 or ref:
         return False
     return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
@@ -1562,7 +1564,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, flag if flag is not None else dummy, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq, REF=ctx.ref, FR=ctx.fr,
+                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
+                REF=ctx.ref, FR=ctx.fr,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)

@@ -296,7 +296,8 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
     assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
     metas = {n: m for n, _, m in launches if n.startswith(("_fwd", "_intra", "_bwd_dq", "_bwd_dkv"))}
-    assert sorted(metas) == ["_bwd_dkv_kernel", "_bwd_dq_kernel", "_fwd_kernel", "_intra_a_kernel", "_intra_grad_kernel"]
+    assert sorted(metas) == ["_bwd_dkv_kernel", "_bwd_dq_kernel", "_fwd_kernel", "_intra_a_kernel",
+                             "_intra_grad_kernel"]
     assert all(m["REF"] for m in metas.values()) and not metas["_fwd_kernel"]["A_IN"]
     assert [metas[n]["FR"] for n in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel")] == [2, 2, 2]
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
@@ -523,8 +524,9 @@ def test_triton_gpu_strong_decay_bf16(decay):
 @needs_cuda
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(K):
-    """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens 100..299 and
-    e^-1 elsewhere, so that some chunks take the reference point and others the halving in every kernel."""
+    """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
+    100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
+    kernel."""
     inputs = make_inputs(2, 600, 2, K, K, "channel", torch.bfloat16, device="cuda")
     inputs["log_decay"][:, 100:300] *= 20
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
