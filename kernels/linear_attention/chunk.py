@@ -113,7 +113,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # "intra_warps" (the per-channel A pass's), "dkv_bk", "dkv_warps" (per channel: dk/dv's BK and
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
 # (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
-# A formed by the forward's sweep, `_a_in_sweep`), "num_warps", "num_stages".
+# A formed by the forward's sweep, `_a_in_sweep`), "ref" (per channel: the reference point, `_ref_path`),
+# "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
 MIN_SEG_CHUNKS = 4       # never split below this many chunks per segment
@@ -137,14 +138,12 @@ LOG2E = tl.constexpr(1.4426950408889634)
 # 414 -> 391, 542 -> 527, dk/dv 250 -> 175 registers)
 GC_COLS = tl.constexpr(16)
 # Per channel: a chunk whose total log decay is >= -REF_RANGE in every channel takes the reference-point
-# form of (1) (`_ref_path`): exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s), so A = (q e^(G - G_C)) (k e^(G_C - G))^T
-# is one tl.dot whose second factor is (3)'s own k e^(G_C - G); the first is at most e^REF_RANGE |q|, in
-# fp32's range (bf16's too). Other chunks keep the halving, formed by the A pass and the intra-gradient
-# pass, which skip a chunk only if its total is >= -REF_RANGE + REF_MARGIN in every channel, so that the
-# sweeps (which sum g in another order) never take a chunk as unsafe that the passes skipped (for g <= 0
-# a 16-token chunk's total is >= that of the 32-token forward chunk holding it).
+# form of (1) (`_ref_path`): exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s), so that A = (q e^(G - G_C))
+# (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s own k e^(G_C - G); the first is at most
+# e^REF_RANGE |q|, in fp32's range (bf16's too). The A pass flags the other chunks, which keep the halving
+# (A from the A pass, dq's and dk's intra-chunk parts from the intra-gradient pass); every kernel reads the
+# flags, so that all take the same decision.
 REF_RANGE = tl.constexpr(30.0)
-REF_MARGIN = tl.constexpr(1.0)
 REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are capped: no inf where it is not taken
 
 
@@ -1279,9 +1278,9 @@ def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     over all of K) of A_IN_SWEEP_BK, where it was measured to win, and never with the reference point
     (`_ref_path`), whose sweeps take the halving's A from the pass for flagged chunks only. TUNE "a_in_sweep"
     overrides (still one K block only, without the reference point). H100, bf16, fwd+bwd from a CUDA graph,
-    B=8 H=8 (results/bench/tune_linear_attention.md, session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128
-    the sweep, at 8 warps, then runs slower than the pass it replaces (T=4096 1.413 -> 1.515, T=16384 5.35
-    -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
+    B=8 H=8 (results/bench/tune_linear_attention.md, session 16): K=V=64 T=4096 0.574 -> 0.567 ms, Zoology
+    B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128 the sweep, at 8 warps, then runs slower than the pass
+    it replaces (T=4096 1.413 -> 1.515, T=16384 5.35 -> 5.77). Smaller blocks keep the pass until timed: with it in the sweep at every K <= 64, the
     benchmark's B=256 T=256 H=4 K=V=16 row read 0.289 ms against 0.269 two commits before (kernels.md,
     session 16 note). With the reference point as first written (a branch per chunk in the sweeps), the
     sweep's own halving for the other chunks cost more than the pass: K=V=64 T=4096 0.461 vs 0.414 ms,
