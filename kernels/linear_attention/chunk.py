@@ -1282,9 +1282,9 @@ def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
     B=256 T=256 H=4 K=V=64 0.540 -> 0.532; at K=V=128 the sweep, at 8 warps, then runs slower than the pass
     it replaces (T=4096 1.413 -> 1.515, T=16384 5.35 -> 5.77). Smaller blocks keep the pass until timed:
     with it in the sweep at every K <= 64, the benchmark's B=256 T=256 H=4 K=V=16 row read 0.289 ms against
-    0.269 two commits before (kernels.md, session 16 note). With the reference point as first written (a branch per chunk in the sweeps), the
-    sweep's own halving for the other chunks cost more than the pass: K=V=64 T=4096 0.461 vs 0.414 ms,
-    Zoology K=V=16 0.231 vs 0.219 (session 17)."""
+    0.269 two commits before (kernels.md, session 16 note). With the reference point as first written (a
+    branch per chunk in the sweeps), the sweep's own halving for the other chunks cost more than the pass:
+    K=V=64 T=4096 0.461 vs 0.414 ms, Zoology K=V=16 0.231 vs 0.219 (session 17)."""
     if nk != 1 or ref:
         return False
     return bool(TUNE["a_in_sweep"]) if "a_in_sweep" in TUNE else bk == A_IN_SWEEP_BK
