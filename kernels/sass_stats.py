@@ -171,7 +171,7 @@ def _scan_kernels() -> list[Kernel]:
     return out
 
 
-def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
+def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels (and the per-channel A pass) per
     decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped configs (one innermost-loop
     iteration = one chunk of BT tokens of a [BK, BV] state block; the per-channel A pass has no loop,
@@ -233,6 +233,8 @@ def _linear_attention_kernels(K: int = 64) -> list[Kernel]:
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
             cap = la._intra_grad_cap().get("maxnreg") if name == "_intra_grad_kernel" else None
+            if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):   # TUNE sweep_maxnreg's cap
+                cap = sweep_maxnreg
             names = tuple(ptrs.split())
             types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 else "*bf16" for p in names}
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
@@ -289,6 +291,8 @@ def main() -> None:
     parser.add_argument("--ops", default="scans", choices=["scans", "linear_attention", "exp", "all"],
                         help="exp: the float instructions of each form of exp and sigmoid the kernels use")
     parser.add_argument("--la-k", type=int, default=64, help="linear attention: K = V (default 64)")
+    parser.add_argument("--la-sweep-maxnreg", type=int, default=None,
+                        help="linear attention: the sweeps' register cap (as TUNE sweep_maxnreg; default none)")
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
@@ -297,7 +301,8 @@ def main() -> None:
         for name, mix in exp_forms():
             print(f"  {name:<28} {sum(mix.values()):>2}  ({', '.join(f'{op} {n}' for op, n in mix.most_common())})")
     kernels = _scan_kernels() if args.ops in ("scans", "all") else []
-    kernels += _linear_attention_kernels(args.la_k) if args.ops in ("linear_attention", "all") else []
+    kernels += _linear_attention_kernels(args.la_k, args.la_sweep_maxnreg) \
+        if args.ops in ("linear_attention", "all") else []
     for k in kernels:
         s = stats(k.fn, k.types, k.consts, k.ints, k.warps, args.dump, maxnreg=k.maxnreg, ptrs=k.ptrs,
                   floats=k.floats)
