@@ -557,18 +557,17 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     m_tk = m_t[:, None] & m_k[None, :]
     if REF:   # only the chunks the A pass flagged (flag: one per forward chunk of FR * BT tokens)
         if tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR) != 0:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+            _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
     else:
-        b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-        _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
+        _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
 
 
 @triton.jit
-def _intra_grad_store(q, k, v, do, b_g, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT: tl.constexpr,
+def _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT: tl.constexpr,
                       BV: tl.constexpr, PREC: tl.constexpr):
     """`_intra_grad_kernel`'s chunk: qi and ki from its q, k, g, v and do tiles, stored."""
     o_i = tl.arange(0, BT)
+    b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_dA = tl.zeros([BT, BT], dtype=tl.float32)
@@ -920,6 +919,7 @@ def _bwd_dkv_kernel(
             p_a = a + o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
             m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
             b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
+            b_kd = (b_k * b_kdec).to(b_k.dtype)                        # k e^(G_C - G): dv's and A^T's
             # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): by the chunk end's reference point where the
             # decay allows (REF: e^(G_C - G_s) (dA^T q e^(G - G_C)), this V block's share, and A^T of
             # (k e^(G_C - G)) (q e^(G - G_C))^T), else from _intra_grad_kernel (over all of V, so added by
@@ -930,8 +930,7 @@ def _bwd_dkv_kernel(
                 need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
                 upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
                 b_qh = (b_qf * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
-                b_At = tl.where(upper, tl.dot((b_k * b_kdec).to(b_k.dtype), tl.trans(b_qh),
-                                              input_precision=PREC), 0.0) * scale
+                b_At = tl.where(upper, tl.dot(b_kd, tl.trans(b_qh), input_precision=PREC), 0.0) * scale
                 b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
                 b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
                 b_Ap = _sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT)
@@ -953,12 +952,11 @@ def _bwd_dkv_kernel(
                 b_At = tl.trans(tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0))
             if not UNCHAIN:
                 b_At = b_At * scale
-            b_kdec = 1.0
+            b_kd = b_k
             b_qd = (b_q * scale).to(b_q.dtype)
             b_decay = 1.0
         if DECAY != 1:
             # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
-            b_kd = (b_k * b_kdec).to(b_k.dtype)
             b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
             if UNCHAIN and DECAY == 0:
                 b_dv = tl.where(m_t[:, None], b_dv, 0.0) \
@@ -1525,6 +1523,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         NK, NV = cdiv(K, cfg["BK"]), cdiv(V, cfg["BV"])
         seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
         dummy = q
+        flag = dummy if flag is None else flag
         gp = g if g is not None else dummy
         # one V block: dq, dk written once in the input dtype and the kernels finish dg (scalar decay
         # also needs one K block: dg sums over K). Otherwise fp32 partials over V blocks and the epilogue.
@@ -1550,7 +1549,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
-                    _level_sums(cfg["BT"], g.dtype, dev), flag if flag is not None else dummy, T, ctx.scale,
+                    _level_sums(cfg["BT"], g.dtype, dev), flag, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
                     num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
@@ -1562,7 +1561,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             if dsl and decay else None
         _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
-                dsl_g if dsl_g is not None else dummy, flag if flag is not None else dummy, T, ctx.scale,
+                dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
                 REF=ctx.ref, FR=ctx.fr,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
@@ -1587,7 +1586,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht,
                 xk if dgs else dg, dgc,
-                a if a is not None else dummy, ki, flag if flag is not None else dummy, T, ctx.scale,
+                a if a is not None else dummy, ki, flag, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, **seg, **cfg_kv,

@@ -7,7 +7,8 @@ the device's time alone) for a short list of variants of `chunk.TUNE`: the numbe
 sequence segments NS (auto, 1, more), num_warps, num_stages, and for scalar decay the chunk BT and the
 tile cap. Each variant's output and gradients are first compared with the default's (relative RMS
 error of o, dq, dk, dv, and separately of dlog_decay); a variant above BAD_ERR / BAD_ERR_DG is marked BAD
-and cannot be the best. Prints one table (frac_bw: bench.py's bytes / fwd+bwd time / copy bandwidth) and
+and cannot be the best. Prints one table (frac_bw, frac_g: bench.py's bytes / fwd+bwd time as called, or
+from the CUDA graph / copy bandwidth) and
 the best variant per (shape, decay) by graph_ms. Two to three minutes on an H100 the first time, mostly compilation
 (triton's cache makes a rerun faster). num_stages unset = triton's default (3).
 """
@@ -184,7 +185,7 @@ def main() -> None:
     copy_bw = copy_bandwidth_gbps()
     print(f"GPU: {torch.cuda.get_device_name()}; copy bandwidth {copy_bw:.0f} GB/s")
     head = (f"{'shape':<26} {'decay':<8} {'variant':<15} {'NS':>3} {'fwd_ms':>8} {'fwdbwd_ms':>9} {'frac_bw':>7} "
-            f"{'graph_ms':>8} {'err':>8} {'err_dg':>8}")
+            f"{'graph_ms':>8} {'frac_g':>6} {'err':>8} {'err_dg':>8}")
     print(head)
     best = []
     for B, T, H, K, V in shapes:
@@ -210,10 +211,10 @@ def main() -> None:
                 err = rel_error(out[:4], ref[:4])   # o, dq, dk, dv
                 err_dg = rel_error(out[4:], ref[4:]) if decay else 0.0
                 fwd, fb, graph = _time(leaves, do)
-                frac = 3 * io / fb / 1e6 / copy_bw
+                frac, frac_g = (3 * io / ms / 1e6 / copy_bw for ms in (fb, graph))
                 flag = "" if err <= BAD_ERR and err_dg <= BAD_ERR_DG else " BAD"
                 print(f"{shape:<26} {decay_name:<8} {name:<15} {ns:>3} {fwd:>8.3f} {fb:>9.3f} {frac:>7.3f} "
-                      f"{graph:>8.3f} {err:>8.1e} {err_dg:>8.1e}{flag}", flush=True)
+                      f"{graph:>8.3f} {frac_g:>6.3f} {err:>8.1e} {err_dg:>8.1e}{flag}", flush=True)
                 if not flag:
                     rows.append((graph, fb, fwd, name))
             chunk.TUNE.clear()
