@@ -171,15 +171,20 @@ def _scan_kernels() -> list[Kernel]:
     return out
 
 
-def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None) -> list[Kernel]:
+def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, variant: str | None = None) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels (and the per-channel A pass) per
     decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped configs (one innermost-loop
     iteration = one chunk of BT tokens of a [BK, BV] state block; the per-channel A pass has no loop,
     its levels unroll; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
-    them at first launch."""
+    them at first launch. `variant`: a name from `kernels.linear_attention.tune.VARIANTS`, whose TUNE
+    overrides the configs take (its "ns", "seg_target" aside: NS stays 4)."""
     import torch
 
     la = importlib.import_module("kernels.linear_attention.chunk")
+    la.TUNE.clear()
+    if variant:
+        la.TUNE.update(importlib.import_module("kernels.linear_attention.tune").VARIANTS[variant])
+    sweep_maxnreg = sweep_maxnreg or la.TUNE.get("sweep_maxnreg")
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a msum flag", {}),
            "_fwd_kernel": ("q k v g s0 o ht a msum flag", dict(USE_S0=True, NA=0)),
@@ -191,7 +196,7 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None) -> 
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
-        base = dict(la._config_cached(K, V, decay, torch.bfloat16, ()))   # a copy: the cache keeps its own
+        base = la._config(K, V, decay, torch.bfloat16)   # a copy: the cache keeps its own
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
@@ -293,6 +298,8 @@ def main() -> None:
     parser.add_argument("--la-k", type=int, default=64, help="linear attention: K = V (default 64)")
     parser.add_argument("--la-sweep-maxnreg", type=int, default=None,
                         help="linear attention: the sweeps' register cap (as TUNE sweep_maxnreg; default none)")
+    parser.add_argument("--la-variant", default=None,
+                        help="linear attention: the TUNE overrides of this kernels.linear_attention.tune variant")
     args = parser.parse_args()
     print(f"triton {triton.__version__}, sm_90; a loop's floor = its instructions per iteration x iterations "
           f"at the long shape / {ISSUE_RATE:.3g} warp instructions per second")
@@ -301,7 +308,7 @@ def main() -> None:
         for name, mix in exp_forms():
             print(f"  {name:<28} {sum(mix.values()):>2}  ({', '.join(f'{op} {n}' for op, n in mix.most_common())})")
     kernels = _scan_kernels() if args.ops in ("scans", "all") else []
-    kernels += _linear_attention_kernels(args.la_k, args.la_sweep_maxnreg) \
+    kernels += _linear_attention_kernels(args.la_k, args.la_sweep_maxnreg, args.la_variant) \
         if args.ops in ("linear_attention", "all") else []
     for k in kernels:
         s = stats(k.fn, k.types, k.consts, k.ints, k.warps, args.dump, maxnreg=k.maxnreg, ptrs=k.ptrs,

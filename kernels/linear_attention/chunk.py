@@ -145,6 +145,13 @@ GC_COLS = tl.constexpr(16)
 # flags, so that all take the same decision.
 REF_RANGE = tl.constexpr(30.0)
 REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are capped: no inf where it is not taken
+# With the reference point the flagged chunks' passes (`_intra_a_kernel`, `_intra_grad_kernel`) walk
+# REF_WALK forward chunks per program, stopping after one load where none is flagged (one program per
+# chunk had cost the A pass 0.026 ms and the intra-gradient pass 0.013 ms at B=8 T=4096 H=8 K=V=64 on an
+# H200 while mostly reading one flag each: results/bench/profile.md, session 17); `_ref_flag_kernel`
+# reads g in tiles of about FLAG_TILE elements per program.
+REF_WALK = 16
+FLAG_TILE = 8192
 
 
 def _interpret() -> bool:
@@ -291,12 +298,34 @@ def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.con
     return b_A
 
 
+def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl.constexpr):
+    """Per-channel decay with the reference point (`_ref_path`): flag[bh, c] (int8 [B*H, chunks]) = 1 where
+    the forward's chunk c of BT tokens has a total log decay G_C = sum_t g_t below -REF_RANGE in some
+    channel, so that it keeps the halving; every kernel reads the flags. W chunks per program (grid (B*H,
+    cdiv(chunks, W))), their loads unrolled side by side: g's reading at close to copy bandwidth, no more
+    registers than its tiles (the A pass, which had set the flags, holds 255 for the halving)."""
+    NC = tl.cdiv(T, BT)
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_k = tl.arange(0, BK)
+    g += (i_b * T * H + i_h) * K
+    for w in tl.static_range(W):
+        i_c = tl.program_id(1) * W + w
+        o_t = i_c * BT + tl.arange(0, BT)
+        b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=(o_t < T)[:, None] & (o_k < K)[None, :],
+                      other=0.0)
+        need = tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE
+        tl.store(flag + i_bh * NC + i_c + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8),
+                 mask=i_c + tl.arange(0, 1) < NC)
+
+
 def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-                    REF: tl.constexpr = False):
+                    REF: tl.constexpr = False, W: tl.constexpr = 1):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
-    block's partial sum (the input dtype when NA == 1). REF (one K block): also flag[bh, chunk] (int8),
-    set where the chunk's total log decay is below -REF_RANGE in some channel; A for those chunks only.
+    block's partial sum (the input dtype when NA == 1). REF (one K block; grid (B*H, cdiv(chunks, W))):
+    A only for the chunks that `_ref_flag_kernel` flagged, W chunks per program, which reads their W flags
+    at once and, where none is set (every chunk of a mild decay), stops.
 
     exp(G_t - G_s) is factored by halving: split the chunk into halves, those into halves, ..., down to
     single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
@@ -309,9 +338,24 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
     Nothing can overflow (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference
     point per pair of halves instead of one per chunk; M g in full fp32 precision for fp32 g)."""
     NT = tl.cdiv(T, BT)
-    i_bh = (tl.program_id(0) // NT).to(tl.int64)
-    i_t = tl.program_id(0) % NT
-    i_k = tl.program_id(1).to(tl.int64)
+    if REF:
+        i_bh = tl.program_id(0).to(tl.int64)
+        o_w = tl.program_id(1) * W + tl.arange(0, W)
+        if tl.max(tl.load(flag + i_bh * NT + o_w, mask=o_w < NT, other=0), axis=0) != 0:
+            for w in range(W):
+                i_t = tl.program_id(1) * W + w
+                if i_t < NT:
+                    if tl.load(flag + i_bh * NT + i_t) != 0:
+                        _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, 0, T, B, H, K, BT, BK, PREC)
+    else:
+        _intra_a_chunk(q, k, g, a, msum, (tl.program_id(0) // NT).to(tl.int64), tl.program_id(0) % NT,
+                       tl.program_id(1).to(tl.int64), T, B, H, K, BT, BK, PREC)
+
+
+@triton.jit
+def _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, i_k, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr,
+                   PREC: tl.constexpr):
+    """`_intra_a_kernel`'s chunk i_t of batch*head i_bh, K block i_k: A from its q, k and g tiles, stored."""
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
@@ -324,20 +368,6 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
     b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-    if REF:   # (one K block) flag[bh, chunk]: whether the chunk's total decay is below -REF_RANGE in some
-        # channel, which every kernel then reads; A only for those chunks (the others take the reference point)
-        need = tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE
-        tl.store(flag + i_bh * NT + i_t, need.to(tl.int8))
-        if need:
-            _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
-    else:
-        _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT, PREC)
-
-
-@triton.jit
-def _intra_a_store(q, k, b_g, a, msum, o_t, m_t, m_tk, o_k, H, K, BT: tl.constexpr, PREC: tl.constexpr):
-    """`_intra_a_kernel`'s chunk: A from its q, k and g tiles, stored."""
-    o_i = tl.arange(0, BT)
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
@@ -530,18 +560,40 @@ def _scan_kernel(
 
 
 def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
-                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1):
+                       BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
+                       W: tl.constexpr = 1):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
         qi_t = scale * sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
     exp(G_t - G_s) factored by halving the chunk as in `_intra_a_kernel` (the two share each level's
-    exp). qi, ki: [B, T, H, K] in the input dtype. REF: only for the chunks the A pass flagged (flag: one
-    per forward chunk of FR * BT tokens); the sweeps take the others by the reference point."""
-    NT = tl.cdiv(T, BT)
-    i_bh = (tl.program_id(0) // NT).to(tl.int64)
-    i_t = tl.program_id(0) % NT
-    i_k = tl.program_id(1).to(tl.int64)
+    exp). qi, ki: [B, T, H, K] in the input dtype. REF (one K block; grid (B*H, cdiv(forward chunks, W))):
+    only for the chunks flagged (flag: one per forward chunk of FR * BT tokens), W forward chunks per
+    program, which reads their W flags at once and, where none is set, stops; the sweeps take the other
+    chunks by the reference point."""
+    if REF:
+        NF = tl.cdiv(T, BT * FR)
+        i_bh = tl.program_id(0).to(tl.int64)
+        o_w = tl.program_id(1) * W + tl.arange(0, W)
+        if tl.max(tl.load(flag + i_bh * NF + o_w, mask=o_w < NF, other=0), axis=0) != 0:
+            for w in range(W * FR):
+                i_t = tl.program_id(1) * (W * FR) + w
+                if i_t * BT < T:
+                    if tl.load(flag + i_bh * NF + i_t // FR) != 0:
+                        _intra_grad_store(q, k, v, g, do, qi, ki, msum, i_bh, i_t, 0, T, scale, H, K, V,
+                                          BT, BK, BV, PREC)
+    else:
+        NT = tl.cdiv(T, BT)
+        _intra_grad_store(q, k, v, g, do, qi, ki, msum, (tl.program_id(0) // NT).to(tl.int64),
+                          tl.program_id(0) % NT, tl.program_id(1).to(tl.int64), T, scale, H, K, V, BT, BK, BV,
+                          PREC)
+
+
+@triton.jit
+def _intra_grad_store(q, k, v, g, do, qi, ki, msum, i_bh, i_t, i_k, T, scale, H, K, V, BT: tl.constexpr,
+                      BK: tl.constexpr, BV: tl.constexpr, PREC: tl.constexpr):
+    """`_intra_grad_kernel`'s chunk i_t of batch*head i_bh, K block i_k: qi and ki from its q, k, g, v and
+    do tiles, stored."""
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
@@ -552,21 +604,10 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     ki += (i_b * T * H + i_h) * K
     v += (i_b * T * H + i_h) * V
     do += (i_b * T * H + i_h) * V
-    o_t = i_t * BT + tl.arange(0, BT)
+    o_i = tl.arange(0, BT)
+    o_t = i_t * BT + o_i
     m_t = o_t < T
     m_tk = m_t[:, None] & m_k[None, :]
-    if REF:   # only the chunks the A pass flagged (flag: one per forward chunk of FR * BT tokens)
-        if tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR) != 0:
-            _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
-    else:
-        _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT, BV, PREC)
-
-
-@triton.jit
-def _intra_grad_store(q, k, v, g, do, qi, ki, msum, o_t, m_t, m_tk, o_k, scale, H, K, V, BT: tl.constexpr,
-                      BV: tl.constexpr, PREC: tl.constexpr):
-    """`_intra_grad_kernel`'s chunk: qi and ki from its q, k, g, v and do tiles, stored."""
-    o_i = tl.arange(0, BT)
     b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
@@ -1495,9 +1536,17 @@ class _ChunkLinearAttention(torch.autograd.Function):
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
             if grads or not a_in:
                 a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            if not a_in:
-                _launch(_intra_a_kernel, (B * H * cdiv(T, cfg_f["BT"]), NKF), q, k, g, a, msum, flag, T, B, H, K,
-                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=ref,
+            nc = cdiv(T, cfg_f["BT"])
+            if ref:   # the flags, then A for the flagged chunks (REF_WALK chunks per program)
+                wf = max(1, FLAG_TILE // (cfg_f["BT"] * cfg_f["BK"]))
+                _launch(_ref_flag_kernel, (B * H, cdiv(nc, wf)), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
+                        W=wf, num_warps=4)
+                _launch(_intra_a_kernel, (B * H, cdiv(nc, REF_WALK)), q, k, g, a, msum, flag, T, B, H, K,
+                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK,
+                        num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
+            elif not a_in:
+                _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, T, B, H, K,
+                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, T, scale, B=B, USE_S0=s_in is not None,
@@ -1548,10 +1597,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         qi = ki = dummy
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
-            _launch(_intra_grad_kernel, (B * H * cdiv(T, cfg["BT"]), NKQ), q, k, v, g, do, qi, ki,
+            grid = (B * H, cdiv(T, cfg["BT"] * ctx.fr * REF_WALK)) if ctx.ref else (B * H * cdiv(T, cfg["BT"]), NKQ)
+            _launch(_intra_grad_kernel, grid, q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), flag, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
-                    num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
+                    W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
         ds0 = dht_c                                               # dS at each segment's end

@@ -95,6 +95,9 @@ VARIANTS = {
     "igrad cap0": {"intra_grad_maxnreg": 0},
     "sweep_reg168": {"sweep_maxnreg": 168},
     "sweep_reg168 seg_target=3": {"sweep_maxnreg": 168, "seg_target": 3},
+    "seg_target=6": {"seg_target": 6},
+    "sweep_reg168 seg_target=6": {"sweep_maxnreg": 168, "seg_target": 6},
+    "sweep_reg128 seg_target=8": {"sweep_maxnreg": 128, "seg_target": 8},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15

@@ -278,19 +278,22 @@ def test_triton_interpreted_channel_A_in_the_forward_sweep(interpret, poison, mo
     assert fwd["A_IN"] == in_sweep and not fwd["STORE_A"] and o.grad_fn.saved_tensors[-1] is None
 
 
-@pytest.mark.parametrize("ns", [1, 2], ids=["one-segment", "segments"])
-def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, ns):
-    """Per-channel decay: the A pass flags each forward chunk whose total log decay is below -REF_RANGE in some
-    channel, and forms A for those only; every kernel reads the flags: flagged chunks take the halving (A
-    from the pass, dq's and dk's intra-chunk parts from the intra-gradient pass, which skips the others), the
-    rest the chunk end's reference point (tl.dots in the sweeps). T = 100, every channel decaying by up to
-    e^-20 per step over tokens 32..63 (the forward's second chunk of 32, the backward's third and fourth of
-    16) and by up to e^-1 elsewhere: outputs and gradients match the reference, only that chunk is flagged,
-    and A is written for it only (elsewhere it stays poisoned, so nothing reads it there). fp16 and several K
-    blocks never take the reference point."""
+@pytest.mark.parametrize("ns,walk,flag_w", [(1, 16, 4), (2, 1, 3)], ids=["one-segment", "segments-walk1"])
+def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypatch, launches, ns, walk, flag_w):
+    """Per-channel decay: a flag pass marks each forward chunk whose total log decay is below -REF_RANGE in some
+    channel, and the A pass forms A for those only; every kernel reads the flags: flagged chunks take the
+    halving (A from the pass, dq's and dk's intra-chunk parts from the intra-gradient pass, which skips the
+    others), the rest the chunk end's reference point (tl.dots in the sweeps). T = 100, every channel decaying
+    by up to e^-20 per step over tokens 32..63 (the forward's second chunk of 32, the backward's third and
+    fourth of 16) and by up to e^-1 elsewhere: outputs and gradients match the reference, only that chunk is
+    flagged, and A is written for it only (elsewhere it stays poisoned, so nothing reads it there). The two
+    passes walk `walk` forward chunks per program (all four in one, or one each), the flag pass `flag_w` (the
+    last program's partly past T). fp16 and several K blocks never take the reference point."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
+    monkeypatch.setattr(chunk, "REF_WALK", walk)
+    monkeypatch.setattr(chunk, "FLAG_TILE", 32 * 32 * flag_w)
     inputs = make_inputs(1, 100, 2, 32, 16, "channel", torch.float32)
     inputs["log_decay"][:, 32:64] *= 20
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
@@ -300,6 +303,9 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
                              "_intra_grad_kernel"]
     assert all(m["REF"] for m in metas.values()) and not metas["_fwd_kernel"]["A_IN"]
     assert [metas[n]["FR"] for n in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel")] == [2, 2, 2]
+    grids = {n: g for n, g, _ in launches}
+    assert grids["_ref_flag_kernel"] == (2, -(-4 // flag_w))
+    assert grids["_intra_a_kernel"] == grids["_intra_grad_kernel"] == (2, -(-4 // walk))
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
     o = chunked_linear_attention(q.requires_grad_(), k, v, g)
     flag, a = o.grad_fn.saved_tensors[-2:]                   # [B*H, forward chunks], [1, 1, T, 2, 32]
