@@ -232,7 +232,7 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, var
                 flags = dict(flags, REF=ref)
                 if name == "_fwd_kernel" and la._a_in_sweep(nka, cfg["BK"], ref):   # A formed and stored by the sweep
                     flags = dict(flags, NA=0, A_IN=True, STORE_A=True)
-                if name in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel") and ref:   # the A pass's flags
+                if name in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel") and ref:   # the flags
                     flags = dict(flags, FR=la._fwd_config(base, K)["BT"] // base["BT"])
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])

@@ -32,9 +32,10 @@ decay G_C is >= -REF_RANGE = -30 in every channel, exp(G_t - G_s) = exp(G_t - G_
 first factor <= e^30, so A = (q e^(G - G_C)) (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s
 own, and dq's and dk's intra-chunk parts are tl.dots of dA = do v^T with the same factors, all inside the
 sweeps (GLA's secondary chunking with one reference point per chunk, used only where it cannot overflow).
-The A pass flags the other chunks (`flag`, int8 per forward chunk) and forms A for them only; every
-kernel reads the flags, and the sweeps select per chunk between the two forms (selects, not branches:
-a branch in the loop multiplied its instructions) while the intra-gradient pass runs for flagged chunks only.
+A light pass flags the other chunks (`_ref_flag_kernel`: `flag`, int8 per forward chunk) and the A pass
+forms A for them only; every kernel reads the flags, and the sweeps select per chunk between the two forms
+(selects, not branches: a branch in the loop multiplied its instructions) while the intra-gradient pass runs
+for flagged chunks only (both passes walk REF_WALK chunks per program and stop where none is flagged).
 Without it (fp16, several K blocks, TUNE ref = False):
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
@@ -140,7 +141,7 @@ GC_COLS = tl.constexpr(16)
 # Per channel: a chunk whose total log decay is >= -REF_RANGE in every channel takes the reference-point
 # form of (1) (`_ref_path`): exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s), so that A = (q e^(G - G_C))
 # (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s own k e^(G_C - G); the first is at most
-# e^REF_RANGE |q|, in fp32's range (bf16's too). The A pass flags the other chunks, which keep the halving
+# e^REF_RANGE |q|, in fp32's range (bf16's too). A light pass flags the other chunks, which keep the halving
 # (A from the A pass, dq's and dk's intra-chunk parts from the intra-gradient pass); every kernel reads the
 # flags, so that all take the same decision.
 REF_RANGE = tl.constexpr(30.0)
@@ -738,7 +739,7 @@ def _bwd_dq_kernel(
             # _intra_grad_kernel (over all of V, so added by the first V block only)
             p_qi = qi + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
             m_qi = m_t[:, None] & (m_k & (o_k * 0 + i_v == 0))[None, :]
-            if REF:   # selected by the A pass's flag (one per forward chunk of FR * BT tokens), not branched on
+            if REF:   # selected by the chunk's flag (one per forward chunk of FR * BT tokens), not branched on
                 need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
                 b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
                 b_intra = tl.dot(b_dA.to(b_k.dtype), b_kd, input_precision=PREC) \
@@ -967,7 +968,7 @@ def _bwd_dkv_kernel(
             # the first V block only) and A from the A pass
             p_ki = ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
             m_ki = m_tk & (o_k * 0 + i_v == 0)[None, :]
-            if REF:   # selected by the A pass's flag (one per forward chunk of FR * BT tokens), not branched on
+            if REF:   # selected by the chunk's flag (one per forward chunk of FR * BT tokens), not branched on
                 need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
                 upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
                 b_qh = (b_qf * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
@@ -1530,7 +1531,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         grads = any(ctx.needs_input_grad[:4])
         ref = _ref_path(cfg, K, q.dtype)   # chunks whose decay allows it: A and its gradients by tl.dots
         a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"], ref)  # A formed by the sweep itself
-        # REF: the A pass's flags of the forward's chunks that need the halving (int8 [B*H, chunks]), read by all
+        # REF: the flags of the forward's chunks that need the halving (int8 [B*H, chunks]), read by all
         flag = torch.empty(B * H, cdiv(T, cfg_f["BT"]), device=dev, dtype=torch.int8) if ref else dummy
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
