@@ -186,7 +186,8 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, var
         la.TUNE.update(importlib.import_module("kernels.linear_attention.tune").VARIANTS[variant])
     sweep_maxnreg = sweep_maxnreg or la.TUNE.get("sweep_maxnreg")
     B, T, H, V = 8, 4096, 8, K
-    sig = {"_intra_a_kernel": ("q k g a msum flag", {}),
+    sig = {"_ref_flag_kernel": ("g flag", {}),
+           "_intra_a_kernel": ("q k g a msum flag", {}),
            "_fwd_kernel": ("q k v g s0 o ht a msum flag", dict(USE_S0=True, NA=0)),
            "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
@@ -200,7 +201,16 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, var
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         for name, (ptrs, flags) in sig.items():
-            if name in ("_intra_a_kernel", "_intra_grad_kernel") and decay != 2:
+            if name in ("_intra_a_kernel", "_intra_grad_kernel", "_ref_flag_kernel") and decay != 2:
+                continue
+            if name == "_ref_flag_kernel":   # with the reference point only; W chunks per program, no loop
+                if not la._ref_path(base, K, torch.bfloat16):
+                    continue
+                fwd = la._fwd_config(base, K)
+                w = max(1, la.FLAG_TILE // (fwd["BT"] * fwd["BK"]))
+                out.append(Kernel(f"linear_attention ref_flag_kernel decay={kind}", triton.jit(la._ref_flag_kernel),
+                                  {"g": "*bf16", "flag": "*i8"}, dict(BT=fwd["BT"], BK=fwd["BK"], W=w),
+                                  dict(T=T, H=H, K=K), 4, fwd["BT"] * w, B * T * H, "tokens", ("g", "flag"), ()))
                 continue
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
@@ -234,6 +244,8 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, var
                     flags = dict(flags, NA=0, A_IN=True, STORE_A=True)
                 if name in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel") and ref:   # the flags
                     flags = dict(flags, FR=la._fwd_config(base, K)["BT"] // base["BT"])
+                if name in ("_intra_a_kernel", "_intra_grad_kernel") and ref:   # REF_WALK chunks per program
+                    flags = dict(flags, W=la.REF_WALK)
             if name == "_bwd_dkv_kernel":   # A's rows: the forward's chunk
                 flags = dict(flags, AW=la._fwd_config(base, K)["BT"])
             ints = dict(ints, SC=T // cfg["BT"] // 4)
