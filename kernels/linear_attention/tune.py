@@ -99,6 +99,7 @@ VARIANTS = {
     "sweep_reg168 seg_target=6": {"sweep_maxnreg": 168, "seg_target": 6},
     "sweep_reg128 seg_target=8": {"sweep_maxnreg": 128, "seg_target": 8},
     "wide w8 reg128": {"wide_warps": 8, "sweep_maxnreg": 128},
+    "wide w16": {"wide_warps": 16},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
