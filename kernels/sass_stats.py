@@ -210,7 +210,7 @@ def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, var
                 w = max(1, la.FLAG_TILE // (fwd["BT"] * fwd["BK"]))
                 out.append(Kernel(f"linear_attention ref_flag_kernel decay={kind}", triton.jit(la._ref_flag_kernel),
                                   {"g": "*bf16", "flag": "*i8"}, dict(BT=fwd["BT"], BK=fwd["BK"], W=w),
-                                  dict(T=T, H=H, K=K), 4, fwd["BT"] * w, B * T * H, "tokens", ("g", "flag"), ()))
+                                  dict(T=T, H=H, K=K), la.FLAG_WARPS, fwd["BT"] * w, B * T * H, "tokens", ("g", "flag"), ()))
                 continue
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):

@@ -150,9 +150,13 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 # REF_WALK forward chunks per program, stopping after one load where none is flagged (one program per
 # chunk had cost the A pass 0.026 ms and the intra-gradient pass 0.013 ms at B=8 T=4096 H=8 K=V=64 on an
 # H200 while mostly reading one flag each: results/bench/profile.md, session 17); `_ref_flag_kernel`
-# reads g in tiles of about FLAG_TILE elements per program.
+# reads g in tiles of about FLAG_TILE elements per program, at FLAG_WARPS (its sums over tokens then stay
+# inside a warp: H100, bf16 g, B=8 H=8, the pass alone at T=4096 K=64 28 us with 4 warps, 20 with 1; T=16384
+# K=64 93 -> 58 us, 48% -> 76% of copy bandwidth; T=4096 K=128 48 -> 34 us; 1 to 16 chunks per program within
+# 2 us of each other at 1 warp: `python scripts/experiments/flag_pass_configs.py`).
 REF_WALK = 16
 FLAG_TILE = 8192
+FLAG_WARPS = 1
 
 
 def _interpret() -> bool:
@@ -1541,7 +1545,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             if ref:   # the flags, then A for the flagged chunks (REF_WALK chunks per program)
                 wf = max(1, FLAG_TILE // (cfg_f["BT"] * cfg_f["BK"]))
                 _launch(_ref_flag_kernel, (B * H, cdiv(nc, wf)), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
-                        W=wf, num_warps=4)
+                        W=wf, num_warps=FLAG_WARPS)
                 _launch(_intra_a_kernel, (B * H, cdiv(nc, REF_WALK)), q, k, g, a, msum, flag, T, B, H, K,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK,
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
