@@ -306,16 +306,18 @@ def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.con
 def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl.constexpr):
     """Per-channel decay with the reference point (`_ref_path`): flag[bh, c] (int8 [B*H, chunks]) = 1 where
     the forward's chunk c of BT tokens has a total log decay G_C = sum_t g_t below -REF_RANGE in some
-    channel, so that it keeps the halving; every kernel reads the flags. W chunks per program (grid (B*H,
-    cdiv(chunks, W))), their loads unrolled side by side: g's reading at close to copy bandwidth, no more
-    registers than its tiles (the A pass, which had set the flags, holds 255 for the halving)."""
+    channel, so that it keeps the halving; every kernel reads the flags. W chunks per program (grid
+    (B*H*cdiv(chunks, W),)), their loads unrolled side by side: g's reading at close to copy bandwidth, no
+    more registers than its tiles (the A pass, which had set the flags, holds 255 for the halving)."""
     NC = tl.cdiv(T, BT)
-    i_bh = tl.program_id(0).to(tl.int64)
+    NW = tl.cdiv(NC, W)
+    i_bh = (tl.program_id(0) // NW).to(tl.int64)
+    i_w = tl.program_id(0) % NW
     i_b, i_h = i_bh // H, i_bh % H
     o_k = tl.arange(0, BK)
     g += (i_b * T * H + i_h) * K
     for w in tl.static_range(W):
-        i_c = tl.program_id(1) * W + w
+        i_c = i_w * W + w
         o_t = i_c * BT + tl.arange(0, BT)
         b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=(o_t < T)[:, None] & (o_k < K)[None, :],
                       other=0.0)
@@ -328,7 +330,7 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
                     REF: tl.constexpr = False, W: tl.constexpr = 1):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
-    block's partial sum (the input dtype when NA == 1). REF (one K block; grid (B*H, cdiv(chunks, W))):
+    block's partial sum (the input dtype when NA == 1). REF (one K block; grid (B*H*cdiv(chunks, W), 1)):
     A only for the chunks that `_ref_flag_kernel` flagged, W chunks per program, which reads their W flags
     at once and, where none is set (every chunk of a mild decay), stops.
 
@@ -344,11 +346,12 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
     point per pair of halves instead of one per chunk; M g in full fp32 precision for fp32 g)."""
     NT = tl.cdiv(T, BT)
     if REF:
-        i_bh = tl.program_id(0).to(tl.int64)
-        o_w = tl.program_id(1) * W + tl.arange(0, W)
+        i_bh = (tl.program_id(0) // tl.cdiv(NT, W)).to(tl.int64)
+        i_w = tl.program_id(0) % tl.cdiv(NT, W)
+        o_w = i_w * W + tl.arange(0, W)
         if tl.max(tl.load(flag + i_bh * NT + o_w, mask=o_w < NT, other=0), axis=0) != 0:
             for w in range(W):
-                i_t = tl.program_id(1) * W + w
+                i_t = i_w * W + w
                 if i_t < NT:
                     if tl.load(flag + i_bh * NT + i_t) != 0:
                         _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, 0, T, B, H, K, BT, BK, PREC)
@@ -572,17 +575,18 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
         qi_t = scale * sum_s dA[t, s] k_s exp(G_t - G_s),   ki_s = scale * sum_t dA[t, s] q_t exp(G_t - G_s),
     exp(G_t - G_s) factored by halving the chunk as in `_intra_a_kernel` (the two share each level's
-    exp). qi, ki: [B, T, H, K] in the input dtype. REF (one K block; grid (B*H, cdiv(forward chunks, W))):
+    exp). qi, ki: [B, T, H, K] in the input dtype. REF (one K block; grid (B*H*cdiv(forward chunks, W), 1)):
     only for the chunks flagged (flag: one per forward chunk of FR * BT tokens), W forward chunks per
     program, which reads their W flags at once and, where none is set, stops; the sweeps take the other
     chunks by the reference point."""
     if REF:
         NF = tl.cdiv(T, BT * FR)
-        i_bh = tl.program_id(0).to(tl.int64)
-        o_w = tl.program_id(1) * W + tl.arange(0, W)
+        i_bh = (tl.program_id(0) // tl.cdiv(NF, W)).to(tl.int64)
+        i_w = tl.program_id(0) % tl.cdiv(NF, W)
+        o_w = i_w * W + tl.arange(0, W)
         if tl.max(tl.load(flag + i_bh * NF + o_w, mask=o_w < NF, other=0), axis=0) != 0:
             for w in range(W * FR):
-                i_t = tl.program_id(1) * (W * FR) + w
+                i_t = i_w * (W * FR) + w
                 if i_t * BT < T:
                     if tl.load(flag + i_bh * NF + i_t // FR) != 0:
                         _intra_grad_store(q, k, v, g, do, qi, ki, msum, i_bh, i_t, 0, T, scale, H, K, V,
@@ -1544,9 +1548,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
             nc = cdiv(T, cfg_f["BT"])
             if ref:   # the flags, then A for the flagged chunks (REF_WALK chunks per program)
                 wf = max(1, FLAG_TILE // (cfg_f["BT"] * cfg_f["BK"]))
-                _launch(_ref_flag_kernel, (B * H, cdiv(nc, wf)), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
+                _launch(_ref_flag_kernel, (B * H * cdiv(nc, wf),), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
                         W=wf, num_warps=FLAG_WARPS)
-                _launch(_intra_a_kernel, (B * H, cdiv(nc, REF_WALK)), q, k, g, a, msum, flag, T, B, H, K,
+                _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, T, B, H, K,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK,
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
             elif not a_in:
@@ -1602,7 +1606,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         qi = ki = dummy
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
-            grid = (B * H, cdiv(T, cfg["BT"] * ctx.fr * REF_WALK)) if ctx.ref else (B * H * cdiv(T, cfg["BT"]), NKQ)
+            grid = (B * H * cdiv(cdiv(T, cfg["BT"] * ctx.fr), REF_WALK), 1) if ctx.ref else (B * H * cdiv(T, cfg["BT"]), NKQ)
             _launch(_intra_grad_kernel, grid, q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), flag, T, ctx.scale,
                     B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,

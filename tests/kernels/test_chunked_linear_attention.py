@@ -304,8 +304,8 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
     assert all(m["REF"] for m in metas.values()) and not metas["_fwd_kernel"]["A_IN"]
     assert [metas[n]["FR"] for n in ("_intra_grad_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel")] == [2, 2, 2]
     grids = {n: g for n, g, _ in launches}
-    assert grids["_ref_flag_kernel"] == (2, -(-4 // flag_w))
-    assert grids["_intra_a_kernel"] == grids["_intra_grad_kernel"] == (2, -(-4 // walk))
+    assert grids["_ref_flag_kernel"] == (2 * -(-4 // flag_w),)
+    assert grids["_intra_a_kernel"] == grids["_intra_grad_kernel"] == (2 * -(-4 // walk), 1)
     q, k, v, g = (inputs[n].detach() for n in ("q", "k", "v", "log_decay"))
     o = chunked_linear_attention(q.requires_grad_(), k, v, g)
     flag, a = o.grad_fn.saved_tensors[-2:]                   # [B*H, forward chunks], [1, 1, T, 2, 32]
