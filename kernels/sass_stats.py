@@ -8,7 +8,9 @@ pointers; sizes divisible by 16; a chunk count of 1 folded in) and with their sh
 caps, and prints per kernel: registers per thread (255 = the hardware cap: at most 8 one-warp
 programs resident per SM), local memory (spills) and, for each innermost loop, its SASS
 instruction count and mix (spills show as LDL/STL). --ops exp prints the float instructions of each
-form of exp and sigmoid the kernels use (why they write exp(x) as exp2(x log2 e)).
+form of exp and sigmoid the kernels use (why they write exp(x) as exp2(x log2 e)). For the linear
+attention, --la-k 128 takes K = V = 128, --la-sweep-maxnreg N caps the sweeps' registers, and --la-variant
+NAME compiles under the TUNE overrides of a `kernels.linear_attention.tune` variant (e.g. "wide w8 reg128").
 
 Why: the kernels are bound by instructions issued and by latency at low occupancy, not by
 bytes, and device time is scarce. The instruction count of the innermost loop per state update
