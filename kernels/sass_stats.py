@@ -174,19 +174,29 @@ def _scan_kernels() -> list[Kernel]:
 
 
 def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, variant: str | None = None) -> list[Kernel]:
-    """The chunked linear attention's forward, dq and dk/dv kernels (and the per-channel A pass) per
-    decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped configs (one innermost-loop
-    iteration = one chunk of BT tokens of a [BK, BV] state block; the per-channel A pass has no loop,
-    its levels unroll; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
+    """The chunked linear attention's forward, dq and dk/dv kernels (and per channel the flag pass, the A
+    pass and the intra-gradient pass) per decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped
+    configs (one innermost-loop iteration = one chunk of BT tokens of a [BK, BV] state block; with the
+    reference point the A and intra-gradient passes loop over the flagged chunks of their walk, and the flag
+    pass unrolls its chunks; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
     them at first launch. `variant`: a name from `kernels.linear_attention.tune.VARIANTS`, whose TUNE
-    overrides the configs take (its "ns", "seg_target" aside: NS stays 4)."""
-    import torch
-
+    overrides the configs take (its "ns", "seg_target" aside: NS stays 4); chunk.TUNE is restored after."""
     la = importlib.import_module("kernels.linear_attention.chunk")
+    saved = dict(la.TUNE)
     la.TUNE.clear()
     if variant:
         la.TUNE.update(importlib.import_module("kernels.linear_attention.tune").VARIANTS[variant])
-    sweep_maxnreg = sweep_maxnreg or la.TUNE.get("sweep_maxnreg")
+    try:
+        return _linear_attention_configs(la, K, sweep_maxnreg or la.TUNE.get("sweep_maxnreg"))
+    finally:
+        la.TUNE.clear()
+        la.TUNE.update(saved)
+
+
+def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Kernel]:
+    """`_linear_attention_kernels` under chunk.TUNE as it stands."""
+    import torch
+
     B, T, H, V = 8, 4096, 8, K
     sig = {"_ref_flag_kernel": ("g flag", {}),
            "_intra_a_kernel": ("q k g a msum flag", {}),

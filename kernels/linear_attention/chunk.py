@@ -152,8 +152,8 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 # H200 while mostly reading one flag each: results/bench/profile.md, session 17); `_ref_flag_kernel`
 # reads g in tiles of about FLAG_TILE elements per program, at FLAG_WARPS (its sums over tokens then stay
 # inside a warp: H100, bf16 g, B=8 H=8, the pass alone at T=4096 K=64 28 us with 4 warps, 20 with 1; T=16384
-# K=64 93 -> 58 us, 48% -> 76% of copy bandwidth; T=4096 K=128 48 -> 34 us; 1 to 16 chunks per program within
-# 2 us of each other at 1 warp: `python scripts/experiments/flag_pass_configs.py`).
+# K=64 93 -> 58 us, 48% -> 76% of copy bandwidth; T=4096 K=128 48 -> 34 us; 1 to 8 chunks per program within
+# 1 us of each other at 1 warp, 16 slower: `python scripts/experiments/flag_pass_configs.py`).
 REF_WALK = 16
 FLAG_TILE = 8192
 FLAG_WARPS = 1
@@ -307,7 +307,7 @@ def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl
     """Per-channel decay with the reference point (`_ref_path`): flag[bh, c] (int8 [B*H, chunks]) = 1 where
     the forward's chunk c of BT tokens has a total log decay G_C = sum_t g_t below -REF_RANGE in some
     channel, so that it keeps the halving; every kernel reads the flags. W chunks per program (grid
-    (B*H*cdiv(chunks, W),)), their loads unrolled side by side: g's reading at close to copy bandwidth, no
+    (B*H*cdiv(chunks, W),)), their loads unrolled side by side (alone on an H100, 55-77% of copy bandwidth), no
     more registers than its tiles (the A pass, which had set the flags, holds 255 for the halving)."""
     NC = tl.cdiv(T, BT)
     NW = tl.cdiv(NC, W)
@@ -322,6 +322,7 @@ def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl
         b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=(o_t < T)[:, None] & (o_k < K)[None, :],
                       other=0.0)
         need = tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE
+        # stored as a [1] tensor: the interpreter does not take a scalar mask (the last group runs past NC)
         tl.store(flag + i_bh * NC + i_c + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8),
                  mask=i_c + tl.arange(0, 1) < NC)
 
