@@ -265,7 +265,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
             if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):   # TUNE sweep_maxnreg's cap
                 cap = sweep_maxnreg
             names = tuple(ptrs.split())
-            types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 else "*bf16" for p in names}
+            types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 or (p == "g" and decay == 1) else "*bf16" for p in names}
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
                 types["dg"] = "*bf16"
             one_a = blocks == 1 if name == "_intra_a_kernel" else flags.get("NA") == 1

@@ -14,7 +14,9 @@ G_C = G at the chunk's last token,
 
 Every exponent is <= 0 (in (1) the s > t entries are set to -inf before exp), so log_decay = -20 per
 step underflows to exact zeros rather than overflowing. For scalar decay (1) is a [BT, BT] matrix times
-a tl.dot, with BT = 64. For per-channel decay exp(G_tk - G_sk) differs per channel, so (1) is not one
+a tl.dot, with BT = 64; G itself comes from a pass of its own (`_chunk_log_decay_kernel`, fp32, every
+token's G and so G_C), which the sweeps load in the layouts they use it in rather than summing g across
+warps per chunk. For per-channel decay exp(G_tk - G_sk) differs per channel, so (1) is not one
 matrix product; it is factored by halving the chunk: a pair s < t is first split into different halves
 at one level of the binary tree of halves, and with r the last token of s's half
     exp(G_t - G_s) = exp(G_t - G_r) * exp(G_r - G_s),     both factors <= 1,
@@ -155,6 +157,7 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 # K=64 93 -> 58 us, 48% -> 76% of copy bandwidth; T=4096 K=128 48 -> 34 us; 1 to 8 chunks per program within
 # 1 us of each other at 1 warp, 16 slower: `python scripts/experiments/flag_pass_configs.py`).
 REF_WALK = 16
+CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 FLAG_TILE = 8192
 FLAG_WARPS = 1
 
@@ -197,8 +200,8 @@ def _fwd_kernel(
     k += (i_b * T * H + i_h) * K
     v += (i_b * T * H + i_h) * V
     o += ((i_k * B + i_b) * T * H + i_h) * V
-    if DECAY == 1:
-        g += i_b * T * H + i_h
+    if DECAY == 1:   # G, chunk-local cumulative log decay (`_chunk_log_decay_kernel`)
+        g += i_bh * (tl.cdiv(T, BT) * BT)
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     if NA > 0 or STORE_A:
@@ -211,8 +214,6 @@ def _fwd_kernel(
     causal = o_i[:, None] >= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     NT = tl.cdiv(T, BT)
-    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
-        b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
     for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
         o_t = i_t * BT + o_i
         m_t = o_t < T
@@ -221,10 +222,8 @@ def _fwd_kernel(
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         if DECAY == 1:
-            b_g = b_gn.to(tl.float32)
-            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
-            b_G = tl.cumsum(b_g, axis=0)                                   # [BT]
-            b_GC = tl.sum(b_g, axis=0)                                     # G at the chunk end
+            b_G = tl.load(g + o_t)                                         # [BT]
+            b_GC = tl.load(g + i_t * BT + BT - 1)                          # G at the chunk end
             b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
             # scale is folded into o's row factors and (unless UNCHAIN) into E's exponent
             b_orow = (tl.exp2(b_G * LOG2E) * scale)[:, None]
@@ -301,6 +300,31 @@ def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.con
         b_A = _sum_a(a + o_t[:, None] * (H * BT) + o_i[None, :], m_t[:, None] & (o_i * 0 + i_k == 0)[None, :],
                      a_part, NA, BT)
     return b_A
+
+
+def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr):
+    """Scalar decay: G[bh, t] = sum of g over chunk t // BT up to t, the chunk-local cumulative log decay
+    of (1)-(3), fp32 [B*H, cdiv(T, BT) * BT] (head-major; past T it stays at the last token's value), for
+    W chunks of one (b, h) per program (grid (B*H, cdiv(chunks, W))). The sweeps load G_t and G_C
+    (the chunk's last) in the layouts they use them in, instead of a cumulative sum and a sum of g
+    across warps per chunk, which with their broadcasts into E's rows and columns cost the scalar
+    K=V=128 dk/dv loop 11 of its 21 barriers (`scripts/experiments/sass_line_map.py bwd_dkv_kernel --k 128
+    --decay scalar`, triton 3.6)."""
+    i_bh = tl.program_id(0).to(tl.int64)
+    i_b, i_h = i_bh // H, i_bh % H
+    o_t = (tl.program_id(1) * W + tl.arange(0, W))[:, None] * BT + tl.arange(0, BT)[None, :]   # [W, BT]
+    b_g = tl.load(g + (i_b * T + o_t) * H + i_h, mask=o_t < T, other=0.0).to(tl.float32)
+    tl.store(G + i_bh * (tl.cdiv(T, BT) * BT) + o_t, tl.cumsum(b_g, axis=1), mask=o_t < tl.cdiv(T, BT) * BT)
+
+
+def _chunk_log_decay(g: torch.Tensor, BT: int) -> torch.Tensor:
+    """G of `_chunk_log_decay_kernel` for g: [B, T, H]."""
+    B, T, H = g.shape
+    nc = cdiv(T, BT)
+    w = max(1, min(next_power_of_2(nc), CHUNK_LOG_DECAY_TILE // BT))
+    G = torch.empty(B * H, nc * BT, device=g.device, dtype=torch.float32)
+    _launch(_chunk_log_decay_kernel, (B * H, cdiv(nc, w)), g, G, T, H, BT=BT, W=w, num_warps=4)
+    return G
 
 
 def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl.constexpr):
@@ -445,8 +469,8 @@ def _local_state_kernel(
     m_k, m_v = o_k < K, o_v < V
     a += (i_b * T * H + i_h) * K
     b += (i_b * T * H + i_h) * V
-    if DECAY == 1:
-        g += i_b * T * H + i_h
+    if DECAY == 1:   # G, chunk-local cumulative log decay (`_chunk_log_decay_kernel`)
+        g += i_bh * (tl.cdiv(T, BT) * BT)
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
@@ -458,9 +482,6 @@ def _local_state_kernel(
     NT = tl.cdiv(T, BT)
     c0 = C0 + i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
-    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
-        o_g0 = (c1 - 1) * BT + o_i if REVERSE else c0 * BT + o_i
-        b_gn = tl.load(g + o_g0 * H, mask=(o_g0 < T) & (o_g0 >= 0), other=0.0)
     for j in range(c1 - c0):
         if REVERSE:
             i_t = c1 - 1 - j
@@ -471,11 +492,8 @@ def _local_state_kernel(
         b_a = tl.load(a + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
         b_b = tl.load(b + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
         if DECAY == 1:
-            b_g = b_gn.to(tl.float32)
-            o_gn = o_t - BT if REVERSE else o_t + BT
-            b_gn = tl.load(g + o_gn * H, mask=(o_gn < T) & (o_gn >= 0), other=0.0)
-            b_G = tl.cumsum(b_g, axis=0)
-            b_GC = tl.sum(b_g, axis=0)
+            b_G = tl.load(g + o_t)
+            b_GC = tl.load(g + i_t * BT + BT - 1)
             if REVERSE:
                 b_ad = (b_a * (tl.exp2(b_G * LOG2E) * scale)[:, None]).to(b_a.dtype)
             else:
@@ -682,8 +700,8 @@ def _bwd_dq_kernel(
         xq += (i_b * T * H + i_h) * K
     else:
         xq += (i_b * T * H + i_h) * XP
-    if DECAY == 1:
-        g += i_b * T * H + i_h
+    if DECAY == 1:   # G, chunk-local cumulative log decay (`_chunk_log_decay_kernel`)
+        g += i_bh * (tl.cdiv(T, BT) * BT)
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
@@ -700,8 +718,6 @@ def _bwd_dq_kernel(
     causal = o_i[:, None] >= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar and per-channel decay)
     NT = tl.cdiv(T, BT)
-    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
-        b_gn = tl.load(g + (i_s * SC * BT + o_i) * H, mask=i_s * SC * BT + o_i < T, other=0.0)
     if (DG or DSL) and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot of dq reads it, so
         o_tn = i_s * SC * BT + o_i                                    # triton does not pipeline its load
         b_qn = tl.load(q + o_tn[:, None] * (H * K) + o_k[None, :], mask=(o_tn < T)[:, None] & m_k[None, :], other=0.0)
@@ -717,10 +733,8 @@ def _bwd_dq_kernel(
             b_dA = tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0)
         b_dq = tl.dot(b_do, tl.trans(b_S.to(b_do.dtype)), input_precision=PREC)  # [BT, BK], from S
         if DECAY == 1:
-            b_g = b_gn.to(tl.float32)
-            b_gn = tl.load(g + (o_t + BT) * H, mask=o_t + BT < T, other=0.0)
-            b_G = tl.cumsum(b_g, axis=0)
-            b_GC = tl.sum(b_g, axis=0)
+            b_G = tl.load(g + o_t)
+            b_GC = tl.load(g + i_t * BT + BT - 1)
             b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
             if not UNCHAIN:
                 b_Ex += log2_scale
@@ -782,11 +796,15 @@ def _bwd_dq_kernel(
                 tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
                          mask=m_t[:, None] & m_k[None, :])
             else:
+                # q in the layout of dq's tl.dot (a product by the identity, exact), so that q * dq needs
+                # no conversion of either tile through shared memory and its XP partial sums stay inside
+                # warpgroups (K=V=128 loop: 14 -> 9 barriers with XP = 2, `_x_parts`)
+                b_qm = tl.dot((o_i[:, None] == o_i[None, :]).to(b_q.dtype), b_q, input_precision=PREC)
                 if XP == 1:
-                    tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
+                    tl.store(xq + o_t[:, None] * H, tl.sum(b_qm * b_dq, axis=1, keep_dims=True),
                              mask=m_t[:, None])
                 else:   # XP partial sums, each inside the warpgroup that holds its columns
-                    b_x = tl.reshape(b_q.to(tl.float32) * b_dq, [BT, XP, BK // XP])
+                    b_x = tl.reshape(b_qm * b_dq, [BT, XP, BK // XP])
                     tl.store(xq + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :], tl.sum(b_x, axis=2),
                              mask=m_t[:, None])
         if DSL:   # dS_loc += scale * (q_t exp(G_t)) do_t^T, G from the segment's start
@@ -851,8 +869,8 @@ def _bwd_dkv_kernel(
         dg += (i_b * T * H + i_h) * XP
     if NA > 0:
         a += (i_b * T * H + i_h) * AW
-    if DECAY == 1:
-        g += i_b * T * H + i_h
+    if DECAY == 1:   # G, chunk-local cumulative log decay (`_chunk_log_decay_kernel`)
+        g += i_bh * (tl.cdiv(T, BT) * BT)
     if DECAY == 2:
         g += (i_b * T * H + i_h) * K
     m_kv = m_k[:, None] & m_v[None, :]
@@ -884,8 +902,6 @@ def _bwd_dkv_kernel(
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
-    if DECAY == 1:   # g one chunk ahead: its latency overlaps the chunk before
-        b_gn = tl.load(g + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
     if DG and DECAY != 2 and not DGS:   # xq too
         b_xqn = tl.load(xq + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
     for j in range(c1 - c0):
@@ -918,10 +934,8 @@ def _bwd_dkv_kernel(
         if DECAY == 1:
             # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
             # spilled registers); exp(G_C - G_s) scales the rows of k dS rather than k
-            b_g = b_gn.to(tl.float32)
-            b_gn = tl.load(g + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
-            b_G = tl.cumsum(b_g, axis=0)
-            b_GC = tl.sum(b_g, axis=0)
+            b_G = tl.load(g + o_t)
+            b_GC = tl.load(g + i_t * BT + BT - 1)
             # E[t, s] = exp(G_t - G_s) for s <= t, 0 above the diagonal (AT: E^T)
             if AT:
                 b_Ex = (b_G[None, :] - b_G[:, None]) * LOG2E
@@ -1265,7 +1279,7 @@ def _x_parts(cfg_kv: dict, which: str) -> int:
     CUDA graph (results/bench/tune_linear_attention.md runs 21, 23): one sum each -> k . dk in two
     parts, T=4096 0.595 -> 0.585 ms, T=16384 2.111 -> 2.067 (`scripts/experiments/ab_kernels.py`, three
     readings each); q . dq in two parts too read 0.595 / 2.160 against 0.585 / 2.100 (run 21)."""
-    xp = TUNE.get(f"{which}_parts", 2 if which == "xk" and cfg_kv["num_warps"] >= 8 else 1)
+    xp = TUNE.get(f"{which}_parts", 2 if cfg_kv["num_warps"] >= 8 else 1)
     assert cfg_kv["BK"] % xp == 0
     return xp
 
@@ -1527,7 +1541,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         o = torch.empty(NKF, B, T, H, V, device=dev, dtype=v.dtype if NKF == 1 else torch.float32)
         ht = torch.empty(B, H, K, V, device=dev, dtype=torch.float32)
         dummy = q  # placeholder pointer for absent optional tensors (never read: constexpr flags)
-        gp = g if g is not None else dummy
+        # scalar decay: the kernels read G, the chunk-local cumulative sums of g
+        gc = _chunk_log_decay(g, cfg_f["BT"]) if decay == 1 else None
+        gp = gc if decay == 1 else g if g is not None else dummy
         s_in = h0f                                                 # state entering each segment
         seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
         if NS > 1:
@@ -1564,7 +1580,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads or ref else None                             # (REF: A only where flagged, all kept)
-        ctx.save_for_backward(q, k, v, g, s_in, ht, flag if ref else None, a)
+        ctx.save_for_backward(q, k, v, g, gc, s_in, ht, flag if ref else None, a)
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
         ctx.fr = max(1, cfg_f["BT"] // cfg["BT"])                  # backward chunks per forward chunk (flags)
@@ -1573,7 +1589,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, s_in, ht, flag, a = ctx.saved_tensors
+        q, k, v, g, gc, s_in, ht, flag, a = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
@@ -1583,7 +1599,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
         seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
         dummy = q
         flag = dummy if flag is None else flag
-        gp = g if g is not None else dummy
+        if decay == 1 and gc.shape[1] != cdiv(T, cfg["BT"]) * cfg["BT"]:   # (TUNE's BT changed since the forward)
+            gc = _chunk_log_decay(g, cfg["BT"])
+        gp = gc if decay == 1 else g if g is not None else dummy
         # one V block: dq, dk written once in the input dtype and the kernels finish dg (scalar decay
         # also needs one K block: dg sums over K). Otherwise fp32 partials over V blocks and the epilogue.
         direct = NV == 1 and (decay != 1 or NK == 1)

@@ -430,6 +430,26 @@ def test_triton_interpreted_chunk_128(interpret, poison, monkeypatch):
     check(triton_impl, 1, 300, 1, 16, 16, "scalar", torch.float32)
 
 
+@pytest.mark.parametrize("T,tile", [(70, 64), (1, 2048)], ids=["programs-past-the-end", "T1"])
+def test_triton_interpreted_chunk_log_decay(interpret, poison, monkeypatch, T, tile):
+    """Scalar decay's G (`chunk._chunk_log_decay`), which every sweep loads instead of summing g: per (b, h)
+    the cumulative sum of g within each chunk, fp32, head-major, and past T the last token's value (the
+    sweeps load it unmasked). T=70 in chunks of 32 with 2 chunks per program: the second program's second
+    chunk lies past the end."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setattr(chunk, "CHUNK_LOG_DECAY_TILE", tile)
+    B, H, BT = 2, 3, 32
+    g = (-4 * torch.rand(B, T, H, generator=torch.Generator().manual_seed(T))).to(torch.bfloat16)
+    G = chunk._chunk_log_decay(g, BT)
+    nc = -(-T // BT)
+    padded = torch.zeros(B, nc * BT, H, dtype=torch.float64)
+    padded[:, :T] = g.double()
+    ref = padded.view(B, nc, BT, H).cumsum(2).view(B, nc * BT, H).permute(0, 2, 1).reshape(B * H, nc * BT)
+    assert G.dtype == torch.float32 and G.shape == (B * H, nc * BT)
+    torch.testing.assert_close(G.double(), ref, rtol=1e-6, atol=1e-5)
+
+
 def test_launch_retries_one_stage_when_out_of_shared_memory(monkeypatch):
     """A kernel whose pipelined loads exceed the shared memory is relaunched (and remembered) with num_stages=1."""
     import triton
