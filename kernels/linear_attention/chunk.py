@@ -796,15 +796,11 @@ def _bwd_dq_kernel(
                 tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
                          mask=m_t[:, None] & m_k[None, :])
             else:
-                # q in the layout of dq's tl.dot (a product by the identity, exact), so that q * dq needs
-                # no conversion of either tile through shared memory and its XP partial sums stay inside
-                # warpgroups (K=V=128 loop: 14 -> 9 barriers with XP = 2, `_x_parts`)
-                b_qm = tl.dot((o_i[:, None] == o_i[None, :]).to(b_q.dtype), b_q, input_precision=PREC)
                 if XP == 1:
-                    tl.store(xq + o_t[:, None] * H, tl.sum(b_qm * b_dq, axis=1, keep_dims=True),
+                    tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
                              mask=m_t[:, None])
                 else:   # XP partial sums, each inside the warpgroup that holds its columns
-                    b_x = tl.reshape(b_qm * b_dq, [BT, XP, BK // XP])
+                    b_x = tl.reshape(b_q.to(tl.float32) * b_dq, [BT, XP, BK // XP])
                     tl.store(xq + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :], tl.sum(b_x, axis=2),
                              mask=m_t[:, None])
         if DSL:   # dS_loc += scale * (q_t exp(G_t)) do_t^T, G from the segment's start
@@ -1278,8 +1274,11 @@ def _x_parts(cfg_kv: dict, which: str) -> int:
     converts the fp32 dq tile through shared memory first. H100, bf16, B=8 H=8 K=V=128, fwd+bwd from a
     CUDA graph (results/bench/tune_linear_attention.md runs 21, 23): one sum each -> k . dk in two
     parts, T=4096 0.595 -> 0.585 ms, T=16384 2.111 -> 2.067 (`scripts/experiments/ab_kernels.py`, three
-    readings each); q . dq in two parts too read 0.595 / 2.160 against 0.585 / 2.100 (run 21)."""
-    xp = TUNE.get(f"{which}_parts", 2 if cfg_kv["num_warps"] >= 8 else 1)
+    readings each); q . dq in two parts too read 0.595 / 2.160 against 0.585 / 2.100 (run 21). With q first
+    put in dq's layout by a tl.dot with the identity (exact), two parts took the dq loop from 14 to 9 barriers
+    offline, but the H100 read the same, T=4096 0.552 ms either way, T=16384 1.94 (session 19), so it was
+    not kept."""
+    xp = TUNE.get(f"{which}_parts", 2 if which == "xk" and cfg_kv["num_warps"] >= 8 else 1)
     assert cfg_kv["BK"] % xp == 0
     return xp
 

@@ -65,6 +65,9 @@ def _source_lines(listing: str) -> dict[int, tuple[str, int]]:
     return out
 
 
+OPS = ("BAR", "STS", "LDS")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kernel", help="e.g. bwd_dkv_kernel, bwd_dq_kernel, fwd_kernel")
@@ -79,7 +82,7 @@ def main() -> None:
     lo, hi = max(sass_stats.innermost_loops(instrs), key=lambda r: r[1] - r[0])   # the chunk loop: the longest
     where = _source_lines(listing)
     count = collections.Counter((where.get(addr, ("?", 0)), op) for addr, op, _ in instrs
-                                if lo <= addr <= hi and op in ("BAR", "STS", "LDS"))
+                                if lo <= addr <= hi and op in OPS)
     src = (ROOT / "kernels/linear_attention/chunk.py").read_text().splitlines()
     total = collections.Counter(op for (_, op), n in count.items() for _ in range(n))
     print(f"{label} K=V={args.k}: loop {lo:#x}-{hi:#x}, {sum(1 for a, _, _ in instrs if lo <= a <= hi)} "
