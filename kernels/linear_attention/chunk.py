@@ -309,7 +309,12 @@ def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr):
     (the chunk's last) in the layouts they use them in, instead of a cumulative sum and a sum of g
     across warps per chunk, which with their broadcasts into E's rows and columns cost the scalar
     K=V=128 dk/dv loop 11 of its 21 barriers (`scripts/experiments/sass_line_map.py bwd_dkv_kernel --k 128
-    --decay scalar`, triton 3.6)."""
+    --decay scalar`, triton 3.6; forward 18 -> 7, dq 25 -> 14). H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph
+    (`scripts/experiments/ab_kernels.py`): K=V=128 T=4096 0.565 -> 0.548 ms, T=16384 2.00 -> 1.93; K=V=64
+    0.246 -> 0.243; Zoology B=256 T=256 H=4 K=V=64 0.214 -> 0.218 (one launch more). Triton pipelines the
+    sweeps' loads of G through shared memory; G loaded one chunk ahead into registers instead was slower
+    (K=V=128 T=4096 0.555 -> 0.597 ms in dk/dv alone, 0.603 in all three sweeps: its values held across
+    the loop took dk/dv's spills from 28 to 65 per chunk)."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_t = (tl.program_id(1) * W + tl.arange(0, W))[:, None] * BT + tl.arange(0, BT)[None, :]   # [W, BT]
