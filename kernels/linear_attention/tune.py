@@ -76,6 +76,7 @@ VARIANTS = {
     "ref=0 a_in=0": {"ref": False, "a_in_sweep": False},
     "channel_bt=32": {"channel_bt": 32},
     "channel_bt=32 w8": {"channel_bt": 32, "dkv_warps": 8, "num_warps": 8},
+    "channel_bt=64 fwd_bt=64 w8": {"channel_bt": 64, "fwd_bt": 64, "dkv_warps": 8, "num_warps": 8},
     "intra w1": {"intra_warps": 1},
     "intra w4": {"intra_warps": 4},
     "ns=1 BV=64": {"ns": 1, "BV": 64},
