@@ -174,8 +174,8 @@ def _scan_kernels() -> list[Kernel]:
 
 
 def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, variant: str | None = None) -> list[Kernel]:
-    """The chunked linear attention's forward, dq and dk/dv kernels (and per channel the flag pass, the A
-    pass and the intra-gradient pass) per decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped
+    """The chunked linear attention's forward, dq and dk/dv kernels (with scalar decay the pass forming G; per
+    channel the flag pass, the A pass and the intra-gradient pass) per decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped
     configs (one innermost-loop iteration = one chunk of BT tokens of a [BK, BV] state block; with the
     reference point the A and intra-gradient passes loop over the flagged chunks of their walk, and the flag
     pass unrolls its chunks; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
@@ -205,13 +205,20 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
            "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki flag",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
-    # g: bf16, as the benchmark passes it; dg and a: fp32 only where the launch makes them so (below)
+    # g: bf16, as the benchmark passes it (scalar decay: G, fp32, from `_chunk_log_decay_kernel`); dg and a:
+    # fp32 only where the launch makes them so (below)
     fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = la._config(K, V, decay, torch.bfloat16)   # a copy: the cache keeps its own
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
+        if decay == 1:   # G, one pass: W chunks per program, no loop
+            w = max(1, min(triton.next_power_of_2(T // base["BT"]), la.CHUNK_LOG_DECAY_TILE // base["BT"]))
+            out.append(Kernel("linear_attention chunk_log_decay_kernel decay=scalar",
+                              triton.jit(la._chunk_log_decay_kernel), {"g": "*bf16", "G": "*fp32"},
+                              dict(BT=base["BT"], W=w), dict(T=T, H=H), 4, base["BT"] * w, B * T * H, "tokens",
+                              ("g", "G"), ()))
         for name, (ptrs, flags) in sig.items():
             if name in ("_intra_a_kernel", "_intra_grad_kernel", "_ref_flag_kernel") and decay != 2:
                 continue
