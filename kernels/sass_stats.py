@@ -214,7 +214,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
         base.pop("num_stages", None)
         ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
         if decay == 1:   # G, one pass: W chunks per program, no loop
-            w = max(1, min(triton.next_power_of_2(T // base["BT"]), la.CHUNK_LOG_DECAY_TILE // base["BT"]))
+            w = la._log_decay_chunks_per_program(T // base["BT"], base["BT"])
             out.append(Kernel("linear_attention chunk_log_decay_kernel decay=scalar",
                               triton.jit(la._chunk_log_decay_kernel), {"g": "*bf16", "G": "*fp32"},
                               dict(BT=base["BT"], W=w), dict(T=T, H=H), 4, base["BT"] * w, B * T * H, "tokens",
@@ -226,7 +226,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 if not la._ref_path(base, K, torch.bfloat16):
                     continue
                 fwd = la._fwd_config(base, K)
-                w = max(1, la.FLAG_TILE // (fwd["BT"] * fwd["BK"]))
+                w = la._flag_chunks_per_program(fwd["BT"], fwd["BK"])
                 out.append(Kernel(f"linear_attention ref_flag_kernel decay={kind}", triton.jit(la._ref_flag_kernel),
                                   {"g": "*bf16", "flag": "*i8"}, dict(BT=fwd["BT"], BK=fwd["BK"], W=w),
                                   dict(T=T, H=H, K=K), la.FLAG_WARPS, fwd["BT"] * w, B * T * H, "tokens", ("g", "flag"), ()))

@@ -310,11 +310,11 @@ def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr):
     across warps per chunk, which with their broadcasts into E's rows and columns cost the scalar
     K=V=128 dk/dv loop 11 of its 21 barriers (`scripts/experiments/sass_line_map.py bwd_dkv_kernel --k 128
     --decay scalar`, triton 3.6; forward 18 -> 7, dq 25 -> 14). H100, bf16, B=8 H=8, fwd+bwd from a CUDA graph
-    (`scripts/experiments/ab_kernels.py`): K=V=128 T=4096 0.565 -> 0.548 ms, T=16384 2.00 -> 1.93; K=V=64
-    0.246 -> 0.243; Zoology B=256 T=256 H=4 K=V=64 0.214 -> 0.218 (one launch more). Triton pipelines the
-    sweeps' loads of G through shared memory; G loaded one chunk ahead into registers instead was slower
-    (K=V=128 T=4096 0.555 -> 0.597 ms in dk/dv alone, 0.603 in all three sweeps: its values held across
-    the loop took dk/dv's spills from 28 to 65 per chunk)."""
+    (`scripts/experiments/ab_kernels.py`, medians of three): K=V=128 T=4096 0.566 -> 0.549 ms, T=16384 1.99 ->
+    1.92; K=V=64 0.245 -> 0.243; Zoology B=256 T=256 H=4 K=V=64 0.215 -> 0.218 (one launch more). Triton
+    pipelines the sweeps' loads of G through shared memory; G loaded one chunk ahead into registers instead
+    was slower (K=V=128 T=4096 0.555 -> 0.595 ms in dk/dv alone, 0.553 -> 0.603 in all three sweeps: its
+    values held across the loop took dk/dv's spills from 28 to 65 per chunk)."""
     i_bh = tl.program_id(0).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_t = (tl.program_id(1) * W + tl.arange(0, W))[:, None] * BT + tl.arange(0, BT)[None, :]   # [W, BT]
@@ -326,10 +326,20 @@ def _chunk_log_decay(g: torch.Tensor, BT: int) -> torch.Tensor:
     """G of `_chunk_log_decay_kernel` for g: [B, T, H]."""
     B, T, H = g.shape
     nc = cdiv(T, BT)
-    w = max(1, min(next_power_of_2(nc), CHUNK_LOG_DECAY_TILE // BT))
+    w = _log_decay_chunks_per_program(nc, BT)
     G = torch.empty(B * H, nc * BT, device=g.device, dtype=torch.float32)
     _launch(_chunk_log_decay_kernel, (B * H, cdiv(nc, w)), g, G, T, H, BT=BT, W=w, num_warps=4)
     return G
+
+
+def _log_decay_chunks_per_program(nc: int, BT: int) -> int:
+    """`_chunk_log_decay_kernel`'s W for nc chunks of BT tokens: about CHUNK_LOG_DECAY_TILE tokens."""
+    return max(1, min(next_power_of_2(nc), CHUNK_LOG_DECAY_TILE // BT))
+
+
+def _flag_chunks_per_program(BT: int, BK: int) -> int:
+    """`_ref_flag_kernel`'s W for chunks of [BT, BK] g tiles: about FLAG_TILE elements."""
+    return max(1, FLAG_TILE // (BT * BK))
 
 
 def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl.constexpr):
@@ -1281,8 +1291,8 @@ def _x_parts(cfg_kv: dict, which: str) -> int:
     parts, T=4096 0.595 -> 0.585 ms, T=16384 2.111 -> 2.067 (`scripts/experiments/ab_kernels.py`, three
     readings each); q . dq in two parts too read 0.595 / 2.160 against 0.585 / 2.100 (run 21). With q first
     put in dq's layout by a tl.dot with the identity (exact), two parts took the dq loop from 14 to 9 barriers
-    offline, but the H100 read the same, T=4096 0.552 ms either way, T=16384 1.94 (session 19), so it was
-    not kept."""
+    offline, but the H100 read the same, T=4096 0.551 ms without and 0.552 with, T=16384 1.94 either way
+    (session 19), so it was not kept."""
     xp = TUNE.get(f"{which}_parts", 2 if which == "xk" and cfg_kv["num_warps"] >= 8 else 1)
     assert cfg_kv["BK"] % xp == 0
     return xp
@@ -1568,7 +1578,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
             nc = cdiv(T, cfg_f["BT"])
             if ref:   # the flags, then A for the flagged chunks (REF_WALK chunks per program)
-                wf = max(1, FLAG_TILE // (cfg_f["BT"] * cfg_f["BK"]))
+                wf = _flag_chunks_per_program(cfg_f["BT"], cfg_f["BK"])
                 _launch(_ref_flag_kernel, (B * H * cdiv(nc, wf),), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
                         W=wf, num_warps=FLAG_WARPS)
                 _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, T, B, H, K,
@@ -1603,8 +1613,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         seg = {"B": B, "H": H, "K": K, "V": V, "NS": NS, "SC": ctx.sc}
         dummy = q
         flag = dummy if flag is None else flag
-        if decay == 1 and gc.shape[1] != cdiv(T, cfg["BT"]) * cfg["BT"]:   # (TUNE's BT changed since the forward)
-            gc = _chunk_log_decay(g, cfg["BT"])
+        assert decay != 1 or gc.shape[1] == cdiv(T, cfg["BT"]) * cfg["BT"], "TUNE changed since the forward"
         gp = gc if decay == 1 else g if g is not None else dummy
         # one V block: dq, dk written once in the input dtype and the kernels finish dg (scalar decay
         # also needs one K block: dg sums over K). Otherwise fp32 partials over V blocks and the epilogue.

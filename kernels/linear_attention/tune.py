@@ -8,8 +8,8 @@ sequence segments NS (auto, 1, more), num_warps, num_stages, and for scalar deca
 tile cap. Each variant's output and gradients are first compared with the default's (relative RMS
 error of o, dq, dk, dv, and separately of dlog_decay); a variant above BAD_ERR / BAD_ERR_DG is marked BAD
 and cannot be the best. Prints one table (frac_bw, frac_g: bench.py's bytes / fwd+bwd time as called, or
-from the CUDA graph / copy bandwidth) and the best variant per (shape, decay) by graph_ms. Two to three minutes on an H100 the first time, mostly compilation
-(triton's cache makes a rerun faster). num_stages unset = triton's default (3).
+from the CUDA graph / copy bandwidth) and the best variant per (shape, decay) by graph_ms. Two to three
+minutes on an H100 the first time, mostly compilation (triton's cache makes a rerun faster). num_stages unset = triton's default (3).
 """
 from __future__ import annotations
 
