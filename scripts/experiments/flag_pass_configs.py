@@ -21,8 +21,9 @@ def main() -> None:
         flag = torch.empty(B * H, triton.cdiv(T, BT), device="cuda", dtype=torch.int8)
         for w in (1, 2, 4, 8, 16):
             for warps in (1, 2, 4, 8):
-                fn = lambda: chunk._launch(chunk._ref_flag_kernel, (B * H, triton.cdiv(triton.cdiv(T, BT), w)), g,  # noqa: E731
-                                           flag, T, H, K, BT=BT, BK=K, W=w, num_warps=warps)
+                grid = (B * H * triton.cdiv(triton.cdiv(T, BT), w),)   # one-dimensional, as chunk.py launches it
+                fn = lambda: chunk._launch(chunk._ref_flag_kernel, grid, g, flag, T, H, K,  # noqa: E731
+                                           BT=BT, BK=K, W=w, num_warps=warps)
                 ms = triton.testing.do_bench(fn, warmup=10, rep=50)
                 print(f"T={T} K={K} W={w:<2} warps={warps}: {ms * 1e3:7.1f} us, "
                       f"{g.numel() * 2 / (ms * 1e-3) / 1e9 / bw:.0%} of copy bandwidth", flush=True)
