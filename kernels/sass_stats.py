@@ -175,10 +175,9 @@ def _scan_kernels() -> list[Kernel]:
 
 def _linear_attention_kernels(K: int = 64, sweep_maxnreg: int | None = None, variant: str | None = None) -> list[Kernel]:
     """The chunked linear attention's forward, dq and dk/dv kernels (with scalar decay the pass forming G; per
-    channel the flag pass, the A pass and the intra-gradient pass) per decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped
+    channel the A pass and the intra-gradient pass) per decay kind at B=8 T=4096 H=8 K=V (64 or 128) bf16 with the shipped
     configs (one innermost-loop iteration = one chunk of BT tokens of a [BK, BV] state block; with the
-    reference point the A and intra-gradient passes loop over the flagged chunks of their walk, and the flag
-    pass unrolls its chunks; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
+    reference point the A and intra-gradient passes loop over the flagged chunks of their walk; NS segments as `_segments` picks on an H100). Decorated here: chunk.py decorates
     them at first launch. `variant`: a name from `kernels.linear_attention.tune.VARIANTS`, whose TUNE
     overrides the configs take (its "ns", "seg_target" aside: NS stays 4); chunk.TUNE is restored after."""
     la = importlib.import_module("kernels.linear_attention.chunk")
@@ -198,12 +197,11 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
     import torch
 
     B, T, H, V = 8, 4096, 8, K
-    sig = {"_ref_flag_kernel": ("g flag", {}),
-           "_intra_a_kernel": ("q k g a msum flag", {}),
+    sig = {"_intra_a_kernel": ("q k g a msum flag v o", {}),
            "_fwd_kernel": ("q k v g s0 o ht a msum flag", dict(USE_S0=True, NA=0)),
            "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq s_in ht dg dgc a ki flag",
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
     # g: bf16, as the benchmark passes it (scalar decay: G, fp32, from `_chunk_log_decay_kernel`); dg and a:
     # fp32 only where the launch makes them so (below)
@@ -220,16 +218,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                               dict(BT=base["BT"], W=w), dict(T=T, H=H), 4, base["BT"] * w, B * T * H, "tokens",
                               ("g", "G"), ()))
         for name, (ptrs, flags) in sig.items():
-            if name in ("_intra_a_kernel", "_intra_grad_kernel", "_ref_flag_kernel") and decay != 2:
-                continue
-            if name == "_ref_flag_kernel":   # with the reference point only; W chunks per program, no loop
-                if not la._ref_path(base, K, torch.bfloat16):
-                    continue
-                fwd = la._fwd_config(base, K)
-                w = la._flag_chunks_per_program(fwd["BT"], fwd["BK"])
-                out.append(Kernel(f"linear_attention ref_flag_kernel decay={kind}", triton.jit(la._ref_flag_kernel),
-                                  {"g": "*bf16", "flag": "*i8"}, dict(BT=fwd["BT"], BK=fwd["BK"], W=w),
-                                  dict(T=T, H=H, K=K), la.FLAG_WARPS, fwd["BT"] * w, B * T * H, "tokens", ("g", "flag"), ()))
+            if name in ("_intra_a_kernel", "_intra_grad_kernel") and decay != 2:
                 continue
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
@@ -246,14 +235,16 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 flags = dict(flags, XP=la._x_parts(kv, which) if decay == 1 and la._dg_split(kv) else 1)
             warps = cfg.pop("num_warps")
             blocks = (K // cfg["BK"]) * (V // cfg["BV"])
-            if name == "_intra_a_kernel":
-                cfg = {n: cfg[n] for n in ("BT", "BK", "PREC")}
+            if name == "_intra_a_kernel":   # (BV: o's A v terms with the reference point)
+                cfg = {n: cfg[n] for n in ("BT", "BK", "BV", "PREC")}
                 blocks, warps = K // cfg["BK"], la.TUNE.get("intra_warps", la.A_PASS_WARPS)
             if name == "_intra_grad_kernel":   # the backward's chunks, dq's K blocks
                 cfg = {"BT": base["BT"], "BK": cfg["BK"], "BV": base["BV"], "PREC": cfg["PREC"]}
                 blocks, warps = K // cfg["BK"], la._intra_grad_warps(cfg["BK"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
+            if decay == 2 and name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # dq's residual for q * dq (bf16)
+                flags = dict(flags, LO=True)
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 ref = la._ref_path(base, K, torch.bfloat16)   # the reference point where the decay allows
@@ -273,6 +264,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 cap = sweep_maxnreg
             names = tuple(ptrs.split())
             types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 or (p == "g" and decay == 1) else "*bf16" for p in names}
+            if decay == 2 and "xq" in names:   # per channel: dq's rounding residual, bf16
+                types["xq"] = "*bf16"
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
                 types["dg"] = "*bf16"
             one_a = blocks == 1 if name == "_intra_a_kernel" else flags.get("NA") == 1

@@ -34,10 +34,11 @@ decay G_C is >= -REF_RANGE = -30 in every channel, exp(G_t - G_s) = exp(G_t - G_
 first factor <= e^30, so A = (q e^(G - G_C)) (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s
 own, and dq's and dk's intra-chunk parts are tl.dots of dA = do v^T with the same factors, all inside the
 sweeps (GLA's secondary chunking with one reference point per chunk, used only where it cannot overflow).
-A light pass flags the other chunks (`_ref_flag_kernel`: `flag`, int8 per forward chunk) and the A pass
-forms A for them only; every kernel reads the flags, and the sweeps select per chunk between the two forms
-(selects, not branches: a branch in the loop multiplied its instructions) while the intra-gradient pass runs
-for flagged chunks only (both passes walk REF_WALK chunks per program and stop where none is flagged).
+The forward's sweep flags the other chunks (`flag`, int8 per forward chunk) and gives them no A v term; the
+A pass, after it, forms A for them only and adds their A v to o. Every later kernel reads the flags, the
+backward's sweeps select per chunk between the two forms (selects, not branches: a branch in the loop
+multiplied its instructions) and the intra-gradient pass runs for flagged chunks only (both passes walk
+REF_WALK chunks per program and stop where none is flagged).
 Without it (fp16, several K blocks, TUNE ref = False):
 A comes from a fully parallel pass over the forward's chunks of FWD_BT = 32 tokens (`_intra_a_kernel`,
 [NK, B, T, H, FWD_BT]: partial sums over K blocks), which the forward's sweep loads and dk/dv loads
@@ -143,23 +144,17 @@ GC_COLS = tl.constexpr(16)
 # Per channel: a chunk whose total log decay is >= -REF_RANGE in every channel takes the reference-point
 # form of (1) (`_ref_path`): exp(G_t - G_s) = exp(G_t - G_C) exp(G_C - G_s), so that A = (q e^(G - G_C))
 # (k e^(G_C - G))^T is one tl.dot whose second factor is (3)'s own k e^(G_C - G); the first is at most
-# e^REF_RANGE |q|, in fp32's range (bf16's too). A light pass flags the other chunks, which keep the halving
-# (A from the A pass, dq's and dk's intra-chunk parts from the intra-gradient pass); every kernel reads the
-# flags, so that all take the same decision.
+# e^REF_RANGE |q|, in fp32's range (bf16's too). The forward's sweep flags the other chunks, which keep the
+# halving (A and its A v from the A pass, dq's and dk's intra-chunk parts from the intra-gradient pass); every
+# later kernel reads the flags, so that all take the same decision.
 REF_RANGE = tl.constexpr(30.0)
 REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are capped: no inf where it is not taken
 # With the reference point the flagged chunks' passes (`_intra_a_kernel`, `_intra_grad_kernel`) walk
 # REF_WALK forward chunks per program, stopping after one load where none is flagged (one program per
 # chunk had cost the A pass 0.026 ms and the intra-gradient pass 0.013 ms at B=8 T=4096 H=8 K=V=64 on an
-# H200 while mostly reading one flag each: results/bench/profile.md, session 17); `_ref_flag_kernel`
-# reads g in tiles of about FLAG_TILE elements per program, at FLAG_WARPS (its sums over tokens then stay
-# inside a warp: H100, bf16 g, B=8 H=8, the pass alone at T=4096 K=64 28 us with 4 warps, 20 with 1; T=16384
-# K=64 93 -> 58 us, 48% -> 76% of copy bandwidth; T=4096 K=128 48 -> 34 us; 1 to 8 chunks per program within
-# 1 us of each other at 1 warp, 16 slower: `python scripts/experiments/flag_pass_configs.py`).
+# H200 while mostly reading one flag each: results/bench/profile.md, session 17).
 REF_WALK = 16
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
-FLAG_TILE = 8192
-FLAG_WARPS = 1
 
 
 def _interpret() -> bool:
@@ -181,8 +176,8 @@ def _fwd_kernel(
     (NA partial sums over K blocks), whose A v term the first K block adds; or (A_IN, one K block) formed
     here from the chunk's q, k, g (`_chunk_a`, msum: `_level_sums`) and, with STORE_A, stored to a
     ([1, B, T, H, BT], the input dtype) for dk/dv, so that no A pass re-reads q, k, g.
-    REF (per channel, one K block): A by the chunk end's reference point, or the A pass's (NA = 1) where its
-    flag (int8 [B*H, chunks]) is set.
+    REF (per channel, one K block): A by the chunk end's reference point, and flag (int8 [B*H, chunks]) set
+    where the chunk's decay rules it out; such a chunk gets no A v term here (the A pass adds it afterwards).
     DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
     summed, rather than the second accumulating into the first."""
     i_p = tl.program_id(0)
@@ -248,14 +243,16 @@ def _fwd_kernel(
             b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
             b_orow = scale
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
-            if REF:   # (one K block) A of (1) by the chunk end's reference point, or the A pass's where it
-                # flagged the chunk: selected, not branched on (a branch in the loop took it from 650 to 2133
-                # instructions and 31 spills, `python -m kernels.sass_stats`), and loaded under the flag only
-                need = tl.load(flag + i_bh * NT + i_t + o_i * 0) != 0                  # [BT], all equal
+            if REF:   # (one K block) A of (1) by the chunk end's reference point, unless the chunk's total log
+                # decay is below -REF_RANGE in some channel: then it is flagged here (int8, for the A pass, which
+                # adds its A v to o after this sweep, and for the backward) and takes no intra-chunk term here.
+                # Selected, not branched on (a branch in the loop to the halving took it from 650 to 2133
+                # instructions and 31 spills, `python -m kernels.sass_stats`)
+                need = tl.min(b_GCs, axis=0) < -REF_RANGE
+                tl.store(flag + i_bh * NT + i_t + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8))
                 b_qh = (b_q * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
                 b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
-                b_A = tl.where(need[:, None], _sum_a(a + o_t[:, None] * (H * BT) + o_i[None, :],
-                                                     m_t[:, None] & need[:, None], B * T * H * BT, NA, BT), b_A)
+                b_A = tl.where(need, 0.0, b_A)
             else:
                 b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
             if STORE_A:   # (A_IN) for dk/dv
@@ -337,42 +334,15 @@ def _log_decay_chunks_per_program(nc: int, BT: int) -> int:
     return max(1, min(next_power_of_2(nc), CHUNK_LOG_DECAY_TILE // BT))
 
 
-def _flag_chunks_per_program(BT: int, BK: int) -> int:
-    """`_ref_flag_kernel`'s W for chunks of [BT, BK] g tiles: about FLAG_TILE elements."""
-    return max(1, FLAG_TILE // (BT * BK))
-
-
-def _ref_flag_kernel(g, flag, T, H, K, BT: tl.constexpr, BK: tl.constexpr, W: tl.constexpr):
-    """Per-channel decay with the reference point (`_ref_path`): flag[bh, c] (int8 [B*H, chunks]) = 1 where
-    the forward's chunk c of BT tokens has a total log decay G_C = sum_t g_t below -REF_RANGE in some
-    channel, so that it keeps the halving; every kernel reads the flags. W chunks per program (grid
-    (B*H*cdiv(chunks, W),)), their loads unrolled side by side (alone on an H100, 55-77% of copy bandwidth), no
-    more registers than its tiles (the A pass, which had set the flags, holds 255 for the halving)."""
-    NC = tl.cdiv(T, BT)
-    NW = tl.cdiv(NC, W)
-    i_bh = (tl.program_id(0) // NW).to(tl.int64)
-    i_w = tl.program_id(0) % NW
-    i_b, i_h = i_bh // H, i_bh % H
-    o_k = tl.arange(0, BK)
-    g += (i_b * T * H + i_h) * K
-    for w in tl.static_range(W):
-        i_c = i_w * W + w
-        o_t = i_c * BT + tl.arange(0, BT)
-        b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=(o_t < T)[:, None] & (o_k < K)[None, :],
-                      other=0.0)
-        need = tl.min(tl.sum(b_g.to(tl.float32), axis=0), axis=0) < -REF_RANGE
-        # stored as a [1] tensor: the interpreter does not take a scalar mask (the last group runs past NC)
-        tl.store(flag + i_bh * NC + i_c + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8),
-                 mask=i_c + tl.arange(0, 1) < NC)
-
-
-def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
-                    REF: tl.constexpr = False, W: tl.constexpr = 1):
+def _intra_a_kernel(q, k, g, a, msum, flag, v, o, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
+                    PREC: tl.constexpr, REF: tl.constexpr = False, W: tl.constexpr = 1, BV: tl.constexpr = 16):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1). REF (one K block; grid (B*H*cdiv(chunks, W), 1)):
-    A only for the chunks that `_ref_flag_kernel` flagged, W chunks per program, which reads their W flags
-    at once and, where none is set (every chunk of a mild decay), stops.
+    after the forward's sweep, A only for the chunks that the sweep flagged, which it stores and whose
+    scale * A v it adds to o ([B, T, H, V], where the sweep left the chunk's inter-chunk part alone; V in
+    blocks of BV); W chunks per program, which reads their W flags at once and, where none is set (every
+    chunk of a mild decay), stops.
 
     exp(G_t - G_s) is factored by halving: split the chunk into halves, those into halves, ..., down to
     single tokens. A pair s < t is first separated at one level, where s lies in the lower half and t in
@@ -394,16 +364,19 @@ def _intra_a_kernel(q, k, g, a, msum, flag, T, B, H, K, BT: tl.constexpr, BK: tl
                 i_t = i_w * W + w
                 if i_t < NT:
                     if tl.load(flag + i_bh * NT + i_t) != 0:
-                        _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, 0, T, B, H, K, BT, BK, PREC)
+                        _intra_a_chunk(q, k, g, a, msum, v, o, i_bh, i_t, 0, T, scale, B, H, K, V, BT, BK, PREC,
+                                       True, BV)
     else:
-        _intra_a_chunk(q, k, g, a, msum, (tl.program_id(0) // NT).to(tl.int64), tl.program_id(0) % NT,
-                       tl.program_id(1).to(tl.int64), T, B, H, K, BT, BK, PREC)
+        _intra_a_chunk(q, k, g, a, msum, v, o, (tl.program_id(0) // NT).to(tl.int64), tl.program_id(0) % NT,
+                       tl.program_id(1).to(tl.int64), T, scale, B, H, K, V, BT, BK, PREC, False, BV)
 
 
 @triton.jit
-def _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, i_k, T, B, H, K, BT: tl.constexpr, BK: tl.constexpr,
-                   PREC: tl.constexpr):
-    """`_intra_a_kernel`'s chunk i_t of batch*head i_bh, K block i_k: A from its q, k and g tiles, stored."""
+def _intra_a_chunk(q, k, g, a, msum, v, o, i_bh, i_t, i_k, T, scale, B, H, K, V, BT: tl.constexpr,
+                   BK: tl.constexpr, PREC: tl.constexpr, ADD_O: tl.constexpr, BV: tl.constexpr):
+    """`_intra_a_kernel`'s chunk i_t of batch*head i_bh, K block i_k: A from its q, k and g tiles, stored;
+    with ADD_O (one K block) also o += scale * A v, A rounded to the input dtype as the sweeps' tl.dots
+    round it."""
     i_b, i_h = i_bh // H, i_bh % H
     o_k = i_k * BK + tl.arange(0, BK)
     m_k = o_k < K
@@ -420,6 +393,18 @@ def _intra_a_chunk(q, k, g, a, msum, i_bh, i_t, i_k, T, B, H, K, BT: tl.constexp
     b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
     b_A = _chunk_a(b_q, b_k, b_g, msum, BT, PREC)
     tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty), mask=m_t[:, None])
+    if ADD_O:
+        b_A = b_A.to(v.dtype.element_ty)
+        v += (i_b * T * H + i_h) * V
+        o += (i_b * T * H + i_h) * V
+        for i_v in range(tl.cdiv(V, BV)):
+            o_v = i_v * BV + tl.arange(0, BV)
+            m_tv = m_t[:, None] & (o_v < V)[None, :]
+            b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+            p_o = o + o_t[:, None] * (H * V) + o_v[None, :]
+            b_o = tl.load(p_o, mask=m_tv, other=0.0).to(tl.float32) \
+                + tl.dot(b_A, b_v, input_precision=PREC) * scale
+            tl.store(p_o, b_o.to(o.dtype.element_ty), mask=m_tv)
 
 
 @triton.jit
@@ -680,11 +665,15 @@ def _bwd_dq_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
     UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
+    LO: tl.constexpr = False,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
-    xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay) or xq_t = q_t * dq_t, fp32 [B, T, H, K] (per channel).
+    xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay); per channel, where dq is 16-bit (LO), dq's rounding
+    residual dq - dq.to(dq's dtype) in xq ([B, T, H, K] bf16), so that dk/dv forms q_t * dq_t from q, dq
+    and it to about fp32's accuracy (2^-17 relative) without this sweep reading q or writing an fp32
+    product (4 bytes per element instead of 2; without DSL q is not read at all).
     Per channel the intra-chunk part comes from `_intra_grad_kernel` (qi), factored by halving the
     chunk (module docstring); as a column loop inside this sweep dq took 1.22 ms at K=V=128, factored
     inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
@@ -796,9 +785,9 @@ def _bwd_dq_kernel(
                 b_dq = b_dq * scale
             b_kd = b_k
             b_decay = 1.0
-        tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dq.to(dq.dtype.element_ty),
-                 mask=m_t[:, None] & m_k[None, :])
-        if DG or DSL:
+        b_dqo = b_dq.to(dq.dtype.element_ty)
+        tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dqo, mask=m_t[:, None] & m_k[None, :])
+        if (DG and DECAY != 2) or DSL:
             if DECAY == 2:
                 b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
                               other=0.0)
@@ -808,8 +797,9 @@ def _bwd_dq_kernel(
                                mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
         if DG:
             if DECAY == 2:
-                tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], b_q.to(tl.float32) * b_dq,
-                         mask=m_t[:, None] & m_k[None, :])
+                if LO:
+                    tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :],
+                             (b_dq - b_dqo.to(tl.float32)).to(xq.dtype.element_ty), mask=m_t[:, None] & m_k[None, :])
             else:
                 if XP == 1:
                     tl.store(xq + o_t[:, None] * H, tl.sum(b_q.to(tl.float32) * b_dq, axis=1, keep_dims=True),
@@ -838,12 +828,12 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, s_in, ht, dg, dgc, a, ki, flag, T, scale,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, dqo, s_in, ht, dg, dgc, a, ki, flag, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
-    AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
+    AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
     of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
@@ -851,7 +841,9 @@ def _bwd_dkv_kernel(
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
-    per channel the products are elementwise and the carry sums over V only (dg: [B, T, H, K]); DGS
+    per channel the products are elementwise, q_t * dq_t formed here from q, dq (dqo: [B, T, H, K]) and,
+    where dq is 16-bit (LO), the dq sweep's rounding residual (xq), and the carry sums over V only (dg:
+    [B, T, H, K]); DGS
     (scalar decay, `_dg_split`): k_t . dk_t into dg (fp32 [B, T, H]) and the carry into dgc ([B*H*NS]
     fp32), the sums by `_dg_scalar_kernel`; per
     channel dk's intra-chunk part comes from `_intra_grad_kernel` (ki: [B, T, H, K], added by the first
@@ -874,6 +866,7 @@ def _bwd_dkv_kernel(
     dv += ((i_k * B + i_b) * T * H + i_h) * V
     if DECAY == 2:
         xq += (i_b * T * H + i_h) * K
+        dqo += (i_b * T * H + i_h) * K
         dg += (i_b * T * H + i_h) * K
     else:   # (XP > 1 only with DGS, where xq is not read here and dg holds k . dk)
         xq += i_b * T * H + i_h
@@ -1045,8 +1038,10 @@ def _bwd_dkv_kernel(
         # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
-            b_x = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0) \
-                - b_k.to(tl.float32) * b_dk
+            b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+            if LO:
+                b_dqf += tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+            b_x = b_qf * b_dqf - b_k.to(tl.float32) * b_dk
             # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
             # loop: 1327 -> 1050 instructions per chunk at K=V=128, `kernels.sass_stats`); x = x_h + x_l,
             # x_h = x with its 13 low mantissa bits cleared (exact in tf32), x_l rounded to tf32 errs by
@@ -1570,28 +1565,26 @@ class _ChunkLinearAttention(torch.autograd.Function):
         grads = any(ctx.needs_input_grad[:4])
         ref = _ref_path(cfg, K, q.dtype)   # chunks whose decay allows it: A and its gradients by tl.dots
         a_in = decay == 2 and _a_in_sweep(NKF, cfg_f["BK"], ref)  # A formed by the sweep itself
-        # REF: the flags of the forward's chunks that need the halving (int8 [B*H, chunks]), read by all
+        # REF: the flags of the forward's chunks that need the halving (int8 [B*H, chunks]), set by the
+        # forward's sweep and read by every later kernel
         flag = torch.empty(B * H, cdiv(T, cfg_f["BT"]), device=dev, dtype=torch.int8) if ref else dummy
+        nc = cdiv(T, cfg_f["BT"])
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
             if grads or not a_in:
                 a = torch.empty(NKF, B, T, H, cfg_f["BT"], device=dev, dtype=q.dtype if NKF == 1 else torch.float32)
-            nc = cdiv(T, cfg_f["BT"])
-            if ref:   # the flags, then A for the flagged chunks (REF_WALK chunks per program)
-                wf = _flag_chunks_per_program(cfg_f["BT"], cfg_f["BK"])
-                _launch(_ref_flag_kernel, (B * H * cdiv(nc, wf),), g, flag, T, H, K, BT=cfg_f["BT"], BK=cfg_f["BK"],
-                        W=wf, num_warps=FLAG_WARPS)
-                _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, T, B, H, K,
-                        BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK,
-                        num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-            elif not a_in:
-                _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, T, B, H, K,
+            if not ref and not a_in:
+                _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, T, scale, B=B, USE_S0=s_in is not None,
-                NA=0 if a is None or a_in else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
+                NA=0 if a is None or a_in or ref else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
                 UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
+        if ref:   # A for the chunks the sweep flagged, and their A v into o (REF_WALK chunks per program)
+            _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, v, o, T, scale, B, H,
+                    K, V, BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK, BV=cfg_f["BV"],
+                    num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads or ref else None                             # (REF: A only where flagged, all kept)
         ctx.save_for_backward(q, k, v, g, gc, s_in, ht, flag if ref else None, a)
@@ -1628,7 +1621,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # dgs: dk/dv writes k . dk (xk) and the segments' carries (dgc), and _dg_scalar_kernel forms dg
         dgs = dg_in_kernel and decay == 1 and _dg_split(cfg_kv)
         xpq, xpk = _x_parts(cfg_kv, "xq") if dgs else 1, _x_parts(cfg_kv, "xk") if dgs else 1
-        xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32) if dg_in_kernel else dummy
+        # per channel dk/dv forms q * dq from dq and, for 16-bit dq, the dq sweep's rounding residual (lo)
+        lo = dg_in_kernel and decay == 2 and dq.dtype != torch.float32
+        if dg_in_kernel and decay != 2:
+            xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32)
+        else:
+            xq = torch.empty(q.shape, device=dev, dtype=torch.bfloat16) if lo else dummy
         cfg_q = _wide_k(cfg, K)
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
@@ -1654,7 +1652,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
-                REF=ctx.ref, FR=ctx.fr,
+                REF=ctx.ref, FR=ctx.fr, LO=lo,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         if dsl:   # every segment's local dS: the scan over them, one piece per segment
             ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
@@ -1668,19 +1666,20 @@ class _ChunkLinearAttention(torch.autograd.Function):
             NKA = cdiv(K, bka)
             a = torch.empty(NKA, B, T, H, cfg["BT"], device=dev, dtype=q.dtype if NKA == 1 else torch.float32)
             _launch(_intra_a_kernel, (B * H * cdiv(T, cfg["BT"]), NKA), q, k, g, a,
-                    _level_sums(cfg["BT"], g.dtype, dev), dummy, T, B, H, K, BT=cfg["BT"],
+                    _level_sums(cfg["BT"], g.dtype, dev), dummy, dummy, dummy, T, ctx.scale, B, H, K, V, BT=cfg["BT"],
                     BK=bka, PREC=cfg["PREC"], num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         dv = torch.empty_like(v) if NKV == 1 else torch.empty(NKV, B, T, H, V, device=dev, dtype=torch.float32)
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
         dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
-                dh0 if dh0 is not None else dummy, xq, s_in if s_in is not None else dummy, ht,
+                dh0 if dh0 is not None else dummy, xq, dq, s_in if s_in is not None else dummy, ht,
                 xk if dgs else dg, dgc,
                 a if a is not None else dummy, ki, flag, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, **seg, **cfg_kv,
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
+                **seg, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -92,7 +92,8 @@ def _ss_cases(dtype: torch.dtype):
 
 
 def _la_cases(decays):
-    shapes = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64), (8, 16384, 8, 128, 128)]
+    shapes = [(8, 4096, 8, 64, 64), (8, 4096, 8, 128, 128), (256, 256, 4, 64, 64), (8, 16384, 8, 128, 128),
+              (8, 16384, 8, 64, 64)]
     for B, T, H, K, V in shapes:
         gen = torch.Generator(device="cuda").manual_seed(0)
         q, k = (torch.randn(B, T, H, K, device="cuda", generator=gen).to(torch.bfloat16) for _ in range(2))
@@ -101,7 +102,9 @@ def _la_cases(decays):
             g = None
             if decay != "none":
                 gshape = (B, T, H) if decay == "scalar" else (B, T, H, K)
-                g = (F.logsigmoid(torch.randn(gshape, device="cuda", generator=gen)) / 8).to(torch.bfloat16)
+                # channel-strong: about -3 per step, so that every chunk exceeds the reference point's range
+                strength = 4.0 if decay == "channel-strong" else 1 / 8
+                g = (F.logsigmoid(torch.randn(gshape, device="cuda", generator=gen)) * strength).to(torch.bfloat16)
             leaves = [t.detach().requires_grad_() for t in (q, k, v, g) if t is not None]
             args = leaves + [None] * (4 - len(leaves))
             yield (f"B={B} T={T} H={H} K={K} {decay}", lambda mod, a=args, lv=leaves: torch.autograd.grad(
@@ -113,7 +116,9 @@ def main() -> None:
     parser.add_argument("op", choices=sorted(MODULES))
     parser.add_argument("old", help='"git:REV", a file path, or "now"')
     parser.add_argument("new", nargs="?", default="now", help='the same; default "now" (the working tree)')
-    parser.add_argument("--decays", default="scalar,channel", help="la: comma-separated none, scalar, channel")
+    parser.add_argument("--decays", default="scalar,channel",
+                        help="la: comma-separated none, scalar, channel, channel-strong (every chunk beyond the "
+                             "reference point's range)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="ss: the inputs' dtype")
     parser.add_argument("--called", action="store_true",
                         help="also time fwd+bwd as called (triton.testing.do_bench, the host's launches included)")

@@ -55,11 +55,10 @@ def test_the_linear_attention_kernels_compile_for_sm90_per_decay_kind():
     assert {(name, decay) for name, decay, _ in labels} == {
         (name, decay) for name in ("fwd_kernel", "bwd_dq_kernel", "bwd_dkv_kernel")
         for decay in ("none", "scalar", "channel")} | {("intra_a_kernel", "channel"), ("intra_grad_kernel", "channel"),
-                                                       ("ref_flag_kernel", "channel"),
                                                        ("chunk_log_decay_kernel", "scalar")}
     # a chunk loop per sweep: 64-token chunks without decay and with scalar decay; per channel the
     # forward's 32-token chunks and the backward's 16, and the reference point's passes walking their flagged
-    # chunks (the A pass's 32 tokens, the intra-gradient pass's 16; the flag pass unrolls its chunks)
+    # chunks (the A pass's 32 tokens, the intra-gradient pass's 16)
     loops = re.findall(r"innermost loop: \d+ instructions per (\d+) tokens \(one chunk\)", out)
     assert len(loops) >= 10 and sorted(int(n) for n in loops)[:4] == [16, 16, 16, 32]
 
