@@ -198,19 +198,19 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
 
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a msum flag v o", {}),
-           "_fwd_kernel": ("q k v g s0 o ht a msum flag", dict(USE_S0=True, NA=0)),
+           "_fwd_kernel": ("q k v g s0 o ht a msum flag x gx s_out", dict(USE_S0=True, NA=0, FSCAN=False)),
            "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag",
-                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0))}
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag x gx",
+                               dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, FSCAN=False))}
     # g: bf16, as the benchmark passes it (scalar decay: G, fp32, from `_chunk_log_decay_kernel`); dg and a:
     # fp32 only where the launch makes them so (below)
-    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl"}
+    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl", "x", "gx", "s_out"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = la._config(K, V, decay, torch.bfloat16)   # a copy: the cache keeps its own
         base.pop("num_stages", None)
-        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4)
+        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4, P=3, SUB=1, FIRST=1)
         if decay == 1:   # G, one pass: W chunks per program, no loop
             w = la._log_decay_chunks_per_program(T // base["BT"], base["BT"])
             out.append(Kernel("linear_attention chunk_log_decay_kernel decay=scalar",
@@ -243,8 +243,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 blocks, warps = K // cfg["BK"], la._intra_grad_warps(cfg["BK"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
-            if decay == 2 and name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # dq's residual for q * dq (bf16)
-                flags = dict(flags, LO=True)
+            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16)
+                flags = dict(flags, LO=decay == 2)
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 ref = la._ref_path(base, K, torch.bfloat16)   # the reference point where the decay allows

@@ -67,7 +67,9 @@ and keeps S_in (fp32 [B*H, NS, K, V]) for the backward. NS = 1 (one launch) when
 full, e.g. the Zoology shapes B=256, T=256. No S_loc is read for the last segment, so (a) covers the
 others only, split into pieces of whole chunks that fill the GPU (`_pieces`; (b) then runs over the
 pieces and keeps the states at the segments' boundaries): at B*H = 64 and K=V=128, NS = 2, the pass is
-one segment in two pieces of T/4 instead of two segments of T/2.
+one segment in two pieces of T/4 instead of two segments of T/2. Up to FUSED_SCAN_PIECES pieces (`_fused_scan`)
+(b) is no launch of its own: each sweep's program combines the pieces before its segment itself (FSCAN) and
+the forward's stores the S_in it formed.
 
 Backward (same chunking, recomputing S from S_in rather than storing it; A too, except the per-channel A
 that the A pass stored):
@@ -77,17 +79,18 @@ that the A pass stored):
 The reverse sweep is segmented like the forward: (a) per segment the gradient its outputs send to the
 state entering it, from dS = 0 at its end, dS_loc[s] = scale * sum_t (q_t exp(G_t)) do_t^T (G from the
 segment start; formed by the dq sweep, which reads q and do anyway, with Gseg[s], except where its
-registers are full, `_fused_dsl`; there a pass over pieces as in the forward, of segments 1 .. NS-1,
-and of segment 0 only when d initial_state is wanted); (b) a reverse scan dS_end[NS-1] = d S_T,
-dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s], whose last value is d initial_state; (c) the dk,
-dv sweep of segment s starting from dS_end[s].
+registers are full, `_fused_dsl`; there a pass over pieces as in the forward, of segments 1 .. NS-1);
+(b) a reverse scan dS_end[NS-1] = d S_T, dS_end[s-1] = exp(Gseg[s]) * dS_end[s] + dS_loc[s] (in the dk/dv
+sweep, FSCAN, where the pieces are few); (c) the dk, dv sweep of segment s starting from dS_end[s]; that
+of segment 0 ends at d initial_state.
     dg_t = sum_{r >= t} (q_r * dq_r - k_r * dk_r) + rowsum(dS_T * S_T)
 because o depends on G only through q_t exp(G_t) and k_s exp(-G_s) (GLA sec. 4.2), and S_T on G_T.
 By the chain rule the same sum from a segment's end on is dg at the next segment's first token t1:
     sum_{r >= t1} (...) + rowsum(dS_T * S_T) = rowsum(dS_end[s] * S_in[s+1]),
 so with one V block the reverse sweep finishes dg itself: a reverse cumulative sum per segment, started
 from rowsum(dS_end[s] * S_in[s+1]) (summed over K as well for scalar decay, which then also needs one K
-block), of q_t * dq_t (written fp32 by the dq sweep) minus k_t * dk_t; dq, dk (and dv with one K block)
+block), of q_t * dq_t (scalar decay: written fp32 by the dq sweep; per channel formed from dq and its
+rounding residual) minus k_t * dk_t; dq, dk (and dv with one K block)
 are written once in the input dtype. Otherwise dq, dk go through fp32 partials over V blocks and an
 epilogue kernel sums them and computes dg.
 """
@@ -154,6 +157,7 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 # chunk had cost the A pass 0.026 ms and the intra-gradient pass 0.013 ms at B=8 T=4096 H=8 K=V=64 on an
 # H200 while mostly reading one flag each: results/bench/profile.md, session 17).
 REF_WALK = 16
+FUSED_SCAN_PIECES = 4   # step (b) inside the sweeps up to this many pieces per program (`_fused_scan`)
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
@@ -162,11 +166,12 @@ def _interpret() -> bool:
 
 
 def _fwd_kernel(
-    q, k, v, g, s0, o, ht, a, msum, flag, T, scale,
-    B, H, K, V, NS, SC,
+    q, k, v, g, s0, o, ht, a, msum, flag, x, gx, s_out, T, scale,
+    B, H, K, V, NS, SC, P, SUB,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
     A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False, REF: tl.constexpr = False,
+    FSCAN: tl.constexpr = False,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
@@ -179,7 +184,11 @@ def _fwd_kernel(
     REF (per channel, one K block): A by the chunk end's reference point, and flag (int8 [B*H, chunks]) set
     where the chunk's decay rules it out; such a chunk gets no A v term here (the A pass adds it afterwards).
     DECAY: 0 none, 1 scalar, 2 per channel. UNCHAIN (`_unchain`): o's two tl.dots are scaled and then
-    summed, rather than the second accumulating into the first."""
+    summed, rather than the second accumulating into the first.
+    FSCAN (`_fused_scan`): step (b) here instead of `_scan_kernel`: s0 is S_0 ([B*H, K, V], if USE_S0), and
+    the state entering segment i_s is formed from it and the P local states x ([B*H*P, K, V] fp32, SUB per
+    segment; gx their log decays, [B*H*P] or [B*H*P, K]) of the segments before it, and stored to s_out
+    ([B*H*NS, K, V]) for the backward."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -202,9 +211,15 @@ def _fwd_kernel(
     if NA > 0 or STORE_A:
         a += (i_b * T * H + i_h) * BT
     m_kv = m_k[:, None] & m_v[None, :]
+    o_kv = o_k[:, None] * V + o_v[None, :]
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_S0:
-        b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :], mask=m_kv, other=0.0)
+    if FSCAN:
+        if USE_S0:
+            b_S += tl.load(s0 + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
+        b_S = _scan_pieces(b_S, x, gx, i_bh * P, 0, i_s * SUB, o_k, o_kv, m_k, m_kv, K, V, DECAY)
+        tl.store(s_out + i_p * K * V + o_kv, b_S, mask=m_kv)
+    elif USE_S0:
+        b_S += tl.load(s0 + i_p * K * V + o_kv, mask=m_kv, other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
@@ -531,10 +546,28 @@ def _local_state_kernel(
         tl.store(gseg + i_p * K + o_k, b_gsum, mask=m_k)
 
 
+@triton.jit
+def _scan_pieces(b_S, x, gx, base, j0, n, o_k, o_kv, m_k, m_kv, K, V, DECAY: tl.constexpr,
+                 REVERSE: tl.constexpr = False):
+    """Step (b) for one state block inside a sweep (FSCAN): S = exp(Gpiece) * S + x[piece] over the n pieces
+    base + j0, base + j0 + 1, ... (REVERSE: base + j0, base + j0 - 1, ...) of x ([., K, V] fp32), whose log
+    decays gx are [.] (scalar) or [., K] (per channel; a row of the state per channel)."""
+    for j in range(n):
+        if REVERSE:
+            i_x = base + j0 - j
+        else:
+            i_x = base + j0 + j
+        if DECAY == 1:
+            b_S = b_S * tl.exp2(tl.load(gx + i_x) * LOG2E)
+        if DECAY == 2:
+            b_S = b_S * tl.exp2(tl.load(gx + i_x * K + o_k, mask=m_k, other=0.0) * LOG2E)[:, None]
+        b_S += tl.load(x + i_x * K * V + o_kv, mask=m_kv, other=0.0)
+    return b_S
+
+
 def _scan_kernel(
-    x, gseg, s0, out, sfin, P, SUB, NS, FIRST, K, V,
+    x, gseg, s0, out, P, SUB, NS, FIRST, K, V,
     BLOCK: tl.constexpr, DECAY: tl.constexpr, USE_S0: tl.constexpr, REVERSE: tl.constexpr,
-    STORE_FIN: tl.constexpr,
 ):
     """Step (b): the scan across the pieces of step (a), SUB pieces per segment, giving the state at each
     segment's boundary. Grid (B*H, cdiv(K*V, BLOCK)); x: [B*H, P, K, V] fp32 the pieces' local states,
@@ -544,7 +577,7 @@ def _scan_kernel(
       segment s, from S_in[0] = s0 (or 0).
     Reverse: the pieces cover segments FIRST .. NS-1 (P = (NS-FIRST) SUB), walked from the last; out[s] =
       dS_end[s], the gradient at segment s's end, from dS_end[NS-1] = s0 (d S_T, or 0); with FIRST = 1,
-      out[0] too; with FIRST = 0 (and STORE_FIN) sfin = d S_0."""
+      out[0] too (with FIRST = 0 the last step, to d S_0, is left to the dk/dv sweep of segment 0)."""
     i_bh = tl.program_id(0).to(tl.int64)
     o_e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m_e = o_e < K * V
@@ -580,8 +613,6 @@ def _scan_kernel(
         b_x = b_xn
     if REVERSE:
         tl.store(out + i_bh * NS * K * V + o_e, b_S, mask=m_e & (o_e * 0 + FIRST == 1))
-        if STORE_FIN:
-            tl.store(sfin + i_bh * K * V + o_e, b_S, mask=m_e)
     else:
         tl.store(out + (i_bh * NS + NS - 1) * K * V + o_e, b_S, mask=m_e)
 
@@ -828,15 +859,18 @@ def _bwd_dq_kernel(
 
 
 def _bwd_dkv_kernel(
-    q, k, v, g, do, ds0, dk, dv, dh0, xq, dqo, s_in, ht, dg, dgc, a, ki, flag, T, scale,
-    B, H, K, V, NS, SC,
+    q, k, v, g, do, ds0, dk, dv, dh0, xq, dqo, s_in, ht, dg, dgc, a, ki, flag, x, gx, T, scale,
+    B, H, K, V, NS, SC, P, SUB, FIRST,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
+    FSCAN: tl.constexpr = False,
 ):
-    """dk, dv (and d initial_state when NS == 1), reverse sweep over one segment carrying dS (the gradient
-    of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T when NS == 1).
+    """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
+    (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
+    when NS == 1); FSCAN (`_fused_scan`): from d S_T (ds0: [B*H, K, V], if USE_DS0) and the P local dS of
+    the reverse step (a) (x, gx as `_fwd_kernel`'s; SUB per segment, segments FIRST .. NS-1) after this one.
     Grid (B*H*NS, V blocks, K blocks); dk: [NV, B, T, H, K], dv: [NK, B, T, H, V] fp32 partial sums, or
     dk, dv themselves (input dtype) with one V block, one K block; dh0: [B*H, K, V] fp32.
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
@@ -880,7 +914,12 @@ def _bwd_dkv_kernel(
     m_kv = m_k[:, None] & m_v[None, :]
     o_kv = o_k[:, None] * V + o_v[None, :]
     b_dS = tl.zeros([BK, BV], dtype=tl.float32)
-    if USE_DS0:
+    if FSCAN:
+        if USE_DS0:
+            b_dS += tl.load(ds0 + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
+        b_dS = _scan_pieces(b_dS, x, gx, i_bh * P, P - 1, P - (i_s + 1 - FIRST) * SUB, o_k, o_kv, m_k, m_kv, K, V,
+                            DECAY, REVERSE=True)
+    elif USE_DS0:
         b_dS += tl.load(ds0 + i_p * K * V + o_kv, mask=m_kv, other=0.0)
     if DG:
         # dg at the next segment's first token (or rowsum(dS_T * S_T) for the last segment)
@@ -1069,7 +1108,8 @@ def _bwd_dkv_kernel(
         # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
         b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     if STORE_DH0:
-        tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
+        if i_s == 0:
+            tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
 
 
 @triton.jit
@@ -1190,7 +1230,8 @@ def _launch(fn, grid, *args, **meta) -> None:
     if key not in _JITTED:
         # batch size and segment counts only offset pointers / bound loops: one compilation for all values
         params = inspect.signature(fn).parameters
-        _JITTED[key] = triton.jit(fn, do_not_specialize=[n for n in ("B", "NS", "SC") if n in params])
+        _JITTED[key] = triton.jit(fn, do_not_specialize=[n for n in ("B", "NS", "SC", "P", "SUB", "FIRST")
+                                                         if n in params])
     LAUNCHES[mode] += 1
     # 128-wide tiles: the loads pipelined over num_stages buffers can exceed the shared memory; retry
     # (and remember) without pipelining rather than fail
@@ -1493,15 +1534,14 @@ def _pieces(programs: int, segments: int, SC: int, device: torch.device, target:
     return m
 
 
-def _scan(x, gp, s0, sfin, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int,
+def _scan(x, gp, s0, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int,
           K: int, V: int, BH: int, dummy) -> torch.Tensor:
     """Step (b) over P pieces' local states x (gp: their log decays), SUB per segment: the states at the
     segments' boundaries, [BH*NS, K, V] fp32 (`_scan_kernel`)."""
     out = torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32)
     _launch(_scan_kernel, (BH, cdiv(K * V, SCAN_BLOCK)), x, gp if gp is not None else dummy,
-            s0 if s0 is not None else dummy, out, sfin if sfin is not None else dummy, P, SUB, NS, first, K, V,
-            BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=s0 is not None, REVERSE=reverse, STORE_FIN=sfin is not None,
-            num_warps=4)
+            s0 if s0 is not None else dummy, out, P, SUB, NS, first, K, V,
+            BLOCK=SCAN_BLOCK, DECAY=decay, USE_S0=s0 is not None, REVERSE=reverse, num_warps=4)
     return out
 
 
@@ -1511,21 +1551,42 @@ def _reg_cap(key: str, default: int = 0) -> dict:
     return {"maxnreg": cap} if cap and not _interpret() else {}
 
 
-def _segment_states(a, b, g, s0, sfin, T: int, scale: float, NS: int, SC: int, first: int, reverse: bool,
-                    cfg_s: dict, B: int, H: int, K: int, V: int, target: int, dummy) -> torch.Tensor:
-    """Steps (a) and (b): the states at the segments' boundaries, [B*H*NS, K, V] fp32. Forward (a, b = k,
-    v): S_in[s], from s0 = S_0 or None; reverse (q, do): dS_end[s], from s0 = d S_T or None, over segments
-    first .. NS-1 (first = 0: also d S_0 into sfin). SC: chunks (of cfg_s's BT) per segment."""
+def _local_states(a, b, g, T: int, scale: float, NS: int, SC: int, reverse: bool, cfg_s: dict, B: int, H: int,
+                  K: int, V: int, target: int, dummy) -> tuple:
+    """Step (a) over the segments whose boundary states are read, in pieces (`_pieces`): forward (a, b = k,
+    v) segments 0 .. NS-2, reverse (q, do) segments 1 .. NS-1 (d S_0 comes from the dk/dv sweep of segment
+    0). Returns (x [B*H*P, K, V] fp32, their log decays gx [B*H*P(, K)] fp32 or None, P, pieces per segment);
+    SC: chunks (of cfg_s's BT) per segment."""
     decay, NV, NKS = cfg_s["DECAY"], cdiv(V, cfg_s["BV"]), cdiv(K, cfg_s["BK"])
-    segments = NS - first if reverse else NS - 1
-    m = _pieces(B * H * NV * NKS, segments, SC, a.device, target)
-    P = segments * m
+    m = _pieces(B * H * NV * NKS, NS - 1, SC, a.device, target)
+    P = (NS - 1) * m
     x = torch.empty(B * H * P, K, V, device=a.device, dtype=torch.float32)
     gp = torch.empty(B * H * P * (K if decay == 2 else 1), device=a.device, dtype=torch.float32) if decay else None
     cap = _reg_cap("seg_maxnreg")
     _launch(_local_state_kernel, (B * H * P, NV, NKS), a, b, g, x, gp if gp is not None else dummy, T, scale,
-            H=H, K=K, V=V, NS=P, SC=SC // m, C0=first * SC if reverse else 0, REVERSE=reverse, **cfg_s, **cap)
-    return _scan(x, gp, s0, sfin, P, m, NS, first, reverse, decay, K, V, B * H, dummy)
+            H=H, K=K, V=V, NS=P, SC=SC // m, C0=SC if reverse else 0, REVERSE=reverse, **cfg_s, **cap)
+    return x, gp, P, m
+
+
+def _fused_scan(P: int) -> bool:
+    """Whether the sweeps do step (b) themselves (FSCAN), over P pieces (the most one program combines),
+    rather than `_scan_kernel` (TUNE "fused_scan" overrides): up to FUSED_SCAN_PIECES, where the pieces a
+    sweep's program loads before its first chunk cost less than a launch that reads them all and writes
+    the boundary states for the sweep to read again (a program of segment s loads the pieces of the
+    segments before it: the total grows with NS^2)."""
+    return bool(TUNE.get("fused_scan", 0 < P <= FUSED_SCAN_PIECES))
+
+
+def _boundary_states(x, gx, s0, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int, K: int, V: int,
+                     BH: int, dummy) -> tuple:
+    """Step (b) for a sweep: (states, launch args). With `_fused_scan` the sweep combines the pieces x
+    itself: states is the buffer it stores them to (forward: S_in for the backward) or None (reverse),
+    and the sweep starts from s0 (S_0 or d S_T); else `_scan_kernel` forms the states here."""
+    if _fused_scan(P):
+        out = torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32) if not reverse else None
+        return out, dict(x=x, gx=gx if gx is not None else dummy, P=P, SUB=SUB, FSCAN=True, s0=s0)
+    out = _scan(x, gx, s0, P, SUB, NS, first, reverse, decay, K, V, BH, dummy)
+    return out, dict(x=dummy, gx=dummy, P=0, SUB=1, FSCAN=False, s0=out)
 
 
 class _ChunkLinearAttention(torch.autograd.Function):
@@ -1555,9 +1616,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         gp = gc if decay == 1 else g if g is not None else dummy
         s_in = h0f                                                 # state entering each segment
         seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
+        fscan = dict(x=dummy, gx=dummy, P=0, SUB=1, FSCAN=False, s0=h0f)
         if NS > 1:
-            s_in = _segment_states(k, v, gp, h0f, None, T, scale, NS, SC, 0, False,
-                                   {**_seg_config(cfg, K), "BT": cfg_f["BT"]}, B, H, K, V, target, dummy)
+            x, gx, P, m = _local_states(k, v, gp, T, scale, NS, SC, False, {**_seg_config(cfg, K), "BT": cfg_f["BT"]},
+                                        B, H, K, V, target, dummy)
+            s_in, fscan = _boundary_states(x, gx, h0f, P, m, NS, 0, False, decay, K, V, B * H, dummy)
         # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
         # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
         # one K block in the input dtype (the tl.dots round A to it)
@@ -1577,10 +1640,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-        _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s_in if s_in is not None else dummy, o, ht,
-                a if a is not None else dummy, msum, flag, T, scale, B=B, USE_S0=s_in is not None,
+        s0 = fscan.pop("s0")
+        _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s0 if s0 is not None else dummy, o, ht,
+                a if a is not None else dummy, msum, flag, fscan.pop("x"), fscan.pop("gx"),
+                s_in if s_in is not None else dummy, T, scale, B=B, USE_S0=s0 is not None,
                 NA=0 if a is None or a_in or ref else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
-                UNCHAIN=_unchain(cfg_f), **seg, **cfg_f, **_reg_cap("sweep_maxnreg"))
+                UNCHAIN=_unchain(cfg_f), **seg, **fscan, **cfg_f, **_reg_cap("sweep_maxnreg"))
         if ref:   # A for the chunks the sweep flagged, and their A v into o (REF_WALK chunks per program)
             _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, v, o, T, scale, B, H,
                     K, V, BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK, BV=cfg_f["BV"],
@@ -1643,7 +1708,6 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
-        ds0 = dht_c                                               # dS at each segment's end
         dsl = NS > 1 and _fused_dsl(cfg_q)       # the segments' local dS (step (a)) from the dq sweep
         dsl_x = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32) if dsl else None
         dsl_g = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32) \
@@ -1654,11 +1718,15 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
                 REF=ctx.ref, FR=ctx.fr, LO=lo,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
-        if dsl:   # every segment's local dS: the scan over them, one piece per segment
-            ds0 = _scan(dsl_x, dsl_g, dht_c, dh0, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
+        fscan = dict(x=dummy, gx=dummy, P=0, SUB=1, FIRST=0, FSCAN=False, s0=dht_c)
+        if dsl:   # every segment's local dS: the scan over them, one piece per segment (that of segment 0 unread)
+            _, fscan = _boundary_states(dsl_x, dsl_g, dht_c, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
+            fscan["FIRST"] = 0
         elif NS > 1:
-            ds0 = _segment_states(q, do, gp, dht_c, dh0, T, ctx.scale, NS, ctx.sc, 0 if ctx.has_h0 else 1, True,
-                                  _seg_config(cfg, K), B, H, K, V, _seg_target(decay, cfg["num_warps"]), dummy)
+            x, gx, P, m = _local_states(q, do, gp, T, ctx.scale, NS, ctx.sc, True, _seg_config(cfg, K), B, H, K, V,
+                                        _seg_target(decay, cfg["num_warps"]), dummy)
+            _, fscan = _boundary_states(x, gx, dht_c, P, m, NS, 1, True, decay, K, V, B * H, dummy)
+            fscan["FIRST"] = 1
         NKV = cdiv(K, cfg_kv["BK"])
         if decay == 2 and a is None:
             # only d initial_state follows, so the forward kept no A: dk/dv's chunks' A by the A pass
@@ -1672,14 +1740,15 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
         dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
+        ds0 = fscan.pop("s0")
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0 if dh0 is not None else dummy, xq, dq, s_in if s_in is not None else dummy, ht,
                 xk if dgs else dg, dgc,
-                a if a is not None else dummy, ki, flag, T, ctx.scale,
-                USE_DS0=ds0 is not None, STORE_DH0=NS == 1 and ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
+                a if a is not None else dummy, ki, flag, fscan.pop("x"), fscan.pop("gx"), T, ctx.scale,
+                USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
-                **seg, **cfg_kv,
+                **seg, **fscan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -162,25 +162,31 @@ SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 150, 1, 24, 48, 
 
 @pytest.mark.parametrize("decay", DECAYS)
 @pytest.mark.parametrize("B,T,H,K,V,ns", SEG_SHAPES)
-def test_triton_interpreted_segments(interpret, poison, monkeypatch, B, T, H, K, V, ns, decay):
-    """Segment states, the scan across segments (forward and reverse) and per-segment sweeps."""
+def test_triton_interpreted_segments(interpret, poison, monkeypatch, launches, B, T, H, K, V, ns, decay):
+    """Segment states, the scan across segments (forward and reverse) inside the sweeps (a few pieces,
+    `chunk._fused_scan`) and per-segment sweeps."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
-    before = chunk.LAUNCHES["interpret"]
     check(triton_impl, B, T, H, K, V, decay, torch.float32)
-    if math.ceil(T / 64) > 1:   # local state + scan + sweep; dq sweep (+ local dS) + scan + dk/dv sweep
-        assert chunk.LAUNCHES["interpret"] >= before + 6, "the segmented path did not run"
+    names = [n for n, _, _ in launches]
+    if math.ceil(T / 64) > 1:   # local states, then the sweeps, which scan them themselves
+        assert "_local_state_kernel" in names and "_scan_kernel" not in names, names
+        assert all(m["FSCAN"] and m["NS"] == ns for n, _, m in launches if n in ("_fwd_kernel", "_bwd_dkv_kernel"))
 
 
 @pytest.mark.parametrize("decay", DECAYS)
-def test_triton_interpreted_segments_multi_block(interpret, poison, monkeypatch, decay):
-    """Segments with several K and V blocks (16-wide tiles): fp32 partials and the epilogue."""
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-scan", "scan-kernel"])
+def test_triton_interpreted_segments_multi_block(interpret, poison, monkeypatch, launches, decay, fused):
+    """Segments with several K and V blocks (16-wide tiles): fp32 partials and the epilogue; the scan across
+    segments inside the sweeps or by its own kernel (TUNE "fused_scan")."""
     from kernels.linear_attention import chunk
 
-    monkeypatch.setitem(chunk.TUNE, "ns", 2)
+    monkeypatch.setitem(chunk.TUNE, "ns", 3)
     monkeypatch.setitem(chunk.TUNE, "max_tile", 16)
+    monkeypatch.setitem(chunk.TUNE, "fused_scan", fused)
     check(triton_impl, 1, 130, 1, 24, 40, decay, torch.float32)
+    assert [n for n, _, _ in launches].count("_scan_kernel") == (0 if fused else 2)
 
 
 @pytest.mark.parametrize("decay", ["scalar", "channel"])
@@ -385,7 +391,8 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, launc
     """The segment-state passes split the segments whose states are read into pieces (TUNE "pieces", a
     divisor of the chunks per segment): T = 520 is 9 chunks of 64 in 2 segments of 5 + 4, so 5 pieces
     per segment of one chunk each, the reverse pass's last piece past the end (empty). The forward's
-    last segment and, without an initial state, the reverse's first are not passed over."""
+    last segment and the reverse's first are not passed over (d S_0 comes from the dk/dv sweep of segment
+    0)."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", 2)
@@ -396,9 +403,11 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, launc
               if name == "_local_state_kernel"]
     # per channel: forward chunks of 32 (9 per segment: 3 pieces), backward chunks of 16 (18: 3 pieces)
     fwd = (False, 5, 5, 1) if decay != "channel" else (False, 3, 3, 3)
-    rev = [] if dsl else [(True, 5 * (1 + h0), 5 * (1 + h0), 1) if decay != "channel" else
-                          (True, 3 * (1 + h0), 3 * (1 + h0), 6)]
+    rev = [] if dsl else [(True, 5, 5, 1) if decay != "channel" else (True, 3, 3, 6)]
     assert passes == [fwd] + rev
+    # scan kernels: for the 5 pieces of either direction; per channel's 3 pieces and the dq sweep's local dS
+    # (one piece per segment) the sweeps combine themselves
+    assert [n for n, _, _ in launches].count("_scan_kernel") == (0 if decay == "channel" else 1 if dsl else 2)
 
 
 @pytest.mark.parametrize("T,ns,h0,parts", [(520, 2, True, (2, 2)), (150, 1, False, (1, 2)), (1, 1, True, (2, 1)),
