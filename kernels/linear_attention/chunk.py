@@ -1568,13 +1568,18 @@ def _local_states(a, b, g, T: int, scale: float, NS: int, SC: int, reverse: bool
     return x, gp, P, m
 
 
-def _fused_scan(P: int) -> bool:
+def _fused_scan(P: int, decay: int) -> bool:
     """Whether the sweeps do step (b) themselves (FSCAN), over P pieces (the most one program combines),
-    rather than `_scan_kernel` (TUNE "fused_scan" overrides): up to FUSED_SCAN_PIECES, where the pieces a
-    sweep's program loads before its first chunk cost less than a launch that reads them all and writes
-    the boundary states for the sweep to read again (a program of segment s loads the pieces of the
-    segments before it: the total grows with NS^2)."""
-    return bool(TUNE.get("fused_scan", 0 < P <= FUSED_SCAN_PIECES))
+    rather than `_scan_kernel` (TUNE "fused_scan" overrides): with no or scalar decay up to
+    FUSED_SCAN_PIECES, where the pieces a sweep's program loads before its first chunk cost less than a
+    launch that reads them all and writes the boundary states for the sweep to read again (a program of
+    segment s loads the pieces of the segments before it: the total grows with NS^2). H100, bf16, B=8 H=8,
+    fwd+bwd from a CUDA graph (`scripts/experiments/ab_kernels.py`, medians of three): scalar K=V=128
+    T=4096 0.545 -> 0.519 ms, T=16384 1.913 -> 1.868, K=V=64 0.243 -> 0.237; no decay K=V=64 0.224 ->
+    0.216, K=V=128 0.422 -> 0.416; Zoology (one segment) unchanged. Per channel it lost at K=V=128 (4
+    pieces of [128, 128] with a decay per row: T=4096 0.943 -> 0.979, T=16384 3.58 -> 3.77) and was even
+    at K=V=64 (results/bench/runs/s20_ab_fused_scan_h100.log)."""
+    return bool(TUNE.get("fused_scan", decay != 2 and 0 < P <= FUSED_SCAN_PIECES))
 
 
 def _boundary_states(x, gx, s0, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int, K: int, V: int,
@@ -1582,7 +1587,7 @@ def _boundary_states(x, gx, s0, P: int, SUB: int, NS: int, first: int, reverse: 
     """Step (b) for a sweep: (states, launch args). With `_fused_scan` the sweep combines the pieces x
     itself: states is the buffer it stores them to (forward: S_in for the backward) or None (reverse),
     and the sweep starts from s0 (S_0 or d S_T); else `_scan_kernel` forms the states here."""
-    if _fused_scan(P):
+    if _fused_scan(P, decay):
         out = torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32) if not reverse else None
         return out, dict(x=x, gx=gx if gx is not None else dummy, P=P, SUB=SUB, FSCAN=True, s0=s0)
     out = _scan(x, gx, s0, P, SUB, NS, first, reverse, decay, K, V, BH, dummy)

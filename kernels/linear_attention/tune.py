@@ -140,7 +140,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("a_in_sweep", chunk._a_in_sweep(-(-K // fwd["BK"]), fwd["BK"],
                                                                           chunk._ref_path(cfg, K, DTYPE))
                                           if decay == 2 else None),
-                                         ("ref", chunk._ref_path(cfg, K, DTYPE)))
+                                         ("ref", chunk._ref_path(cfg, K, DTYPE)),
+                                         ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None))
 
 
 def _fwd_bwd(*leaves_do):

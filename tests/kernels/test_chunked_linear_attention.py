@@ -164,16 +164,19 @@ SEG_SHAPES = [(1, 1, 1, 16, 16, 3), (2, 150, 2, 16, 32, 2), (1, 150, 1, 24, 48, 
 @pytest.mark.parametrize("decay", DECAYS)
 @pytest.mark.parametrize("B,T,H,K,V,ns", SEG_SHAPES)
 def test_triton_interpreted_segments(interpret, poison, monkeypatch, launches, B, T, H, K, V, ns, decay):
-    """Segment states, the scan across segments (forward and reverse) inside the sweeps (a few pieces,
-    `chunk._fused_scan`) and per-segment sweeps."""
+    """Segment states, the scan across segments (forward and reverse; with no or scalar decay inside the
+    sweeps, which combine a few pieces themselves, `chunk._fused_scan`; per channel by the scan kernel) and
+    per-segment sweeps."""
     from kernels.linear_attention import chunk
 
     monkeypatch.setitem(chunk.TUNE, "ns", ns)
     check(triton_impl, B, T, H, K, V, decay, torch.float32)
     names = [n for n, _, _ in launches]
-    if math.ceil(T / 64) > 1:   # local states, then the sweeps, which scan them themselves
-        assert "_local_state_kernel" in names and "_scan_kernel" not in names, names
-        assert all(m["FSCAN"] and m["NS"] == ns for n, _, m in launches if n in ("_fwd_kernel", "_bwd_dkv_kernel"))
+    if math.ceil(T / 64) > 1:   # local states, then the sweeps, which scan them themselves (not per channel)
+        fused = decay != "channel"
+        assert "_local_state_kernel" in names and names.count("_scan_kernel") == (0 if fused else 2), names
+        assert all(m["FSCAN"] == fused and m["NS"] == ns for n, _, m in launches
+                   if n in ("_fwd_kernel", "_bwd_dkv_kernel"))
 
 
 @pytest.mark.parametrize("decay", DECAYS)
@@ -406,9 +409,9 @@ def test_triton_interpreted_segment_pieces(interpret, poison, monkeypatch, launc
     fwd = (False, 5, 5, 1) if decay != "channel" else (False, 3, 3, 3)
     rev = [] if dsl else [(True, 5, 5, 1) if decay != "channel" else (True, 3, 3, 6)]
     assert passes == [fwd] + rev
-    # scan kernels: for the 5 pieces of either direction; per channel's 3 pieces and the dq sweep's local dS
-    # (one piece per segment) the sweeps combine themselves
-    assert [n for n, _, _ in launches].count("_scan_kernel") == (0 if decay == "channel" else 1 if dsl else 2)
+    # scan kernels: for the 5 pieces of either direction, and per channel; the dq sweep's local dS (one piece
+    # per segment) the dk/dv sweep combines itself with no or scalar decay
+    assert [n for n, _, _ in launches].count("_scan_kernel") == (1 if dsl and decay != "channel" else 2)
 
 
 @pytest.mark.parametrize("T,ns,h0,parts", [(520, 2, True, (2, 2)), (150, 1, False, (1, 2)), (1, 1, True, (2, 1)),
