@@ -703,8 +703,8 @@ def _bwd_dq_kernel(
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay); per channel, where dq is 16-bit (LO), dq's rounding
     residual dq - dq.to(dq's dtype) in xq ([B, T, H, K] bf16), so that dk/dv forms q_t * dq_t from q, dq
-    and it to about fp32's accuracy (2^-17 relative) without this sweep reading q or writing an fp32
-    product (4 bytes per element instead of 2; without DSL q is not read at all).
+    and it to about fp32's accuracy (2^-17 relative): 2 bytes per element written here and read there
+    instead of an fp32 product's 4, and without DSL this sweep does not read q at all.
     Per channel the intra-chunk part comes from `_intra_grad_kernel` (qi), factored by halving the
     chunk (module docstring); as a column loop inside this sweep dq took 1.22 ms at K=V=128, factored
     inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
