@@ -371,10 +371,8 @@ def _intra_a_kernel(q, k, g, a, msum, flag, v, o, T, scale, B, H, K, V, BT: tl.c
     point per pair of halves instead of one per chunk; M g in full fp32 precision for fp32 g)."""
     NT = tl.cdiv(T, BT)
     if REF:
-        i_bh = (tl.program_id(0) // tl.cdiv(NT, W)).to(tl.int64)
-        i_w = tl.program_id(0) % tl.cdiv(NT, W)
-        o_w = i_w * W + tl.arange(0, W)
-        if tl.max(tl.load(flag + i_bh * NT + o_w, mask=o_w < NT, other=0), axis=0) != 0:
+        i_bh, i_w, flagged = _flag_walk(flag, NT, W)
+        if flagged:
             for w in range(W):
                 i_t = i_w * W + w
                 if i_t < NT:
@@ -384,6 +382,17 @@ def _intra_a_kernel(q, k, g, a, msum, flag, v, o, T, scale, B, H, K, V, BT: tl.c
     else:
         _intra_a_chunk(q, k, g, a, msum, v, o, (tl.program_id(0) // NT).to(tl.int64), tl.program_id(0) % NT,
                        tl.program_id(1).to(tl.int64), T, scale, B, H, K, V, BT, BK, PREC, False, BV)
+
+
+@triton.jit
+def _flag_walk(flag, NF, W: tl.constexpr):
+    """The reference point's walk (`_intra_a_kernel`, `_intra_grad_kernel`; grid (B*H*cdiv(NF, W),)): this
+    program's batch*head, its group of W of the NF forward chunks' flags, and whether any of them is set
+    (one vector load; where none is, the program stops)."""
+    i_bh = (tl.program_id(0) // tl.cdiv(NF, W)).to(tl.int64)
+    i_w = tl.program_id(0) % tl.cdiv(NF, W)
+    o_w = i_w * W + tl.arange(0, W)
+    return i_bh, i_w, tl.max(tl.load(flag + i_bh * NF + o_w, mask=o_w < NF, other=0), axis=0) != 0
 
 
 @triton.jit
@@ -631,10 +640,8 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     chunks by the reference point."""
     if REF:
         NF = tl.cdiv(T, BT * FR)
-        i_bh = (tl.program_id(0) // tl.cdiv(NF, W)).to(tl.int64)
-        i_w = tl.program_id(0) % tl.cdiv(NF, W)
-        o_w = i_w * W + tl.arange(0, W)
-        if tl.max(tl.load(flag + i_bh * NF + o_w, mask=o_w < NF, other=0), axis=0) != 0:
+        i_bh, i_w, flagged = _flag_walk(flag, NF, W)
+        if flagged:
             for w in range(W * FR):
                 i_t = i_w * (W * FR) + w
                 if i_t * BT < T:
