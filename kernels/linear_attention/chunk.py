@@ -1589,16 +1589,23 @@ def _fused_scan(P: int, decay: int) -> bool:
     return bool(TUNE.get("fused_scan", decay != 2 and 0 < P <= FUSED_SCAN_PIECES))
 
 
+def _no_scan(s0, dummy, reverse: bool) -> tuple:
+    """`_boundary_states`'s answer for one segment: the sweep starts from s0 (S_0 or d S_T), no pieces."""
+    return s0, s0, (dummy, dummy), {"P": 0, "SUB": 1, "FSCAN": False, **({"FIRST": 0} if reverse else {})}
+
+
 def _boundary_states(x, gx, s0, P: int, SUB: int, NS: int, first: int, reverse: bool, decay: int, K: int, V: int,
                      BH: int, dummy) -> tuple:
-    """Step (b) for a sweep: (states, launch args). With `_fused_scan` the sweep combines the pieces x
-    itself: states is the buffer it stores them to (forward: S_in for the backward) or None (reverse),
-    and the sweep starts from s0 (S_0 or d S_T); else `_scan_kernel` forms the states here."""
+    """Step (b) for a sweep: (states, start, (x, gx), meta). With `_fused_scan` the sweep combines the pieces
+    x itself, starting from s0 (S_0 or d S_T): states is the buffer the forward's sweep stores them to (S_in,
+    for the backward; None in reverse) and meta sets FSCAN, P, SUB (and FIRST in reverse). Else
+    `_scan_kernel` forms the states here, and the sweep starts from them."""
+    meta = {"FIRST": first} if reverse else {}
     if _fused_scan(P, decay):
-        out = torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32) if not reverse else None
-        return out, dict(x=x, gx=gx if gx is not None else dummy, P=P, SUB=SUB, FSCAN=True, s0=s0)
+        out = None if reverse else torch.empty(BH * NS, K, V, device=x.device, dtype=torch.float32)
+        return out, s0, (x, gx if gx is not None else dummy), {**meta, "P": P, "SUB": SUB, "FSCAN": True}
     out = _scan(x, gx, s0, P, SUB, NS, first, reverse, decay, K, V, BH, dummy)
-    return out, dict(x=dummy, gx=dummy, P=0, SUB=1, FSCAN=False, s0=out)
+    return out, out, (dummy, dummy), {**meta, "P": 0, "SUB": 1, "FSCAN": False}
 
 
 class _ChunkLinearAttention(torch.autograd.Function):
@@ -1626,13 +1633,13 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # scalar decay: the kernels read G, the chunk-local cumulative sums of g
         gc = _chunk_log_decay(g, cfg_f["BT"]) if decay == 1 else None
         gp = gc if decay == 1 else g if g is not None else dummy
-        s_in = h0f                                                 # state entering each segment
         seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
-        fscan = dict(x=dummy, gx=dummy, P=0, SUB=1, FSCAN=False, s0=h0f)
+        # s_in: the state entering each segment (kept for the backward); s0: the sweep's start
+        s_in, s0, pieces, scan = _no_scan(h0f, dummy, False)
         if NS > 1:
             x, gx, P, m = _local_states(k, v, gp, T, scale, NS, SC, False, {**_seg_config(cfg, K), "BT": cfg_f["BT"]},
                                         B, H, K, V, target, dummy)
-            s_in, fscan = _boundary_states(x, gx, h0f, P, m, NS, 0, False, decay, K, V, B * H, dummy)
+            s_in, s0, pieces, scan = _boundary_states(x, gx, h0f, P, m, NS, 0, False, decay, K, V, B * H, dummy)
         # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
         # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
         # one K block in the input dtype (the tl.dots round A to it)
@@ -1652,12 +1659,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-        s0 = fscan.pop("s0")
         _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s0 if s0 is not None else dummy, o, ht,
-                a if a is not None else dummy, msum, flag, fscan.pop("x"), fscan.pop("gx"),
-                s_in if s_in is not None else dummy, T, scale, B=B, USE_S0=s0 is not None,
-                NA=0 if a is None or a_in or ref else NKF, A_IN=a_in, STORE_A=a_in and a is not None, REF=ref,
-                UNCHAIN=_unchain(cfg_f), **seg, **fscan, **cfg_f, **_reg_cap("sweep_maxnreg"))
+                a if a is not None else dummy, msum, flag, *pieces, s_in if s_in is not None else dummy, T, scale,
+                B=B, USE_S0=s0 is not None, NA=0 if a is None or a_in or ref else NKF, A_IN=a_in,
+                STORE_A=a_in and a is not None, REF=ref, UNCHAIN=_unchain(cfg_f), **seg, **scan, **cfg_f,
+                **_reg_cap("sweep_maxnreg"))
         if ref:   # A for the chunks the sweep flagged, and their A v into o (REF_WALK chunks per program)
             _launch(_intra_a_kernel, (B * H * cdiv(nc, REF_WALK), 1), q, k, g, a, msum, flag, v, o, T, scale, B, H,
                     K, V, BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"], REF=True, W=REF_WALK, BV=cfg_f["BV"],
@@ -1730,15 +1736,14 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
                 REF=ctx.ref, FR=ctx.fr, LO=lo,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
-        fscan = dict(x=dummy, gx=dummy, P=0, SUB=1, FIRST=0, FSCAN=False, s0=dht_c)
+        # ds0: the dk/dv sweep's start (dS at its segment's end, or d S_T with the pieces after it)
+        _, ds0, pieces, scan = _no_scan(dht_c, dummy, True)
         if dsl:   # every segment's local dS: the scan over them, one piece per segment (that of segment 0 unread)
-            _, fscan = _boundary_states(dsl_x, dsl_g, dht_c, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
-            fscan["FIRST"] = 0
+            _, ds0, pieces, scan = _boundary_states(dsl_x, dsl_g, dht_c, NS, 1, NS, 0, True, decay, K, V, B * H, dummy)
         elif NS > 1:
             x, gx, P, m = _local_states(q, do, gp, T, ctx.scale, NS, ctx.sc, True, _seg_config(cfg, K), B, H, K, V,
                                         _seg_target(decay, cfg["num_warps"]), dummy)
-            _, fscan = _boundary_states(x, gx, dht_c, P, m, NS, 1, True, decay, K, V, B * H, dummy)
-            fscan["FIRST"] = 1
+            _, ds0, pieces, scan = _boundary_states(x, gx, dht_c, P, m, NS, 1, True, decay, K, V, B * H, dummy)
         NKV = cdiv(K, cfg_kv["BK"])
         if decay == 2 and a is None:
             # only d initial_state follows, so the forward kept no A: dk/dv's chunks' A by the A pass
@@ -1752,15 +1757,14 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dg = torch.empty_like(g) if dg_in_kernel else dummy
         xk = torch.empty(*g.shape, xpk, device=dev, dtype=torch.float32) if dgs else None
         dgc = torch.empty(B * H * NS, device=dev, dtype=torch.float32) if dgs else dummy
-        ds0 = fscan.pop("s0")
         _launch(_bwd_dkv_kernel, (B * H * NS, NV, NKV), q, k, v, gp, do, ds0 if ds0 is not None else dummy, dk, dv,
                 dh0 if dh0 is not None else dummy, xq, dq, s_in if s_in is not None else dummy, ht,
                 xk if dgs else dg, dgc,
-                a if a is not None else dummy, ki, flag, fscan.pop("x"), fscan.pop("gx"), T, ctx.scale,
+                a if a is not None else dummy, ki, flag, *pieces, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
-                **seg, **fscan, **cfg_kv,
+                **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

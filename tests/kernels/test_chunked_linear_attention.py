@@ -138,7 +138,7 @@ def test_triton_interpreted_fp16(interpret, poison, decay):
 def test_triton_interpreted_channel_dq_residual(interpret, poison, launches):
     """Per channel with 16-bit inputs the dq sweep stores dq's rounding residual (bf16) beside dq, and dk/dv
     forms dlog_decay's q * dq from both: fp16, T = 200, dlog_decay's error 1.6e-3 (from dq alone, rounded
-    to fp16: 2.3e-3)."""
+    to fp16, i.e. with `lo` set to False by hand in chunk.py's backward: 2.3e-3, which fails this test)."""
     inputs = make_inputs(1, 200, 1, 16, 32, "channel", torch.float16, strength=0.2)
     errs = rel_errors(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs))
     assert errs["dlog_decay"] < 1.9e-3 and max(errs.values()) < TOL[torch.float16], errs
