@@ -223,6 +223,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
                 cfg = dict(la._fwd_config(base, K))
+            if name == "_bwd_dq_kernel" and decay == 2 and "dq_bk" in la.TUNE:   # as chunk.py's backward
+                cfg = dict(cfg, BK=la.TUNE["dq_bk"], num_warps=la.TUNE.get("dq_warps", base["num_warps"]))
             if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does

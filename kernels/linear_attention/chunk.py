@@ -121,6 +121,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
 # (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
 # A formed by the forward's sweep, `_a_in_sweep`), "ref" (per channel: the reference point, `_ref_path`),
+# "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
@@ -1412,14 +1413,14 @@ def _a_in_sweep(nk: int, bk: int, ref: bool) -> bool:
 
 def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
     """Whether per-channel decay takes the reference point (REF_RANGE) in chunks whose decay allows it: where
-    the forward, dq and dk/dv each hold all of K in one block (A sums over K) and the input is bf16 or fp32
+    the forward and dk/dv each hold all of K in one block (A sums over K; dq's intra-chunk part needs only
+    dA = do v^T, so its K blocks may be narrower, TUNE "dq_bk") and the input is bf16 or fp32
     (fp16 overflows at e^11); TUNE "ref" = False turns it off. Decided once in the forward, since the
     forward then keeps A only for the chunks that need the halving."""
     if cfg["DECAY"] != 2 or dtype == torch.float16 or not TUNE.get("ref", True):
         return False
-    bk_q = TUNE["dq_bk"] if "dq_bk" in TUNE else _wide_k(cfg, K)["BK"]
     fwd = _fwd_config(cfg, K)   # (its chunks whole multiples of the backward's: one flag each)
-    return min(fwd["BK"], bk_q, _dkv_config(cfg, K)["BK"]) >= K and fwd["BT"] % cfg["BT"] == 0
+    return min(fwd["BK"], _dkv_config(cfg, K)["BK"]) >= K and fwd["BT"] % cfg["BT"] == 0
 
 
 def _fwd_config(cfg: dict, K: int) -> dict:
@@ -1432,7 +1433,8 @@ def _fwd_config(cfg: dict, K: int) -> dict:
     cfg = _wide_k(cfg, K)
     if cfg["DECAY"] != 2:
         return cfg
-    return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT)}
+    return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT), "BV": TUNE.get("fwd_bv", cfg["BV"]),
+            "num_warps": TUNE.get("fwd_warps", cfg["num_warps"])}
 
 
 def _dkv_config(cfg: dict, K: int) -> dict:
@@ -1659,7 +1661,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-        _launch(_fwd_kernel, (B * H * NS, NV, NKF), q, k, v, gp, s0 if s0 is not None else dummy, o, ht,
+        _launch(_fwd_kernel, (B * H * NS, cdiv(V, cfg_f["BV"]), NKF), q, k, v, gp, s0 if s0 is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, *pieces, s_in if s_in is not None else dummy, T, scale,
                 B=B, USE_S0=s0 is not None, NA=0 if a is None or a_in or ref else NKF, A_IN=a_in,
                 STORE_A=a_in and a is not None, REF=ref, UNCHAIN=_unchain(cfg_f), **seg, **scan, **cfg_f,
@@ -1714,7 +1716,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
         NKQ = cdiv(K, cfg_q["BK"])
-        assert not ctx.ref or NKQ == cdiv(K, _dkv_config(cfg, K)["BK"]) == 1, "TUNE changed since the forward"
+        assert not ctx.ref or cdiv(K, _dkv_config(cfg, K)["BK"]) == 1, "TUNE changed since the forward"
         # per channel: the intra-chunk parts of dq and dk by a parallel pass, which the sweeps add
         qi = ki = dummy
         if decay == 2:
@@ -1722,7 +1724,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
             grid = (B * H * cdiv(cdiv(T, cfg["BT"] * ctx.fr), REF_WALK), 1) if ctx.ref else (B * H * cdiv(T, cfg["BT"]), NKQ)
             _launch(_intra_grad_kernel, grid, q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), flag, T, ctx.scale,
-                    B, H, K, V, BT=cfg["BT"], BK=cfg_q["BK"], BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
+                    B, H, K, V, BT=cfg["BT"], BK=cfg_kv["BK"] if ctx.ref else cfg_q["BK"], BV=cfg["BV"],
+                    PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
                     W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None

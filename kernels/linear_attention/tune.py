@@ -103,6 +103,15 @@ VARIANTS = {
     "sweep_reg128 seg_target=8": {"sweep_maxnreg": 128, "seg_target": 8},
     "wide w8 reg128": {"wide_warps": 8, "sweep_maxnreg": 128},
     "wide w16": {"wide_warps": 16},
+    "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
+    "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
+    "dq BK32": {"dq_bk": 32},
+    "fwd BV64": {"fwd_bv": 64},
+    "fwd BV64 w4": {"fwd_bv": 64, "fwd_warps": 4},
+    "fwd BV32": {"fwd_bv": 32},
+    "fwd BV32 w2": {"fwd_bv": 32, "fwd_warps": 2},
+    "fwd BV64 w4 dq BK64 w4 dsl0": {"fwd_bv": 64, "fwd_warps": 4, "dq_bk": 64, "dsl": False},
+    "fwd BV64 dq BK64 w4 dsl0": {"fwd_bv": 64, "dq_bk": 64, "dsl": False},
 }
 # relative RMS vs the default variant above which a variant is BAD (bf16; the test file's tolerances)
 BAD_ERR, BAD_ERR_DG = 3e-2, 0.15
