@@ -121,7 +121,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # num_warps), "dq_bk", "dq_warps" (dq's), "fwd_bt" (per channel: the forward's chunk), "channel_bt"
 # (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
 # A formed by the forward's sweep, `_a_in_sweep`), "ref" (per channel: the reference point, `_ref_path`),
-# "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`),
+# "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`), "res8" (per channel:
+# dq's rounding residual as int8, `_res8`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
@@ -159,6 +160,7 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 # H200 while mostly reading one flag each: results/bench/profile.md, session 17).
 REF_WALK = 16
 FUSED_SCAN_PIECES = 4   # step (b) inside the sweeps up to this many pieces per program (`_fused_scan`)
+RES8_MAX_K = 0   # per channel: dq's rounding residual as int8 up to this K (`_res8`)
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
@@ -698,13 +700,32 @@ def _intra_grad_store(q, k, v, g, do, qi, ki, msum, i_bh, i_t, i_k, T, scale, H,
     tl.store(ki + o_t[:, None] * (H * K) + o_k[None, :], (b_ki * scale).to(ki.dtype.element_ty), mask=m_tk)
 
 
+@triton.jit
+def _residual_code(x, y, SHIFT: tl.constexpr):
+    """x (fp32) less y (x converted to 16 bits, as stored), as an int8 count of 2^SHIFT fp32 ulps: the two
+    share their sign and, but for a carry into the exponent, their exponent, so the difference of their bit
+    patterns as integers is what x's low mantissa bits add to y's: within +-2^15 for bf16 rounded to
+    nearest (the GPU), [0, 2^16) if truncated (triton's interpreter); for fp16 2^13 ulps less. SHIFT = 10
+    (bf16) or 7 (fp16) fits either, rounded, in [-64, 64] (no saturation needed); `_residual_decode` adds it
+    back within 2^(SHIFT-1) fp32 ulps of x (2^-14 of |x| for bf16, 2^-17 for fp16's normal range; dq alone is
+    2^-9 (bf16) off), in half the bytes of a 16-bit residual."""
+    d = x.to(tl.int32, bitcast=True) - y.to(tl.float32).to(tl.int32, bitcast=True)
+    return ((d + (1 << (SHIFT - 1))) >> SHIFT).to(tl.int8)
+
+
+@triton.jit
+def _residual_decode(y, code, SHIFT: tl.constexpr):
+    """x to about fp32's accuracy from y (16-bit) and its `_residual_code`."""
+    return (y.to(tl.float32).to(tl.int32, bitcast=True) + (code.to(tl.int32) << SHIFT)).to(tl.float32, bitcast=True)
+
+
 def _bwd_dq_kernel(
     q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, flag, T, scale,
     B, H, K, V, NS, SC,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
     UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
-    LO: tl.constexpr = False,
+    LO: tl.constexpr = False, LO8: tl.constexpr = 0,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -827,16 +848,19 @@ def _bwd_dq_kernel(
         b_dqo = b_dq.to(dq.dtype.element_ty)
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dqo, mask=m_t[:, None] & m_k[None, :])
         if (DG and DECAY != 2) or DSL:
-            if DECAY == 2:
-                b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :],
-                              other=0.0)
+            if DECAY == 2:   # (for DSL only: segment 0's local dS is never read, so neither is its q)
+                b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :],
+                              mask=m_t[:, None] & (m_k & (o_k * 0 + i_s > 0))[None, :], other=0.0)
             else:
                 b_q = b_qn
                 b_qn = tl.load(q + (o_t + BT)[:, None] * (H * K) + o_k[None, :],
                                mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
         if DG:
             if DECAY == 2:
-                if LO:
+                if LO8:
+                    tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], _residual_code(b_dq, b_dqo, LO8),
+                             mask=m_t[:, None] & m_k[None, :])
+                elif LO:
                     tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :],
                              (b_dq - b_dqo.to(tl.float32)).to(xq.dtype.element_ty), mask=m_t[:, None] & m_k[None, :])
             else:
@@ -873,7 +897,7 @@ def _bwd_dkv_kernel(
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
-    FSCAN: tl.constexpr = False,
+    LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
     (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
@@ -1085,8 +1109,13 @@ def _bwd_dkv_kernel(
         # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
-            b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-            if LO:
+            b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+            if LO8:
+                b_dqf = _residual_decode(b_dqf, tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk,
+                                                        other=0), LO8)
+            else:
+                b_dqf = b_dqf.to(tl.float32)
+            if LO and not LO8:
                 b_dqf += tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
             b_x = b_qf * b_dqf - b_k.to(tl.float32) * b_dk
             # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
@@ -1311,6 +1340,15 @@ def _fused_dsl(cfg_q: dict) -> bool:
     2.677 (results/bench/tune_linear_attention.md run 15); per channel at K=V=128 dq 0.353 -> 0.486 ms
     against the pass's 0.080 at 64-wide K blocks (`python -m kernels.profile --ops la`, run 16)."""
     return TUNE.get("dsl", cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
+
+
+def _res8(K: int) -> bool:
+    """Whether per channel the dq sweep hands dk/dv dq's rounding residual as an int8 count of fp32 ulps
+    (`_residual_code`) rather than in bf16 (TUNE "res8" overrides): both keep q * dq, and so dlog_decay's
+    sums, to 2^-14 of |q * dq| or better (dq alone: 2^-9), and the int8 form moves 1 byte per element each way instead of 2
+    (K=V=64: 1 U of the op's 24 written and read) for a few integer instructions per element in both
+    sweeps. On up to RES8_MAX_K."""
+    return bool(TUNE.get("res8", K <= RES8_MAX_K))
 
 
 def _dg_split(cfg_kv: dict) -> bool:
@@ -1708,10 +1746,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         xpq, xpk = _x_parts(cfg_kv, "xq") if dgs else 1, _x_parts(cfg_kv, "xk") if dgs else 1
         # per channel dk/dv forms q * dq from dq and, for 16-bit dq, the dq sweep's rounding residual (lo)
         lo = dg_in_kernel and decay == 2 and dq.dtype != torch.float32
+        lo8 = (10 if dq.dtype == torch.bfloat16 else 7) if lo and _res8(K) else 0   # int8 residual: its shift
         if dg_in_kernel and decay != 2:
             xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32)
         else:
-            xq = torch.empty(q.shape, device=dev, dtype=torch.bfloat16) if lo else dummy
+            xq = torch.empty(q.shape, device=dev, dtype=torch.int8 if lo8 else torch.bfloat16) if lo else dummy
         cfg_q = _wide_k(cfg, K)
         if decay == 2 and "dq_bk" in TUNE:
             cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
@@ -1737,7 +1776,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
-                REF=ctx.ref, FR=ctx.fr, LO=lo,
+                REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         # ds0: the dk/dv sweep's start (dS at its segment's end, or d S_T with the pieces after it)
         _, ds0, pieces, scan = _no_scan(dht_c, dummy, True)
@@ -1766,7 +1805,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, flag, *pieces, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8,
                 **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:

@@ -103,6 +103,8 @@ VARIANTS = {
     "sweep_reg128 seg_target=8": {"sweep_maxnreg": 128, "seg_target": 8},
     "wide w8 reg128": {"wide_warps": 8, "sweep_maxnreg": 128},
     "wide w16": {"wide_warps": 16},
+    "res8=1": {"res8": True},
+    "res8=0": {"res8": False},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
     "dq BK32": {"dq_bk": 32},
@@ -150,7 +152,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                                                           chunk._ref_path(cfg, K, DTYPE))
                                           if decay == 2 else None),
                                          ("ref", chunk._ref_path(cfg, K, DTYPE)),
-                                         ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None))
+                                         ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None),
+                                         ("res8", chunk._res8(K) if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):

@@ -135,14 +135,52 @@ def test_triton_interpreted_fp16(interpret, poison, decay):
     check(triton_impl, 1, 23, 2, 16, 32, decay, torch.float16)
 
 
-def test_triton_interpreted_channel_dq_residual(interpret, poison, launches):
-    """Per channel with 16-bit inputs the dq sweep stores dq's rounding residual (bf16) beside dq, and dk/dv
-    forms dlog_decay's q * dq from both: fp16, T = 200, dlog_decay's error 1.6e-3 (from dq alone, rounded
-    to fp16, i.e. with `lo` set to False by hand in chunk.py's backward: 2.3e-3, which fails this test)."""
+@pytest.mark.parametrize("res8", [False, True], ids=["bf16-residual", "int8-residual"])
+def test_triton_interpreted_channel_dq_residual(interpret, poison, monkeypatch, launches, res8):
+    """Per channel with 16-bit inputs the dq sweep stores dq's rounding residual beside dq (bf16, or with
+    TUNE res8 an int8 count of fp32 ulps), and dk/dv forms dlog_decay's q * dq from both: fp16, T = 200,
+    dlog_decay's error 1.6e-3 either way (from dq alone, rounded to fp16, i.e. with `lo` set to False by
+    hand in chunk.py's backward: 2.3e-3, which fails this test)."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "res8", res8)
     inputs = make_inputs(1, 200, 1, 16, 32, "channel", torch.float16, strength=0.2)
     errs = rel_errors(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs))
     assert errs["dlog_decay"] < 1.9e-3 and max(errs.values()) < TOL[torch.float16], errs
-    assert all(meta["LO"] for name, _, meta in launches if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"))
+    metas = [meta for name, _, meta in launches if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel")]
+    assert len(metas) == 2 and all(m["LO"] and m["LO8"] == (7 if res8 else 0) for m in metas)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_triton_interpreted_residual_code_roundtrip(interpret, monkeypatch, dtype):
+    """`_residual_code` / `_residual_decode`: x converted to 16 bits plus its int8 code gives x back within
+    2^(SHIFT-1) fp32 ulps (2^-14 of |x| for bf16, 2^-17 for fp16's normal range), for either sign, across
+    binades and at zero, whether the conversion rounds (torch, the GPU) or truncates (the interpreter); the
+    16-bit value alone is 2^-9 (bf16) off."""
+    import triton
+    import triton.language as tl
+
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(globals(), "la_chunk", chunk)   # (the kernel below finds its helpers among its globals)
+
+    @triton.jit
+    def roundtrip(x_ptr, y_ptr, out_ptr, SHIFT: tl.constexpr):
+        o = tl.arange(0, 4096)
+        x = tl.load(x_ptr + o)
+        y = x.to(y_ptr.dtype.element_ty)
+        tl.store(y_ptr + o, y)
+        tl.store(out_ptr + o, la_chunk._residual_decode(y, la_chunk._residual_code(x, y, SHIFT), SHIFT))
+
+    torch.manual_seed(0)
+    x = torch.randn(4096).sign() * (1 + torch.rand(4096)) * torch.exp2(torch.randint(-12, 12, (4096,)).float())
+    x[:3] = torch.tensor([0.0, -0.0, 1.0 - 2.0**-12])          # zeros; a value that rounds up to the next binade
+    y, out = torch.empty(4096, dtype=dtype), torch.empty(4096)
+    shift = 10 if dtype == torch.bfloat16 else 7
+    roundtrip[(1,)](x, y, out, SHIFT=shift)
+    rel = ((out - x).abs() / x.abs().clamp_min(2.0**-12)).max().item()
+    assert rel <= 2.0 ** (shift - 24), rel
+    assert ((y.float() - x).abs() / x.abs().clamp_min(2.0**-12)).max().item() > 2.0**-12
 
 
 def test_triton_interpreted_no_initial_state(interpret, poison):
@@ -594,11 +632,20 @@ def test_triton_gpu_strong_decay_bf16(decay):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("tune", [{}, {"res8": True}, {"dq_bk": 64, "dsl": False}, {"fwd_bv": 64, "fwd_warps": 4}],
+                         ids=str)
 @pytest.mark.parametrize("K", [64, 128])
-def test_triton_gpu_channel_reference_point_bf16(K):
+def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
     """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
     100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
-    kernel."""
+    kernel; also with the tune variants that change per-channel code paths (dq's residual as int8, dq's K and
+    the forward's V in two blocks at K = 128)."""
+    from kernels.linear_attention import chunk
+
+    if K < 128 and ("dq_bk" in tune or "fwd_bv" in tune):
+        pytest.skip("one 64-wide block already")
+    for key, value in tune.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
     inputs = make_inputs(2, 600, 2, K, K, "channel", torch.bfloat16, device="cuda")
     inputs["log_decay"][:, 100:300] *= 20
     ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
