@@ -1345,9 +1345,12 @@ def _fused_dsl(cfg_q: dict) -> bool:
 def _res8(K: int) -> bool:
     """Whether per channel the dq sweep hands dk/dv dq's rounding residual as an int8 count of fp32 ulps
     (`_residual_code`) rather than in bf16 (TUNE "res8" overrides): both keep q * dq, and so dlog_decay's
-    sums, to 2^-14 of |q * dq| or better (dq alone: 2^-9), and the int8 form moves 1 byte per element each way instead of 2
-    (K=V=64: 1 U of the op's 24 written and read) for a few integer instructions per element in both
-    sweeps. On up to RES8_MAX_K."""
+    sums, to 2^-14 of |q * dq| or better (dq alone: 2^-9), and the int8 form moves 1 byte per element each
+    way instead of 2 (K=V=64: 1 U of the op's 24, written and read) for a few integer instructions per
+    element in both sweeps: offline (`python -m kernels.sass_stats --ops linear_attention --la-variant
+    res8=1`, triton 3.6) dq's loop 482 -> 517 instructions per 16 tokens at K=V=64 (the int8 store goes
+    through shared memory: 2 barriers), dk/dv's 689 -> 703 (4 spill accesses). Untimed (session 21 got no
+    GPU), so off by default: on up to RES8_MAX_K = 0."""
     return bool(TUNE.get("res8", K <= RES8_MAX_K))
 
 
@@ -1463,7 +1466,8 @@ def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
 
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
-    FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"); the backward keeps its
+    FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"; "fwd_bv", "fwd_warps" split the
+    forward's V into blocks, each program forming the whole of A, untimed as of session 21); the backward keeps its
     16-token chunks and reads A's diagonal blocks. H100, bf16, B=8 T=4096 H=8 K=V=128, forward: 0.81 ms
     (32 tokens, 2 warps) vs 1.16 (32 tokens, 4 warps), 0.84 (16 tokens, 2 warps), 2.26 (64 tokens, 4
     warps; its A pass then needs 255 registers per thread, `python -m kernels.sass_stats`)
@@ -1699,7 +1703,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-        _launch(_fwd_kernel, (B * H * NS, cdiv(V, cfg_f["BV"]), NKF), q, k, v, gp, s0 if s0 is not None else dummy, o, ht,
+        _launch(_fwd_kernel, (B * H * NS, cdiv(V, cfg_f["BV"]), NKF), q, k, v, gp,
+                s0 if s0 is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, *pieces, s_in if s_in is not None else dummy, T, scale,
                 B=B, USE_S0=s0 is not None, NA=0 if a is None or a_in or ref else NKF, A_IN=a_in,
                 STORE_A=a_in and a is not None, REF=ref, UNCHAIN=_unchain(cfg_f), **seg, **scan, **cfg_f,
