@@ -733,7 +733,8 @@ def _bwd_dq_kernel(
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay); per channel, where dq is 16-bit (LO), dq's rounding
     residual dq - dq.to(dq's dtype) in xq ([B, T, H, K] bf16), so that dk/dv forms q_t * dq_t from q, dq
     and it to about fp32's accuracy (2^-17 relative): 2 bytes per element written here and read there
-    instead of an fp32 product's 4, and without DSL this sweep does not read q at all.
+    instead of an fp32 product's 4, and without DSL this sweep does not read q at all; with LO8 (`_res8`)
+    as an int8 count of 2^LO8 fp32 ulps (`_residual_code`: 1 byte, 2^-14 relative).
     Per channel the intra-chunk part comes from `_intra_grad_kernel` (qi), factored by halving the
     chunk (module docstring); as a column loop inside this sweep dq took 1.22 ms at K=V=128, factored
     inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
@@ -908,7 +909,8 @@ def _bwd_dkv_kernel(
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
     per channel the products are elementwise, q_t * dq_t formed here from q, dq (dqo: [B, T, H, K]) and,
-    where dq is 16-bit (LO), the dq sweep's rounding residual (xq), and the carry sums over V only (dg:
+    where dq is 16-bit (LO), the dq sweep's rounding residual (xq: bf16, or with LO8 int8, `_residual_decode`),
+    and the carry sums over V only (dg:
     [B, T, H, K]); DGS
     (scalar decay, `_dg_split`): k_t . dk_t into dg (fp32 [B, T, H]) and the carry into dgc ([B*H*NS]
     fp32), the sums by `_dg_scalar_kernel`; per
@@ -1766,11 +1768,11 @@ class _ChunkLinearAttention(torch.autograd.Function):
         if decay == 2:
             qi, ki = torch.empty_like(q), torch.empty_like(k)
             grid = (B * H * cdiv(cdiv(T, cfg["BT"] * ctx.fr), REF_WALK), 1) if ctx.ref else (B * H * cdiv(T, cfg["BT"]), NKQ)
+            bki = cfg_kv["BK"] if ctx.ref else cfg_q["BK"]   # (REF: all of K, whatever dq's blocks)
             _launch(_intra_grad_kernel, grid, q, k, v, g, do, qi, ki,
                     _level_sums(cfg["BT"], g.dtype, dev), flag, T, ctx.scale,
-                    B, H, K, V, BT=cfg["BT"], BK=cfg_kv["BK"] if ctx.ref else cfg_q["BK"], BV=cfg["BV"],
-                    PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
-                    W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(cfg_q["BK"]), **_intra_grad_cap())
+                    B, H, K, V, BT=cfg["BT"], BK=bki, BV=cfg["BV"], PREC=cfg["PREC"], REF=ctx.ref, FR=ctx.fr,
+                    W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(bki), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
         dsl = NS > 1 and _fused_dsl(cfg_q)       # the segments' local dS (step (a)) from the dq sweep
@@ -1810,8 +1812,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 a if a is not None else dummy, ki, flag, *pieces, T, ctx.scale,
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
-                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8,
-                **seg, **scan, **cfg_kv,
+                UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
+                LO8=lo8, **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)
