@@ -376,15 +376,17 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
     assert chunk._ref_path(chunk._config(128, 128, 2, torch.bfloat16), 128, torch.bfloat16)
 
 
-def test_triton_interpreted_channel_reference_point_split_blocks(interpret, poison, monkeypatch, launches):
+@pytest.mark.parametrize("dsl", [True, False], ids=["local-dS-in-dq", "local-dS-pass"])
+def test_triton_interpreted_channel_reference_point_split_blocks(interpret, poison, monkeypatch, launches, dsl):
     """The reference point with the forward's V and dq's K in two blocks each (TUNE fwd_bv, dq_bk): every
     V-block program of the forward forms the whole of A (it sums over K) and stores the same flags, each dq
     program its own K columns from dA = do v^T (no sum over K), and the intra-gradient pass still covers all
     of K for the flagged chunk. T = 100 with tokens 32..63 decaying by up to e^-20 per step (one flagged
-    forward chunk), two segments: outputs and gradients match the reference."""
+    forward chunk), two segments, the segments' local dS from the dq sweep (each K block its rows) or from
+    their own pass: outputs and gradients match the reference."""
     from kernels.linear_attention import chunk
 
-    for key, value in {"ns": 2, "fwd_bv": 16, "dq_bk": 16}.items():
+    for key, value in {"ns": 2, "fwd_bv": 16, "dq_bk": 16, "dsl": dsl}.items():
         monkeypatch.setitem(chunk.TUNE, key, value)
     inputs = make_inputs(1, 100, 2, 32, 32, "channel", torch.float32)
     inputs["log_decay"][:, 32:64] *= 20
@@ -394,7 +396,7 @@ def test_triton_interpreted_channel_reference_point_split_blocks(interpret, pois
     metas = {n: m for n, _, m in launches}
     assert grids["_fwd_kernel"] == (4, 2, 1) and metas["_fwd_kernel"]["BV"] == 16
     assert grids["_bwd_dq_kernel"] == (4, 1, 2) and metas["_bwd_dq_kernel"]["BK"] == 16
-    assert metas["_intra_grad_kernel"]["BK"] == 32
+    assert metas["_intra_grad_kernel"]["BK"] == 32 and metas["_bwd_dq_kernel"]["DSL"] == dsl
     assert all(metas[n]["REF"] for n in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel", "_intra_grad_kernel"))
 
 
