@@ -245,7 +245,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 blocks, warps = K // cfg["BK"], la._intra_grad_warps(cfg["BK"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
-            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16)
+            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16, int8 with res8)
                 flags = dict(flags, LO=decay == 2, LO8=10 if decay == 2 and la._res8(K) else 0)
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]

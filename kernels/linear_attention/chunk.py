@@ -705,7 +705,7 @@ def _residual_code(x, y, SHIFT: tl.constexpr):
     """x (fp32) less y (x converted to 16 bits, as stored), as an int8 count of 2^SHIFT fp32 ulps: the two
     share their sign and, but for a carry into the exponent, their exponent, so the difference of their bit
     patterns as integers is what x's low mantissa bits add to y's: within +-2^15 for bf16 rounded to
-    nearest (the GPU), [0, 2^16) if truncated (triton's interpreter); for fp16 2^13 ulps less. SHIFT = 10
+    nearest (the GPU), [0, 2^16) if truncated (triton's interpreter); for fp16 eight times less. SHIFT = 10
     (bf16) or 7 (fp16) fits either, rounded, in [-64, 64] (no saturation needed); `_residual_decode` adds it
     back within 2^(SHIFT-1) fp32 ulps of x (2^-14 of |x| for bf16, 2^-17 for fp16's normal range; dq alone is
     2^-9 (bf16) off), in half the bytes of a 16-bit residual."""
@@ -715,7 +715,7 @@ def _residual_code(x, y, SHIFT: tl.constexpr):
 
 @triton.jit
 def _residual_decode(y, code, SHIFT: tl.constexpr):
-    """x to about fp32's accuracy from y (16-bit) and its `_residual_code`."""
+    """x, within 2^(SHIFT-1) fp32 ulps, from y (16-bit) and its `_residual_code`."""
     return (y.to(tl.float32).to(tl.int32, bitcast=True) + (code.to(tl.int32) << SHIFT)).to(tl.float32, bitcast=True)
 
 
@@ -1112,13 +1112,14 @@ def _bwd_dkv_kernel(
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
             b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            if LO8:
-                b_dqf = _residual_decode(b_dqf, tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk,
-                                                        other=0), LO8)
+            if LO:   # dq's rounding residual: int8 (LO8) or bf16
+                b_res = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
+                if LO8:
+                    b_dqf = _residual_decode(b_dqf, b_res, LO8)
+                else:
+                    b_dqf = b_dqf.to(tl.float32) + b_res.to(tl.float32)
             else:
                 b_dqf = b_dqf.to(tl.float32)
-            if LO and not LO8:
-                b_dqf += tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
             b_x = b_qf * b_dqf - b_k.to(tl.float32) * b_dk
             # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
             # loop: 1327 -> 1050 instructions per chunk at K=V=128, `kernels.sass_stats`); x = x_h + x_l,

@@ -107,11 +107,8 @@ VARIANTS = {
     "res8=0": {"res8": False},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
-    "dq BK32": {"dq_bk": 32},
     "fwd BV64": {"fwd_bv": 64},
     "fwd BV64 w4": {"fwd_bv": 64, "fwd_warps": 4},
-    "fwd BV32": {"fwd_bv": 32},
-    "fwd BV32 w2": {"fwd_bv": 32, "fwd_warps": 2},
     "fwd BV64 w4 dq BK64 w4 dsl0": {"fwd_bv": 64, "fwd_warps": 4, "dq_bk": 64, "dsl": False},
     "fwd BV64 dq BK64 w4 dsl0": {"fwd_bv": 64, "dq_bk": 64, "dsl": False},
 }
