@@ -245,8 +245,9 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 blocks, warps = K // cfg["BK"], la._intra_grad_warps(cfg["BK"])
             if decay == 0:
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
-            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16, int8 with res8)
-                flags = dict(flags, LO=decay == 2, LO8=10 if decay == 2 and la._res8(K) else 0)
+            if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16, int8
+                loc = decay == 2 and la._res_chunk(K)            # with res8, or its sums over chunks with res_chunk)
+                flags = dict(flags, LO=decay == 2, LO8=10 if decay == 2 and not loc and la._res8(K) else 0, LOC=loc)
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 ref = la._ref_path(base, K, torch.bfloat16)   # the reference point where the decay allows
@@ -266,8 +267,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 cap = sweep_maxnreg
             names = tuple(ptrs.split())
             types = {p: "*i8" if p == "flag" else "*fp32" if p in fp32 or (p == "g" and decay == 1) else "*bf16" for p in names}
-            if decay == 2 and "xq" in names:   # per channel: dq's rounding residual, bf16 or int8 (`_res8`)
-                types["xq"] = "*i8" if la._res8(K) else "*bf16"
+            if decay == 2 and "xq" in names:   # per channel: dq's rounding residual, bf16, int8 (`_res8`) or
+                types["xq"] = "*fp32" if la._res_chunk(K) else "*i8" if la._res8(K) else "*bf16"   # chunk sums
             if "dg" in names and not flags.get("DGS"):   # fp32 only as scalar decay's k . dk (the split)
                 types["dg"] = "*bf16"
             one_a = blocks == 1 if name == "_intra_a_kernel" else flags.get("NA") == 1

@@ -122,7 +122,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
 # A formed by the forward's sweep, `_a_in_sweep`), "ref" (per channel: the reference point, `_ref_path`),
 # "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`), "res8" (per channel:
-# dq's rounding residual as int8, `_res8`),
+# dq's rounding residual as int8, `_res8`), "res_chunk" (its sums over chunks, `_res_chunk`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
@@ -161,6 +161,7 @@ REF_EXP2_CAP = tl.constexpr(100.0)   # the reference point's exponents are cappe
 REF_WALK = 16
 FUSED_SCAN_PIECES = 4   # step (b) inside the sweeps up to this many pieces per program (`_fused_scan`)
 RES8_MAX_K = 0   # per channel: dq's rounding residual as int8 up to this K (`_res8`)
+RES_CHUNK_MAX_K = 0   # per channel: only dq's residual summed over each chunk, up to this K (`_res_chunk`)
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
@@ -725,7 +726,7 @@ def _bwd_dq_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
     UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
-    LO: tl.constexpr = False, LO8: tl.constexpr = 0,
+    LO: tl.constexpr = False, LO8: tl.constexpr = 0, LOC: tl.constexpr = False,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -734,7 +735,9 @@ def _bwd_dq_kernel(
     residual dq - dq.to(dq's dtype) in xq ([B, T, H, K] bf16), so that dk/dv forms q_t * dq_t from q, dq
     and it to about fp32's accuracy (2^-17 relative): 2 bytes per element written here and read there
     instead of an fp32 product's 4, and without DSL this sweep does not read q at all; with LO8 (`_res8`)
-    as an int8 count of 2^LO8 fp32 ulps (`_residual_code`: 1 byte, 2^-14 relative).
+    as an int8 count of 2^LO8 fp32 ulps (`_residual_code`: 1 byte, 2^-14 relative); with LOC (`_res_chunk`)
+    only each chunk's sum of q_t * (dq_t - dq.to(dq's dtype)_t) (xq: fp32 [B*H, chunks, K]), which dk/dv adds
+    to dlog_decay's carry across chunks, so that only the chunk's own tokens see dq's rounding.
     Per channel the intra-chunk part comes from `_intra_grad_kernel` (qi), factored by halving the
     chunk (module docstring); as a column loop inside this sweep dq took 1.22 ms at K=V=128, factored
     inside it 0.72 ms, and the separate pass (shared with dk's part) won a further 4-5% at the long
@@ -761,7 +764,9 @@ def _bwd_dq_kernel(
     v += (i_b * T * H + i_h) * V
     do += (i_b * T * H + i_h) * V
     dq += ((i_v * B + i_b) * T * H + i_h) * K
-    if DECAY == 2:
+    if LOC:
+        xq += i_bh * tl.cdiv(T, BT) * K
+    elif DECAY == 2:
         xq += (i_b * T * H + i_h) * K
     else:
         xq += (i_b * T * H + i_h) * XP
@@ -848,8 +853,10 @@ def _bwd_dq_kernel(
             b_decay = 1.0
         b_dqo = b_dq.to(dq.dtype.element_ty)
         tl.store(dq + o_t[:, None] * (H * K) + o_k[None, :], b_dqo, mask=m_t[:, None] & m_k[None, :])
-        if (DG and DECAY != 2) or DSL:
-            if DECAY == 2:   # (for DSL only: segment 0's local dS is never read, so neither is its q)
+        if (DG and DECAY != 2) or DSL or LOC:
+            if LOC:
+                b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            elif DECAY == 2:   # (for DSL only: segment 0's local dS is never read, so neither is its q)
                 b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :],
                               mask=m_t[:, None] & (m_k & (o_k * 0 + i_s > 0))[None, :], other=0.0)
             else:
@@ -858,7 +865,13 @@ def _bwd_dq_kernel(
                                mask=(o_t + BT < T)[:, None] & m_k[None, :], other=0.0)
         if DG:
             if DECAY == 2:
-                if LO8:
+                if LOC:   # the chunk's sum as a 0/1 tl.dot (every row; row 0 stored): no sum across warps
+                    b_res = b_q.to(tl.float32) * (b_dq - b_dqo.to(tl.float32))
+                    b_sum = tl.dot(tl.full([GC_COLS, BT], 1.0, tl.float32), b_res, input_precision="tf32")
+                    o_r = tl.arange(0, GC_COLS)
+                    tl.store(xq + i_t * K + o_r[:, None] * 0 + o_k[None, :], b_sum,
+                             mask=(o_r == 0)[:, None] & m_k[None, :])
+                elif LO8:
                     tl.store(xq + o_t[:, None] * (H * K) + o_k[None, :], _residual_code(b_dq, b_dqo, LO8),
                              mask=m_t[:, None] & m_k[None, :])
                 elif LO:
@@ -898,7 +911,7 @@ def _bwd_dkv_kernel(
     DECAY: tl.constexpr, USE_DS0: tl.constexpr, STORE_DH0: tl.constexpr, DG: tl.constexpr, DGS: tl.constexpr,
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
-    LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False,
+    LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False, LOC: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
     (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
@@ -909,7 +922,8 @@ def _bwd_dkv_kernel(
     DG (one V block; scalar decay also one K block): dg_t = sum_{t <= r in segment} (xq_r - k_r . dk_r) + carry,
     carry = sum(ds0 * state at the segment end) with s_in: [B*H*NS, K, V] (S_in) and ht: [B*H, K, V];
     per channel the products are elementwise, q_t * dq_t formed here from q, dq (dqo: [B, T, H, K]) and,
-    where dq is 16-bit (LO), the dq sweep's rounding residual (xq: bf16, or with LO8 int8, `_residual_decode`),
+    where dq is 16-bit (LO), the dq sweep's rounding residual (xq: bf16, or with LO8 int8, `_residual_decode`;
+    with LOC its sum over each chunk, fp32 [B*H, chunks, K], added to the carry past the chunk),
     and the carry sums over V only (dg:
     [B, T, H, K]); DGS
     (scalar decay, `_dg_split`): k_t . dk_t into dg (fp32 [B, T, H]) and the carry into dgc ([B*H*NS]
@@ -932,7 +946,11 @@ def _bwd_dkv_kernel(
     do += (i_b * T * H + i_h) * V
     dk += ((i_v * B + i_b) * T * H + i_h) * K
     dv += ((i_k * B + i_b) * T * H + i_h) * V
-    if DECAY == 2:
+    if LOC:
+        xq += i_bh * tl.cdiv(T, BT) * K
+        dqo += (i_b * T * H + i_h) * K
+        dg += (i_b * T * H + i_h) * K
+    elif DECAY == 2:
         xq += (i_b * T * H + i_h) * K
         dqo += (i_b * T * H + i_h) * K
         dg += (i_b * T * H + i_h) * K
@@ -1112,7 +1130,7 @@ def _bwd_dkv_kernel(
         # chunk + the later tokens' carry
         if DG and DECAY == 2:
             b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            if LO:   # dq's rounding residual: int8 (LO8) or bf16
+            if LO and not LOC:   # dq's rounding residual: int8 (LO8) or bf16
                 b_res = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
                 if LO8:
                     b_dqf = _residual_decode(b_dqf, b_res, LO8)
@@ -1130,6 +1148,8 @@ def _bwd_dkv_kernel(
             b_sfx = tl.dot(suffix, b_xh, input_precision="tf32") + tl.dot(suffix, b_xl, input_precision="tf32")
             b_dg = b_sfx + b_carry2
             b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
+            if LOC:   # the chunk's sum of q * (dq - its 16-bit value)
+                b_carry2 += tl.load(xq + i_t * K + o_k, mask=m_k, other=0.0)[None, :]
             tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
         elif DGS:   # k_t . dk_t as a [BT, 1] column in the layout of the tl.dot's rows
             b_x = b_k.to(tl.float32) * b_dk
@@ -1355,6 +1375,17 @@ def _res8(K: int) -> bool:
     through shared memory: 2 barriers), dk/dv's 689 -> 703 (4 spill accesses). Untimed (session 21 got no
     GPU), so off by default: on up to RES8_MAX_K = 0."""
     return bool(TUNE.get("res8", K <= RES8_MAX_K))
+
+
+def _res_chunk(K: int) -> bool:
+    """Whether per channel the dq sweep hands dk/dv only each chunk's sum of q * (dq - dq's 16-bit value),
+    fp32 (TUNE "res_chunk"; LOC), instead of the residual per element (`_res8`): dk/dv then forms q * dq
+    from the 16-bit dq within the chunk and adds the chunk's exact sum to dlog_decay's carry, so dq's
+    rounding (2^-9) reaches dg_t only through the tokens of t's own chunk at or after t, never the sum over
+    the rest of the sequence. It moves 4 bytes per channel per chunk each way (K=V=64 T=4096, 16-token
+    chunks: 1/8 U) instead of the residual's 1 U (int8) or 2 (bf16), and the dq sweep then reads q in
+    every segment (1/4 U more at NS = 4). Off by default up to RES_CHUNK_MAX_K = 0 (untimed)."""
+    return bool(TUNE.get("res_chunk", K <= RES_CHUNK_MAX_K))
 
 
 def _dg_split(cfg_kv: dict) -> bool:
@@ -1754,9 +1785,12 @@ class _ChunkLinearAttention(torch.autograd.Function):
         xpq, xpk = _x_parts(cfg_kv, "xq") if dgs else 1, _x_parts(cfg_kv, "xk") if dgs else 1
         # per channel dk/dv forms q * dq from dq and, for 16-bit dq, the dq sweep's rounding residual (lo)
         lo = dg_in_kernel and decay == 2 and dq.dtype != torch.float32
-        lo8 = (10 if dq.dtype == torch.bfloat16 else 7) if lo and _res8(K) else 0   # int8 residual: its shift
+        loc = lo and _res_chunk(K)                       # the residual summed over each chunk
+        lo8 = (10 if dq.dtype == torch.bfloat16 else 7) if lo and not loc and _res8(K) else 0   # int8: its shift
         if dg_in_kernel and decay != 2:
             xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32)
+        elif loc:
+            xq = torch.empty(B * H, cdiv(T, cfg["BT"]), K, device=dev, dtype=torch.float32)
         else:
             xq = torch.empty(q.shape, device=dev, dtype=torch.int8 if lo8 else torch.bfloat16) if lo else dummy
         cfg_q = _wide_k(cfg, K)
@@ -1784,7 +1818,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
                 dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
                 USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
-                REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8,
+                REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8, LOC=loc,
                 **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         # ds0: the dk/dv sweep's start (dS at its segment's end, or d S_T with the pieces after it)
         _, ds0, pieces, scan = _no_scan(dht_c, dummy, True)
@@ -1814,7 +1848,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
-                LO8=lo8, **seg, **scan, **cfg_kv,
+                LO8=lo8, LOC=loc, **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

@@ -105,6 +105,7 @@ VARIANTS = {
     "wide w16": {"wide_warps": 16},
     "res8=1": {"res8": True},
     "res8=0": {"res8": False},
+    "res_chunk=1": {"res_chunk": True},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
     "fwd BV64": {"fwd_bv": 64},
@@ -150,7 +151,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                           if decay == 2 else None),
                                          ("ref", chunk._ref_path(cfg, K, DTYPE)),
                                          ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None),
-                                         ("res8", chunk._res8(K) if decay == 2 else None))
+                                         ("res8", chunk._res8(K) if decay == 2 and not chunk._res_chunk(K) else None),
+                                         ("res_chunk", chunk._res_chunk(K) if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):

@@ -135,20 +135,23 @@ def test_triton_interpreted_fp16(interpret, poison, decay):
     check(triton_impl, 1, 23, 2, 16, 32, decay, torch.float16)
 
 
-@pytest.mark.parametrize("res8", [False, True], ids=["bf16-residual", "int8-residual"])
-def test_triton_interpreted_channel_dq_residual(interpret, poison, monkeypatch, launches, res8):
+@pytest.mark.parametrize("form", ["bf16", "int8", "chunk"], ids=["bf16-residual", "int8-residual", "chunk-sums"])
+def test_triton_interpreted_channel_dq_residual(interpret, poison, monkeypatch, launches, form):
     """Per channel with 16-bit inputs the dq sweep stores dq's rounding residual beside dq (bf16, or with
-    TUNE res8 an int8 count of fp32 ulps), and dk/dv forms dlog_decay's q * dq from both: fp16, T = 200,
-    dlog_decay's error 1.6e-3 either way (from dq alone, rounded to fp16, i.e. with `lo` set to False by
-    hand in chunk.py's backward: 2.3e-3, which fails this test)."""
+    TUNE res8 an int8 count of fp32 ulps, or with res_chunk only its sum times q over each chunk), and
+    dk/dv forms dlog_decay's q * dq from both: fp16, T = 200, dlog_decay's error 1.6e-3 with either
+    residual per element (from dq alone, rounded to fp16, i.e. with `lo` set to False by hand in chunk.py's
+    backward: 2.3e-3, which fails this test)."""
     from kernels.linear_attention import chunk
 
-    monkeypatch.setitem(chunk.TUNE, "res8", res8)
+    monkeypatch.setitem(chunk.TUNE, "res8", form == "int8")
+    monkeypatch.setitem(chunk.TUNE, "res_chunk", form == "chunk")
     inputs = make_inputs(1, 200, 1, 16, 32, "channel", torch.float16, strength=0.2)
     errs = rel_errors(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs))
     assert errs["dlog_decay"] < 1.9e-3 and max(errs.values()) < TOL[torch.float16], errs
     metas = [meta for name, _, meta in launches if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel")]
-    assert len(metas) == 2 and all(m["LO"] and m["LO8"] == (7 if res8 else 0) for m in metas)
+    assert len(metas) == 2 and all(m["LO"] and m["LO8"] == (7 if form == "int8" else 0)
+                                   and m["LOC"] == (form == "chunk") for m in metas)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -634,14 +637,14 @@ def test_triton_gpu_strong_decay_bf16(decay):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("tune", [{}, {"res8": True}, {"dq_bk": 64, "dsl": False}, {"fwd_bv": 64, "fwd_warps": 4}],
-                         ids=str)
+@pytest.mark.parametrize("tune", [{}, {"res8": True}, {"res_chunk": True}, {"dq_bk": 64, "dsl": False},
+                                  {"fwd_bv": 64, "fwd_warps": 4}], ids=str)
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
     """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
     100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
-    kernel; also with the tune variants that change per-channel code paths (dq's residual as int8, dq's K and
-    the forward's V in two blocks at K = 128)."""
+    kernel; also with the tune variants that change per-channel code paths (dq's residual as int8 or as sums
+    over chunks, dq's K and the forward's V in two blocks at K = 128)."""
     from kernels.linear_attention import chunk
 
     if K < 128 and ("dq_bk" in tune or "fwd_bv" in tune):
