@@ -175,7 +175,7 @@ def _fwd_kernel(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
     A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False, REF: tl.constexpr = False,
-    FSCAN: tl.constexpr = False,
+    FSCAN: tl.constexpr = False, SPAN: tl.constexpr = 1, NSB=1,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
@@ -192,7 +192,9 @@ def _fwd_kernel(
     FSCAN (`_fused_scan`): step (b) here instead of `_scan_kernel`: s0 is S_0 ([B*H, K, V], if USE_S0), and
     the state entering segment i_s is formed from it and the P local states x ([B*H*P, K, V] fp32, SUB per
     segment; gx their log decays, [B*H*P] or [B*H*P, K]) of the segments before it, and stored to s_out
-    ([B*H*NS, K, V]) for the backward."""
+    ([B*H*NS, K, V]) for the backward.
+    SPAN (`_fwd_span`): each segment spans SPAN of the backward's NSB segments (SC / SPAN chunks each), and
+    the sweep stores the state entering each of them to s_out ([B*H*NSB, K, V]) for the backward."""
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -221,84 +223,88 @@ def _fwd_kernel(
         if USE_S0:
             b_S += tl.load(s0 + i_bh * K * V + o_kv, mask=m_kv, other=0.0)
         b_S = _scan_pieces(b_S, x, gx, i_bh * P, 0, i_s * SUB, o_k, o_kv, m_k, m_kv, K, V, DECAY)
-        tl.store(s_out + i_p * K * V + o_kv, b_S, mask=m_kv)
     elif USE_S0:
         b_S += tl.load(s0 + i_p * K * V + o_kv, mask=m_kv, other=0.0)
     o_i = tl.arange(0, BT)
     causal = o_i[:, None] >= o_i[None, :]
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar decay)
     NT = tl.cdiv(T, BT)
-    for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
-        o_t = i_t * BT + o_i
-        m_t = o_t < T
-        # out-of-range rows load as k = v = 0, g = 0: they add nothing and decay nothing
-        b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-        b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
-        if DECAY == 1:
-            b_G = tl.load(g + o_t)                                         # [BT]
-            b_GC = tl.load(g + i_t * BT + BT - 1)                          # G at the chunk end
-            b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
-            # scale is folded into o's row factors and (unless UNCHAIN) into E's exponent
-            b_orow = (tl.exp2(b_G * LOG2E) * scale)[:, None]
-            b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
-            b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
-            if not UNCHAIN:
-                b_Ex += log2_scale
-            b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
-            b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
-            b_decay = tl.exp2(b_GC * LOG2E)
-        elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                b_GC2 = b_GCs[None, :]
-            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
-            b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
-            b_orow = scale
-            b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
-            if REF:   # (one K block) A of (1) by the chunk end's reference point, unless the chunk's total log
-                # decay is below -REF_RANGE in some channel: then it is flagged here (int8, for the A pass, which
-                # adds its A v to o after this sweep, and for the backward) and takes no intra-chunk term here.
-                # Selected, not branched on (a branch in the loop to the halving took it from 650 to 2133
-                # instructions and 31 spills, `python -m kernels.sass_stats`)
-                need = tl.min(b_GCs, axis=0) < -REF_RANGE
-                tl.store(flag + i_bh * NT + i_t + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8))
-                b_qh = (b_q * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
-                b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
-                b_A = tl.where(need, 0.0, b_A)
+    SCB = SC // SPAN                  # chunks per backward segment
+    for r in tl.static_range(SPAN):
+        if FSCAN or SPAN > 1:         # the state entering backward segment i_s * SPAN + r, for the backward
+            tl.store(s_out + (i_bh * NSB + i_s * SPAN + r) * K * V + o_kv, b_S,
+                     mask=m_kv & (o_k * 0 + i_s * SPAN + r < NSB)[:, None])
+        for i_t in range(i_s * SC + r * SCB, tl.minimum(i_s * SC + r * SCB + SCB, NT)):
+            o_t = i_t * BT + o_i
+            m_t = o_t < T
+            # out-of-range rows load as k = v = 0, g = 0: they add nothing and decay nothing
+            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+            b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_t[:, None] & m_v[None, :], other=0.0)
+            if DECAY == 1:
+                b_G = tl.load(g + o_t)                                         # [BT]
+                b_GC = tl.load(g + i_t * BT + BT - 1)                          # G at the chunk end
+                b_qd = b_q                                       # exp(G_t) scales o's rows instead: (2)
+                # scale is folded into o's row factors and (unless UNCHAIN) into E's exponent
+                b_orow = (tl.exp2(b_G * LOG2E) * scale)[:, None]
+                b_kd = (b_k * tl.exp2((b_GC - b_G) * LOG2E)[:, None]).to(b_k.dtype)
+                b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+                if not UNCHAIN:
+                    b_Ex += log2_scale
+                b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
+                b_A = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E  # (1), [BT, BT]
+                b_decay = tl.exp2(b_GC * LOG2E)
+            elif DECAY == 2:
+                b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
+                if b_g.dtype == tl.float32:
+                    b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+                    b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                    b_GC2 = b_GCs[None, :]
+                else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
+                    b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                    b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                    # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                    b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+                b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
+                b_orow = scale
+                b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
+                if REF:   # (one K block) A of (1) by the chunk end's reference point, unless the chunk's total log
+                    # decay is below -REF_RANGE in some channel: then it is flagged here (int8, for the A pass, which
+                    # adds its A v to o after this sweep, and for the backward) and takes no intra-chunk term here.
+                    # Selected, not branched on (a branch in the loop to the halving took it from 650 to 2133
+                    # instructions and 31 spills, `python -m kernels.sass_stats`)
+                    need = tl.min(b_GCs, axis=0) < -REF_RANGE
+                    tl.store(flag + i_bh * NT + i_t + tl.arange(0, 1), need.to(tl.int8) + tl.zeros([1], tl.int8))
+                    b_qh = (b_q * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
+                    b_A = tl.where(causal, tl.dot(b_qh, tl.trans(b_kd), input_precision=PREC), 0.0)
+                    b_A = tl.where(need, 0.0, b_A)
+                else:
+                    b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
+                if STORE_A:   # (A_IN) for dk/dv
+                    tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty),
+                             mask=m_t[:, None] & (o_i * 0 + i_v == 0)[None, :])
+                b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
             else:
-                b_A = _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, B * T * H * BT, H, A_IN, NA, BT, PREC)
-            if STORE_A:   # (A_IN) for dk/dv
-                tl.store(a + o_t[:, None] * (H * BT) + o_i[None, :], b_A.to(a.dtype.element_ty),
-                         mask=m_t[:, None] & (o_i * 0 + i_v == 0)[None, :])
-            b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
-        else:
-            b_qd = b_q
-            b_orow = scale
-            b_kd = b_k
-            b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
-            b_decay = 1.0
-        # (2): inter-chunk part from S plus intra-chunk part from A
-        if UNCHAIN:
-            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow \
-                + tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC) * scale
-        elif DECAY == 1:
-            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
-            b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
-        else:
-            b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
-            b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
-            b_o = b_o * scale
-        tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], b_o.to(o.dtype.element_ty),
-                 mask=m_t[:, None] & m_v[None, :])
-        # (3): carry the state to the next chunk
-        b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
+                b_qd = b_q
+                b_orow = scale
+                b_kd = b_k
+                b_A = tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0)
+                b_decay = 1.0
+            # (2): inter-chunk part from S plus intra-chunk part from A
+            if UNCHAIN:
+                b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow \
+                    + tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC) * scale
+            elif DECAY == 1:
+                b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC) * b_orow
+                b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
+            else:
+                b_o = tl.dot(b_qd, b_S.to(b_q.dtype), input_precision=PREC)
+                b_o += tl.dot(b_A.to(b_v.dtype), b_v, input_precision=PREC)
+                b_o = b_o * scale
+            tl.store(o + o_t[:, None] * (H * V) + o_v[None, :], b_o.to(o.dtype.element_ty),
+                     mask=m_t[:, None] & m_v[None, :])
+            # (3): carry the state to the next chunk
+            b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
     if i_s == NS - 1:
         tl.store(ht + i_bh * K * V + o_k[:, None] * V + o_v[None, :], b_S, mask=m_kv)
 
@@ -1498,6 +1504,16 @@ def _ref_path(cfg: dict, K: int, dtype: torch.dtype) -> bool:
     return min(fwd["BK"], _dkv_config(cfg, K)["BK"]) >= K and fwd["BT"] % cfg["BT"] == 0
 
 
+def _fwd_span(NS: int, decay: int) -> int:
+    """How many of the backward's NS segments each of the forward's spans (TUNE "fwd_span"; 1 by default):
+    per channel the forward's segment-state pass reads k, v and g over all segments but the last ((NS-1)/NS
+    of 3 U), so fewer forward segments read less (NS = 4 -> 2: 2.25 -> 1.5 U), the sweep storing the state
+    entering each backward segment on its way; paired with the forward's V in blocks (TUNE "fwd_bv") the
+    forward keeps its program count, each program forming the whole of A. Untimed (session 22)."""
+    span = int(TUNE.get("fwd_span", 1)) if decay == 2 else 1
+    return max(1, min(span, NS))
+
+
 def _fwd_config(cfg: dict, K: int) -> dict:
     """The forward's config (and its A pass's): `_wide_k`, and with per-channel decay chunks of
     FWD_BT = 32 tokens, the A pass at 2 warps (TUNE "fwd_bt", "intra_warps"; "fwd_bv", "fwd_warps" split the
@@ -1711,13 +1727,18 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # scalar decay: the kernels read G, the chunk-local cumulative sums of g
         gc = _chunk_log_decay(g, cfg_f["BT"]) if decay == 1 else None
         gp = gc if decay == 1 else g if g is not None else dummy
-        seg = {"H": H, "K": K, "V": V, "NS": NS, "SC": SC}
+        # the forward's own segments: SPAN of the backward's each (`_fwd_span`)
+        span = _fwd_span(NS, decay)
+        NSF = cdiv(NS, span)
+        seg = {"H": H, "K": K, "V": V, "NS": NSF, "SC": SC * span, "SPAN": span, "NSB": NS}
         # s_in: the state entering each segment (kept for the backward); s0: the sweep's start
         s_in, s0, pieces, scan = _no_scan(h0f, dummy, False)
-        if NS > 1:
-            x, gx, P, m = _local_states(k, v, gp, T, scale, NS, SC, False, {**_seg_config(cfg, K), "BT": cfg_f["BT"]},
-                                        B, H, K, V, target, dummy)
-            s_in, s0, pieces, scan = _boundary_states(x, gx, h0f, P, m, NS, 0, False, decay, K, V, B * H, dummy)
+        if NSF > 1:
+            x, gx, P, m = _local_states(k, v, gp, T, scale, NSF, SC * span, False,
+                                        {**_seg_config(cfg, K), "BT": cfg_f["BT"]}, B, H, K, V, target, dummy)
+            s_in, s0, pieces, scan = _boundary_states(x, gx, h0f, P, m, NSF, 0, False, decay, K, V, B * H, dummy)
+        if span > 1:   # every backward segment's entering state, stored by the sweep
+            s_in = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32)
         # per-channel decay: A of (1) by a parallel pass over the forward's chunks, for its sweep and
         # kept for dk/dv's A^T do: [NKF, B, T, H, BT_f], partial sums over the K blocks (fp32), or with
         # one K block in the input dtype (the tl.dots round A to it)
@@ -1737,7 +1758,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 _launch(_intra_a_kernel, (B * H * nc, NKF), q, k, g, a, msum, flag, dummy, dummy, T, scale, B, H, K, V,
                         BT=cfg_f["BT"], BK=cfg_f["BK"], PREC=cfg_f["PREC"],
                         num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
-        _launch(_fwd_kernel, (B * H * NS, cdiv(V, cfg_f["BV"]), NKF), q, k, v, gp,
+        _launch(_fwd_kernel, (B * H * NSF, cdiv(V, cfg_f["BV"]), NKF), q, k, v, gp,
                 s0 if s0 is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, *pieces, s_in if s_in is not None else dummy, T, scale,
                 B=B, USE_S0=s0 is not None, NA=0 if a is None or a_in or ref else NKF, A_IN=a_in,

@@ -106,6 +106,12 @@ VARIANTS = {
     "res8=1": {"res8": True},
     "res8=0": {"res8": False},
     "res_chunk=1": {"res_chunk": True},
+    "fwd span2 BV32": {"fwd_span": 2, "fwd_bv": 32},
+    "fwd span2 BV32 w2": {"fwd_span": 2, "fwd_bv": 32, "fwd_warps": 2},
+    "fwd span4 BV16 w2": {"fwd_span": 4, "fwd_bv": 16, "fwd_warps": 2},
+    "fwd span2 BV64": {"fwd_span": 2, "fwd_bv": 64},
+    "fwd span2 BV64 w4": {"fwd_span": 2, "fwd_bv": 64, "fwd_warps": 4},
+    "fwd span2 BV32 res_chunk=1": {"fwd_span": 2, "fwd_bv": 32, "res_chunk": True},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
     "fwd BV64": {"fwd_bv": 64},
@@ -152,7 +158,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("ref", chunk._ref_path(cfg, K, DTYPE)),
                                          ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None),
                                          ("res8", chunk._res8(K) if decay == 2 and not chunk._res_chunk(K) else None),
-                                         ("res_chunk", chunk._res_chunk(K) if decay == 2 else None))
+                                         ("res_chunk", chunk._res_chunk(K) if decay == 2 else None),
+                                         ("fwd_span", chunk._fwd_span(ns, decay)))
 
 
 def _fwd_bwd(*leaves_do):

@@ -403,6 +403,30 @@ def test_triton_interpreted_channel_reference_point_split_blocks(interpret, pois
     assert all(metas[n]["REF"] for n in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel", "_intra_grad_kernel"))
 
 
+@pytest.mark.parametrize("ns, span", [(4, 2), (3, 2), (4, 4)], ids=["4-by-2", "3-by-2", "4-by-4"])
+def test_triton_interpreted_channel_forward_span(interpret, poison, monkeypatch, launches, ns, span):
+    """TUNE fwd_span: the forward's segments each span `span` of the backward's (the last one fewer where
+    they do not divide), its segment-state pass covers only the forward's, and its sweep stores the state
+    entering every backward segment, which dq starts from and dk/dv's dlog_decay carry reads; with the
+    forward's V in two blocks and a flagged chunk (tokens 64..95 decaying by up to e^-20 per step), T = 200
+    (seven 32-token forward chunks: backward segments of two, the last of one): outputs, final state and
+    gradients (d initial_state included) match the reference."""
+    from kernels.linear_attention import chunk
+
+    for key, value in {"ns": ns, "fwd_span": span, "fwd_bv": 16}.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
+    inputs = make_inputs(1, 200, 2, 32, 32, "channel", torch.float32)
+    inputs["log_decay"][:, 64:96] *= 20
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
+    grids = {n: g for n, g, _ in launches}
+    metas = {n: m for n, _, m in launches}
+    nsf = -(-ns // span)
+    assert grids["_fwd_kernel"] == (2 * nsf, 2, 1) and metas["_fwd_kernel"]["SPAN"] == span
+    assert grids["_bwd_dq_kernel"][0] == 2 * ns and grids["_bwd_dkv_kernel"][0] == 2 * ns
+    assert ("_local_state_kernel" in grids) == (nsf > 1)
+
+
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
