@@ -50,7 +50,9 @@ def _specialise(fn, ptr_types: dict, consts: dict, ints: dict, ptrs: tuple = (),
     unless named in ptr_types, 16-byte aligned; floats fp32; ints i32, divisible by 16 where their
     benchmark value is, folded in where it is 1."""
     sig, consts, attrs = {}, dict(consts), {}
-    for i, name in enumerate(inspect.signature(fn.fn).parameters):
+    for i, (name, param) in enumerate(inspect.signature(fn.fn).parameters.items()):
+        if name not in consts and "constexpr" in str(param.annotation) and param.default is not param.empty:
+            consts[name] = param.default   # a constexpr the launch leaves at its default
         if name in consts:
             sig[name] = "constexpr"
         elif name in floats:
@@ -210,7 +212,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = la._config(K, V, decay, torch.bfloat16)   # a copy: the cache keeps its own
         base.pop("num_stages", None)
-        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4, P=3, SUB=1, FIRST=1)
+        ints = dict(T=T, B=B, H=H, K=K, V=V, NS=4, SC=T // base["BT"] // 4, P=3, SUB=1, FIRST=1, NSB=4)
         if decay == 1:   # G, one pass: W chunks per program, no loop
             w = la._log_decay_chunks_per_program(T // base["BT"], base["BT"])
             out.append(Kernel("linear_attention chunk_log_decay_kernel decay=scalar",
@@ -227,6 +229,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 cfg = dict(cfg, BK=la.TUNE["dq_bk"], num_warps=la.TUNE.get("dq_warps", base["num_warps"]))
             if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
+            if name == "_fwd_kernel" and la._fwd_span(4, decay) > 1:   # segments spanning the backward's 4
+                flags = dict(flags, SPAN=la._fwd_span(4, decay))
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
                 flags = dict(flags, DSL=la._fused_dsl(cfg))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are

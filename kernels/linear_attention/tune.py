@@ -106,6 +106,7 @@ VARIANTS = {
     "res8=1": {"res8": True},
     "res8=0": {"res8": False},
     "res_chunk=1": {"res_chunk": True},
+    "fwd BV32": {"fwd_bv": 32},
     "fwd span2 BV32": {"fwd_span": 2, "fwd_bv": 32},
     "fwd span2 BV32 w2": {"fwd_span": 2, "fwd_bv": 32, "fwd_warps": 2},
     "fwd span4 BV16 w2": {"fwd_span": 4, "fwd_bv": 16, "fwd_warps": 2},
