@@ -662,17 +662,18 @@ def test_triton_gpu_strong_decay_bf16(decay):
 @pytest.mark.gpu
 @needs_cuda
 @pytest.mark.parametrize("tune", [{}, {"res8": True}, {"res_chunk": True}, {"dq_bk": 64, "dsl": False},
-                                  {"fwd_bv": 64, "fwd_warps": 4}], ids=str)
+                                  {"fwd_bv": 64, "fwd_warps": 4}, {"fwd_span": 2, "fwd_bv": 32},
+                                  {"fwd_span": 2, "fwd_bv": 64}], ids=str)
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
     """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
     100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
     kernel; also with the tune variants that change per-channel code paths (dq's residual as int8 or as sums
-    over chunks, dq's K and the forward's V in two blocks at K = 128)."""
+    over chunks, dq's K and the forward's V in blocks, the forward's segments spanning two of the backward's)."""
     from kernels.linear_attention import chunk
 
-    if K < 128 and ("dq_bk" in tune or "fwd_bv" in tune):
-        pytest.skip("one 64-wide block already")
+    if tune.get("dq_bk", 0) >= K or tune.get("fwd_bv", 0) >= K:
+        pytest.skip(f"one {K}-wide block already")
     for key, value in tune.items():
         monkeypatch.setitem(chunk.TUNE, key, value)
     inputs = make_inputs(2, 600, 2, K, K, "channel", torch.bfloat16, device="cuda")
