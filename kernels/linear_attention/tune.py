@@ -113,6 +113,7 @@ VARIANTS = {
     "fwd span2 BV64": {"fwd_span": 2, "fwd_bv": 64},
     "fwd span2 BV64 w4": {"fwd_span": 2, "fwd_bv": 64, "fwd_warps": 4},
     "fwd span2 BV32 res_chunk=1": {"fwd_span": 2, "fwd_bv": 32, "res_chunk": True},
+    "res_chunk=1 fused_scan=1": {"res_chunk": True, "fused_scan": True},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
     "fwd BV64": {"fwd_bv": 64},
