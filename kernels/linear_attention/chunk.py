@@ -122,7 +122,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # (per channel: the backward's chunk), "intra_grad_warps", "intra_grad_maxnreg", "a_in_sweep" (per channel:
 # A formed by the forward's sweep, `_a_in_sweep`), "ref" (per channel: the reference point, `_ref_path`),
 # "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`), "res8" (per channel:
-# dq's rounding residual as int8, `_res8`), "res_chunk" (its sums over chunks, `_res_chunk`),
+# dq's rounding residual as int8, `_res8`), "res_chunk" (its sums over chunks, `_res_chunk`), "pdl"
+# (programmatic dependent launch, `_pdl`), "fwd_span" (per channel: backward segments per forward one, `_fwd_span`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
@@ -165,8 +166,26 @@ RES_CHUNK_MAX_K = 0   # per channel: only dq's residual summed over each chunk, 
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
+def _pdl(device: torch.device) -> bool:
+    """Whether the kernels launch with programmatic dependent launch (TUNE "pdl"; off by default, untimed):
+    on Hopper and later each kernel may be scheduled while the one before it drains, and waits in
+    `_grid_dependency` until that one has finished and its writes are visible. Never in the interpreter."""
+    return bool(TUNE.get("pdl", False)) and device.type == "cuda" and not _interpret() \
+        and torch.cuda.get_device_capability(device)[0] >= 9
+
+
 def _interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def _grid_dependency(PDL: tl.constexpr):
+    """With programmatic dependent launch (`_pdl`): wait until the kernel launched before this one has
+    finished and its writes are visible (every kernel here reads or overwrites what an earlier one wrote),
+    then let the next kernel's programs be scheduled as this one's leave the SMs."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+        tl.extra.cuda.gdc_launch_dependents()
 
 
 def _fwd_kernel(
@@ -176,6 +195,7 @@ def _fwd_kernel(
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
     A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False, REF: tl.constexpr = False,
     FSCAN: tl.constexpr = False, SPAN: tl.constexpr = 1, NSB=1,
+    PDL: tl.constexpr = False,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
@@ -195,6 +215,7 @@ def _fwd_kernel(
     ([B*H*NS, K, V]) for the backward.
     SPAN (`_fwd_span`): each segment spans SPAN of the backward's NSB segments (SC / SPAN chunks each), and
     the sweep stores the state entering each of them to s_out ([B*H*NSB, K, V]) for the backward."""
+    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -324,7 +345,7 @@ def _fwd_a_halved(b_q, b_k, b_g, msum, a, o_t, m_t, i_k, a_part, H, A_IN: tl.con
     return b_A
 
 
-def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr):
+def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr, PDL: tl.constexpr = False):
     """Scalar decay: G[bh, t] = sum of g over chunk t // BT up to t, the chunk-local cumulative log decay
     of (1)-(3), fp32 [B*H, cdiv(T, BT) * BT] (head-major; past T it stays at the last token's value), for
     W chunks of one (b, h) per program (grid (B*H, cdiv(chunks, W))). The sweeps load G_t and G_C
@@ -337,6 +358,7 @@ def _chunk_log_decay_kernel(g, G, T, H, BT: tl.constexpr, W: tl.constexpr):
     pipelines the sweeps' loads of G through shared memory; G loaded one chunk ahead into registers instead
     was slower (K=V=128 T=4096 0.555 -> 0.595 ms in dk/dv alone, 0.553 -> 0.603 in all three sweeps: its
     values held across the loop took dk/dv's spills from 28 to 65 per chunk)."""
+    _grid_dependency(PDL)
     i_bh = tl.program_id(0).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     o_t = (tl.program_id(1) * W + tl.arange(0, W))[:, None] * BT + tl.arange(0, BT)[None, :]   # [W, BT]
@@ -360,7 +382,8 @@ def _log_decay_chunks_per_program(nc: int, BT: int) -> int:
 
 
 def _intra_a_kernel(q, k, g, a, msum, flag, v, o, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
-                    PREC: tl.constexpr, REF: tl.constexpr = False, W: tl.constexpr = 1, BV: tl.constexpr = 16):
+                    PREC: tl.constexpr, REF: tl.constexpr = False, W: tl.constexpr = 1, BV: tl.constexpr = 16,
+                    PDL: tl.constexpr = False):
     """Per-channel decay: A of (1) for one chunk of BT tokens and one K block, a fully parallel pass
     (grid (B*H*chunks, K blocks)) ahead of the forward's sequential sweep. a: [NA, B, T, H, BT], this K
     block's partial sum (the input dtype when NA == 1). REF (one K block; grid (B*H*cdiv(chunks, W), 1)):
@@ -379,6 +402,7 @@ def _intra_a_kernel(q, k, g, a, msum, flag, v, o, T, scale, B, H, K, V, BT: tl.c
     exp(E) on the lower halves')^T, kept where the two halves pair up; the diagonal is q_t . k_t.
     Nothing can overflow (as GLA's secondary chunking, Yang et al. 2023 sec. 4.2, with one reference
     point per pair of halves instead of one per chunk; M g in full fp32 precision for fp32 g)."""
+    _grid_dependency(PDL)
     NT = tl.cdiv(T, BT)
     if REF:
         i_bh, i_w, flagged = _flag_walk(flag, NT, W)
@@ -481,6 +505,7 @@ def _local_state_kernel(
     H, K, V, NS, SC, C0,
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, REVERSE: tl.constexpr, PREC: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Step (a) of the segmented sweeps, from a zero state, over pieces of SC chunks from chunk C0 on
     (pieces past the last chunk are empty: a zero state, no decay; `_pieces`). Grid (B*H*NS, V blocks,
@@ -491,6 +516,7 @@ def _local_state_kernel(
     Reverse (a = q, b = do): dS_loc = the gradient the segment's outputs send to the state entering it,
       dS = exp(G_C) dS + scale * sum_t (q_t exp(G_t)) do_t^T, chunks walked from the segment's end; only
       where the dq sweep does not form it (`_fused_dsl`)."""
+    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -587,6 +613,7 @@ def _scan_pieces(b_S, x, gx, base, j0, n, o_k, o_kv, m_k, m_kv, K, V, DECAY: tl.
 def _scan_kernel(
     x, gseg, s0, out, P, SUB, NS, FIRST, K, V,
     BLOCK: tl.constexpr, DECAY: tl.constexpr, USE_S0: tl.constexpr, REVERSE: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Step (b): the scan across the pieces of step (a), SUB pieces per segment, giving the state at each
     segment's boundary. Grid (B*H, cdiv(K*V, BLOCK)); x: [B*H, P, K, V] fp32 the pieces' local states,
@@ -597,6 +624,7 @@ def _scan_kernel(
     Reverse: the pieces cover segments FIRST .. NS-1 (P = (NS-FIRST) SUB), walked from the last; out[s] =
       dS_end[s], the gradient at segment s's end, from dS_end[NS-1] = s0 (d S_T, or 0); with FIRST = 1,
       out[0] too (with FIRST = 0 the last step, to d S_0, is left to the dk/dv sweep of segment 0)."""
+    _grid_dependency(PDL)
     i_bh = tl.program_id(0).to(tl.int64)
     o_e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m_e = o_e < K * V
@@ -638,7 +666,7 @@ def _scan_kernel(
 
 def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V, BT: tl.constexpr, BK: tl.constexpr,
                        BV: tl.constexpr, PREC: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
-                       W: tl.constexpr = 1):
+                       W: tl.constexpr = 1, PDL: tl.constexpr = False):
     """Per-channel decay: the intra-chunk parts of dq and dk for one chunk of the backward's BT tokens
     and one K block, a fully parallel pass (grid (B*H*chunks, K blocks)) ahead of the dq and dk/dv
     sweeps, which then only add them. With dA[t, s] = do_t . v_s (s <= t, summed over V blocks here),
@@ -648,6 +676,7 @@ def _intra_grad_kernel(q, k, v, g, do, qi, ki, msum, flag, T, scale, B, H, K, V,
     only for the chunks flagged (flag: one per forward chunk of FR * BT tokens), W forward chunks per
     program, which reads their W flags at once and, where none is set, stops; the sweeps take the other
     chunks by the reference point."""
+    _grid_dependency(PDL)
     if REF:
         NF = tl.cdiv(T, BT * FR)
         i_bh, i_w, flagged = _flag_walk(flag, NF, W)
@@ -733,6 +762,7 @@ def _bwd_dq_kernel(
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
     UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1,
     LO: tl.constexpr = False, LO8: tl.constexpr = 0, LOC: tl.constexpr = False,
+    PDL: tl.constexpr = False,
 ):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
@@ -755,6 +785,7 @@ def _bwd_dq_kernel(
     start), summed in forward order (every exponent <= 0 either way) into dsl: [B*H*NS, K, V] fp32,
     instead of `_local_state_kernel` re-reading q and do, and the segment's total log decay into gsl:
     [B*H*NS] (scalar) or [B*H*NS, K] (per channel) fp32."""
+    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -918,6 +949,7 @@ def _bwd_dkv_kernel(
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
     LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False, LOC: tl.constexpr = False,
+    PDL: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
     (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
@@ -936,6 +968,7 @@ def _bwd_dkv_kernel(
     fp32), the sums by `_dg_scalar_kernel`; per
     channel dk's intra-chunk part comes from `_intra_grad_kernel` (ki: [B, T, H, K], added by the first
     V block) and dv's A^T do from the A pass (a, rows AW wide)."""
+    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -1187,13 +1220,15 @@ def _sum_a(p_a, m_a, a_part, NA: tl.constexpr, BT: tl.constexpr):
     return b_A
 
 
-def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr, XPQ: tl.constexpr, XPK: tl.constexpr):
+def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr, XPQ: tl.constexpr, XPK: tl.constexpr,
+                      PDL: tl.constexpr = False):
     """Scalar decay's dlog_decay: dg_t = dgc[s] + sum_{t <= r < the end of segment s} (xq_r - xk_r), with
     xq_r = q_r . dq_r (the dq sweep), xk_r = k_r . dk_r and dgc[s] the carry into the segment's end (the
     dk/dv sweep). One program per (batch*head, segment) walks the segment's SCT tokens from its end,
     BLOCK at a time (all of them at once where they fit: the loads then overlap). xq, xk: fp32 [B, T, H,
     XPQ] and [B, T, H, XPK], partial sums of each dot product over slices of K (`_x_parts`); dgc:
     [B*H*NS]; dg: [B, T, H]."""
+    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -1218,11 +1253,13 @@ def _dg_scalar_kernel(xq, xk, dgc, dg, T, H, NS, SCT, BLOCK: tl.constexpr, XPQ: 
 def _bwd_dg_kernel(
     q, k, dq_p, dk_p, dg_last, dq, dk, dg, T, NV,
     H, K, BT: tl.constexpr, BK: tl.constexpr, DECAY: tl.constexpr,
+    PDL: tl.constexpr = False,
 ):
     """Epilogue, one program per batch*head covering all of K: sums the fp32 dq, dk partials over V
     blocks, writes dq, dk in the input dtype and dg_t = sum_{r >= t} (q_r dq_r - k_r dk_r) + dg_last,
     a reverse cumulative sum carried across chunks (summed over K for scalar decay).
     dq_p, dk_p: [NV, B, T, H, K] fp32; dg_last: [B*H, K] fp32 = rowsum(dS_T * S_T)."""
+    _grid_dependency(PDL)
     i_bh = tl.program_id(0).to(tl.int64)
     B = tl.num_programs(0) // H
     i_b, i_h = i_bh // H, i_bh % H
@@ -1259,10 +1296,11 @@ def _bwd_dg_kernel(
                 tl.store(dg + offs, b_dg.to(dg.dtype.element_ty), mask=m_tk)
 
 
-def _sum_partials_kernel(x, out, numel, NP: tl.constexpr, BLOCK: tl.constexpr):
+def _sum_partials_kernel(x, out, numel, NP: tl.constexpr, BLOCK: tl.constexpr, PDL: tl.constexpr = False):
     """out = sum over the leading axis of x ([NP, numel] fp32 partials), in out's dtype: one read of
     the partials, one write (torch's sum over the leading axis then a cast took 0.12 ms for dv's two
     [8, 4096, 8, 64] partials on an H100, ~10x the bytes' time)."""
+    _grid_dependency(PDL)
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     acc = tl.zeros([BLOCK], dtype=tl.float32)
@@ -1299,6 +1337,8 @@ def _launch(fn, grid, *args, **meta) -> None:
         _JITTED[key] = triton.jit(fn, do_not_specialize=[n for n in ("B", "NS", "SC", "P", "SUB", "FIRST")
                                                          if n in params])
     LAUNCHES[mode] += 1
+    if _pdl(next(a.device for a in args if isinstance(a, torch.Tensor))):
+        meta = {**meta, "PDL": True, "launch_pdl": True}
     # 128-wide tiles: the loads pipelined over num_stages buffers can exceed the shared memory; retry
     # (and remember) without pipelining rather than fail
     if _ONE_STAGE and _stage_key(key, args, meta) in _ONE_STAGE:

@@ -106,6 +106,8 @@ VARIANTS = {
     "res8=1": {"res8": True},
     "res8=0": {"res8": False},
     "res_chunk=1": {"res_chunk": True},
+    "pdl=1": {"pdl": True},
+    "pdl=1 res_chunk=1": {"pdl": True, "res_chunk": True},
     "fwd BV32": {"fwd_bv": 32},
     "fwd span2 BV32": {"fwd_span": 2, "fwd_bv": 32},
     "fwd span2 BV32 w2": {"fwd_span": 2, "fwd_bv": 32, "fwd_warps": 2},
@@ -161,7 +163,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("fused_scan", chunk.TUNE.get("fused_scan") if ns > 1 else None),
                                          ("res8", chunk._res8(K) if decay == 2 and not chunk._res_chunk(K) else None),
                                          ("res_chunk", chunk._res_chunk(K) if decay == 2 else None),
-                                         ("fwd_span", chunk._fwd_span(ns, decay)))
+                                         ("fwd_span", chunk._fwd_span(ns, decay)),
+                                         ("pdl", bool(chunk.TUNE.get("pdl"))))
 
 
 def _fwd_bwd(*leaves_do):

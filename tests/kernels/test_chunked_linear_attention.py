@@ -684,6 +684,26 @@ def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
 
 @pytest.mark.gpu
 @needs_cuda
+@pytest.mark.parametrize("decay", ["none", "scalar", "channel"])
+@pytest.mark.parametrize("K", [64, 128])
+def test_triton_gpu_programmatic_dependent_launch(monkeypatch, K, decay):
+    """TUNE pdl (Hopper): every kernel may be scheduled while the one before it drains and waits for it in
+    `_grid_dependency`; bf16, T = 1000, B*H = 8 (split into segments, so that the segment passes, the scans
+    and the sweeps all run, each reading what the one before wrote): outputs and gradients match the
+    reference."""
+    from kernels.linear_attention import chunk
+
+    if torch.cuda.get_device_capability()[0] < 9:
+        pytest.skip("programmatic dependent launch needs sm_90 or later")
+    monkeypatch.setitem(chunk.TUNE, "pdl", True)
+    inputs = make_inputs(2, 1000, 4, K, K, decay, torch.bfloat16, device="cuda")
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    for _ in range(3):   # (races, if any, need not show on the first run)
+        assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.bfloat16], TOL_DLOG_DECAY[torch.bfloat16])
+
+
+@pytest.mark.gpu
+@needs_cuda
 def test_triton_gpu_many_heads():
     """B*H = 70,400 > 65,535: B*H must sit on grid axis 0."""
     check(triton_impl, 1100, 20, 64, 16, 16, "scalar", torch.float32, device="cuda")
