@@ -203,7 +203,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
            "_fwd_kernel": ("q k v g s0 o ht a msum flag x gx s_out", dict(USE_S0=True, NA=0, FSCAN=False)),
            "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag x gx",
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag x gx qi",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, FSCAN=False))}
     # g: bf16, as the benchmark passes it (scalar decay: G, fp32, from `_chunk_log_decay_kernel`); dg and a:
     # fp32 only where the launch makes them so (below)
@@ -231,6 +231,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
             if name == "_fwd_kernel" and la._fwd_span(4, decay) > 1:   # segments spanning the backward's 4
                 flags = dict(flags, SPAN=la._fwd_span(4, decay))
+            if name == "_bwd_dkv_kernel" and decay == 2 and la._fused_bwd():   # the dq sweep first, in the program
+                flags = dict(flags, FUSED_DQ=True, S0_IN=True)
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
                 flags = dict(flags, DSL=la._fused_dsl(cfg))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are

@@ -124,6 +124,7 @@ LAUNCHES: collections.Counter = collections.Counter()
 # "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`), "res8" (per channel:
 # dq's rounding residual as int8, `_res8`), "res_chunk" (its sums over chunks, `_res_chunk`), "pdl"
 # (programmatic dependent launch, `_pdl`), "fwd_span" (per channel: backward segments per forward one, `_fwd_span`),
+# "fused_bwd" (per channel: the dq sweep inside dk/dv's program, `_fused_bwd`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
@@ -764,6 +765,21 @@ def _bwd_dq_kernel(
     LO: tl.constexpr = False, LO8: tl.constexpr = 0, LOC: tl.constexpr = False,
     PDL: tl.constexpr = False,
 ):
+    """The dq sweep (`_dq_phase`) as a kernel of its own."""
+    _grid_dependency(PDL)
+    _dq_phase(q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
+              USE_S0, DG, DSL, PREC, UNCHAIN, XP, REF, FR, LO, LO8, LOC)
+
+
+@triton.jit
+def _dq_phase(
+    q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, flag, T, scale,
+    B, H, K, V, NS, SC,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
+    DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
+    UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr, FR: tl.constexpr,
+    LO: tl.constexpr, LO8: tl.constexpr, LOC: tl.constexpr,
+):
     """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
@@ -785,7 +801,6 @@ def _bwd_dq_kernel(
     start), summed in forward order (every exponent <= 0 either way) into dsl: [B*H*NS, K, V] fp32,
     instead of `_local_state_kernel` re-reading q and do, and the segment's total log decay into gsl:
     [B*H*NS] (scalar) or [B*H*NS, K] (per channel) fp32."""
-    _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -949,7 +964,7 @@ def _bwd_dkv_kernel(
     NA: tl.constexpr, AW: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr, XP: tl.constexpr,
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
     LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False, LOC: tl.constexpr = False,
-    PDL: tl.constexpr = False,
+    PDL: tl.constexpr = False, qi=None, FUSED_DQ: tl.constexpr = False, S0_IN: tl.constexpr = False,
 ):
     """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
     (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
@@ -967,8 +982,16 @@ def _bwd_dkv_kernel(
     (scalar decay, `_dg_split`): k_t . dk_t into dg (fp32 [B, T, H]) and the carry into dgc ([B*H*NS]
     fp32), the sums by `_dg_scalar_kernel`; per
     channel dk's intra-chunk part comes from `_intra_grad_kernel` (ki: [B, T, H, K], added by the first
-    V block) and dv's A^T do from the A pass (a, rows AW wide)."""
+    V block) and dv's A^T do from the A pass (a, rows AW wide).
+    FUSED_DQ (per channel, one K and one V block, `_fused_bwd`): first the dq sweep over the same segment
+    (`_dq_phase`, from s_in if S0_IN, qi its intra-chunk part), writing dq (dqo) and xq, which this sweep
+    then reads back, as it reads q, k, v, g, do a second time, soon enough after the first to find them
+    in L2."""
     _grid_dependency(PDL)
+    if FUSED_DQ:
+        _dq_phase(q, k, v, g, s_in, do, dqo, xq, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
+                  S0_IN, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC)
+        tl.debug_barrier()   # dq and xq as stored, for every thread of the program
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -1423,6 +1446,16 @@ def _res8(K: int) -> bool:
     return bool(TUNE.get("res8", K <= RES8_MAX_K))
 
 
+def _fused_bwd() -> bool:
+    """Whether per channel the dq sweep runs inside the dk/dv sweep's program, over the same segment just
+    before it (TUNE "fused_bwd"; FUSED_DQ), so that the reverse sweep reads q, k, v, g, do (and dq) again
+    while they are in L2: with short segments (TUNE "seg_target", e.g. 16 per SM: 256 tokens at B=8 T=4096
+    H=8) a resident program's segment is about 200 KB, some 50 MB across two programs per SM. The
+    segments' local dS then come from their own reverse pass (`_local_state_kernel`), and the forward can
+    keep longer segments (TUNE "fwd_span"). Off by default (untimed, session 22)."""
+    return bool(TUNE.get("fused_bwd", False))
+
+
 def _res_chunk(K: int) -> bool:
     """Whether per channel the dq sweep hands dk/dv only each chunk's sum of q * (dq - dq's 16-bit value),
     fp32 (TUNE "res_chunk"; LOC), instead of the residual per element (`_res8`): dk/dv then forms q * dq
@@ -1871,16 +1904,19 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(bki), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
-        dsl = NS > 1 and _fused_dsl(cfg_q)       # the segments' local dS (step (a)) from the dq sweep
+        fused = decay == 2 and dg_in_kernel and _fused_bwd() and NV == 1 and NKQ == 1 and cfg_kv["BK"] >= K \
+            and cfg_q["num_warps"] == cfg_kv["num_warps"]       # dq's sweep inside dk/dv's (`_fused_bwd`)
+        dsl = NS > 1 and _fused_dsl(cfg_q) and not fused   # the segments' local dS (step (a)) from the dq sweep
         dsl_x = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32) if dsl else None
         dsl_g = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32) \
             if dsl and decay else None
-        _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
-                s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
-                dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
-                USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
-                REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8, LOC=loc,
-                **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
+        if not fused:
+            _launch(_bwd_dq_kernel, (B * H * NS, NV, NKQ), q, k, v, gp,
+                    s_in if s_in is not None else dummy, do, dq, xq, qi, dsl_x if dsl else dummy,
+                    dsl_g if dsl_g is not None else dummy, flag, T, ctx.scale,
+                    USE_S0=s_in is not None, DG=dg_in_kernel, DSL=dsl, UNCHAIN=_unchain(cfg_q), XP=xpq,
+                    REF=ctx.ref, FR=ctx.fr, LO=lo, LO8=lo8, LOC=loc,
+                    **seg, **cfg_q, **_reg_cap("sweep_maxnreg"))
         # ds0: the dk/dv sweep's start (dS at its segment's end, or d S_T with the pieces after it)
         _, ds0, pieces, scan = _no_scan(dht_c, dummy, True)
         if dsl:   # every segment's local dS: the scan over them, one piece per segment (that of segment 0 unread)
@@ -1909,7 +1945,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
-                LO8=lo8, LOC=loc, **seg, **scan, **cfg_kv,
+                LO8=lo8, LOC=loc, qi=qi, FUSED_DQ=fused, S0_IN=s_in is not None, **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

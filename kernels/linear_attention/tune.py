@@ -107,6 +107,9 @@ VARIANTS = {
     "res8=0": {"res8": False},
     "res_chunk=1": {"res_chunk": True},
     "pdl=1": {"pdl": True},
+    "fused_bwd ns16 span4": {"fused_bwd": True, "seg_target": 16, "fwd_span": 4},
+    "fused_bwd ns16 span4 res_chunk=1": {"fused_bwd": True, "seg_target": 16, "fwd_span": 4, "res_chunk": True},
+    "fused_bwd ns32 span8 res_chunk=1": {"fused_bwd": True, "seg_target": 32, "fwd_span": 8, "res_chunk": True},
     "pdl=1 res_chunk=1": {"pdl": True, "res_chunk": True},
     "fwd BV32": {"fwd_bv": 32},
     "fwd span2 BV32": {"fwd_span": 2, "fwd_bv": 32},
@@ -164,7 +167,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("res8", chunk._res8(K) if decay == 2 and not chunk._res_chunk(K) else None),
                                          ("res_chunk", chunk._res_chunk(K) if decay == 2 else None),
                                          ("fwd_span", chunk._fwd_span(ns, decay)),
-                                         ("pdl", bool(chunk.TUNE.get("pdl"))))
+                                         ("pdl", bool(chunk.TUNE.get("pdl"))),
+                                         ("fused_bwd", chunk._fused_bwd() if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):

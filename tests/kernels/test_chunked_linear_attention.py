@@ -427,6 +427,30 @@ def test_triton_interpreted_channel_forward_span(interpret, poison, monkeypatch,
     assert ("_local_state_kernel" in grids) == (nsf > 1)
 
 
+@pytest.mark.parametrize("dtype, res", [(torch.float16, "bf16"), (torch.float16, "chunk"), (torch.float32, None)],
+                         ids=["fp16-residual", "fp16-chunk-sums", "fp32-reference-point"])
+def test_triton_interpreted_channel_fused_backward(interpret, poison, monkeypatch, launches, dtype, res):
+    """TUNE fused_bwd: per channel the dq sweep runs in the dk/dv sweep's program over the same segment just
+    before it (one launch, no separate dq kernel), dq (and in 16 bits its residual per element, or with
+    res_chunk its sums over chunks) read back by the reverse sweep; the segments' local dS from their own
+    pass; the forward's segments spanning two of the backward's (fwd_span); tokens 64..95 decaying by up to
+    e^-20 per step (in fp32, whose sweeps take the reference point, a flagged chunk), T = 200: outputs, final
+    state and every gradient match the reference."""
+    from kernels.linear_attention import chunk
+
+    for key, value in {"ns": 4, "fwd_span": 2, "fused_bwd": True, "res_chunk": res == "chunk"}.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
+    inputs = make_inputs(1, 200, 2, 32, 32, "channel", dtype, strength=0.2)
+    inputs["log_decay"][:, 64:96] *= 100
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[dtype])
+    names = [n for n, _, _ in launches]
+    metas = {n: m for n, _, m in launches}
+    assert "_bwd_dq_kernel" not in names and metas["_bwd_dkv_kernel"]["FUSED_DQ"]
+    assert metas["_bwd_dkv_kernel"]["LO"] == (dtype == torch.float16) and metas["_bwd_dkv_kernel"]["REF"] == (res is None)
+    assert names.count("_local_state_kernel") == 2 and not metas["_bwd_dkv_kernel"]["FSCAN"]
+
+
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
