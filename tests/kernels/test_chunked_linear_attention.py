@@ -687,13 +687,15 @@ def test_triton_gpu_strong_decay_bf16(decay):
 @needs_cuda
 @pytest.mark.parametrize("tune", [{}, {"res8": True}, {"res_chunk": True}, {"dq_bk": 64, "dsl": False},
                                   {"fwd_bv": 64, "fwd_warps": 4}, {"fwd_span": 2, "fwd_bv": 32},
-                                  {"fwd_span": 2, "fwd_bv": 64}], ids=str)
+                                  {"fwd_span": 2, "fwd_bv": 64},
+                                  {"fused_bwd": True, "seg_target": 16, "fwd_span": 4, "res_chunk": True}], ids=str)
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
     """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
     100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
     kernel; also with the tune variants that change per-channel code paths (dq's residual as int8 or as sums
-    over chunks, dq's K and the forward's V in blocks, the forward's segments spanning two of the backward's)."""
+    over chunks, dq's K and the forward's V in blocks, the forward's segments spanning two of the backward's,
+    the dq sweep inside dk/dv's program)."""
     from kernels.linear_attention import chunk
 
     if tune.get("dq_bk", 0) >= K or tune.get("fwd_bv", 0) >= K:
