@@ -225,8 +225,8 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
             cfg = dict(la._dkv_config(base, K) if name == "_bwd_dkv_kernel" else la._wide_k(base, K))   # as launched
             if name in ("_fwd_kernel", "_intra_a_kernel"):
                 cfg = dict(la._fwd_config(base, K))
-            if name == "_bwd_dq_kernel" and decay == 2 and "dq_bk" in la.TUNE:   # as chunk.py's backward
-                cfg = dict(cfg, BK=la.TUNE["dq_bk"], num_warps=la.TUNE.get("dq_warps", base["num_warps"]))
+            if name == "_bwd_dq_kernel":   # as chunk.py's backward
+                cfg = dict(la._dq_config(base, K))
             if name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
             if name == "_fwd_kernel" and la._fwd_span(4, decay) > 1:   # segments spanning the backward's 4
@@ -234,7 +234,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
             if name == "_bwd_dkv_kernel" and decay == 2 and la._fused_bwd():   # the dq sweep first, in the program
                 flags = dict(flags, FUSED_DQ=True, S0_IN=True)
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
-                flags = dict(flags, DSL=la._fused_dsl(cfg))
+                flags = dict(flags, DSL=la._fused_dsl(base, K))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are
                 flags = dict(flags, DGS=decay == 1 and la._dg_split(cfg), AT=la._a_transposed(cfg))
             if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # q . dq, k . dk in parts, where they are

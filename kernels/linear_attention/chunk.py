@@ -164,6 +164,7 @@ REF_WALK = 16
 FUSED_SCAN_PIECES = 4   # step (b) inside the sweeps up to this many pieces per program (`_fused_scan`)
 RES8_MAX_K = 0   # per channel: dq's rounding residual as int8 up to this K (`_res8`)
 RES_CHUNK_MAX_K = 0   # per channel: only dq's residual summed over each chunk, up to this K (`_res_chunk`)
+DQ_BK = 64   # per channel: dq's widest K block (`_dq_config`)
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
@@ -1420,8 +1421,8 @@ def _seg_config(cfg: dict, K: int) -> dict:
     return {**cfg, "BK": min(max(16, next_power_of_2(K)), TUNE.get("seg_bk", SEG_BK))}
 
 
-def _fused_dsl(cfg_q: dict) -> bool:
-    """Whether the dq sweep (config cfg_q) also forms each segment's local dS, step (a) of the reverse
+def _fused_dsl(cfg: dict, K: int) -> bool:
+    """Whether the dq sweep (config `_dq_config(cfg, K)`) also forms each segment's local dS, step (a) of the reverse
     sweep (`_bwd_dq_kernel`'s DSL), instead of `_local_state_kernel` re-reading q and do (TUNE "dsl"
     overrides): yes, unless its tile of the state is [128, 128], where a second fp32 one makes dq spill
     (K=V=128, 8 warps: 44 / 109 / 21 spill loads and stores per chunk with no / scalar / per-channel
@@ -1430,8 +1431,14 @@ def _fused_dsl(cfg_q: dict) -> bool:
     0.906; no decay K=V=64 0.245 -> 0.234, 0.907 -> 0.866; per channel K=V=64 0.722 -> 0.621, 2.741 ->
     2.375; at K=V=128 no decay 0.468 -> 0.477, T=16384 1.693 -> 1.710, scalar 0.641 -> 0.718, 2.343 ->
     2.677 (results/bench/tune_linear_attention.md run 15); per channel at K=V=128 dq 0.353 -> 0.486 ms
-    against the pass's 0.080 at 64-wide K blocks (`python -m kernels.profile --ops la`, run 16)."""
-    return TUNE.get("dsl", cfg_q["BK"] * cfg_q["BV"] < 128 * 128)
+    against the pass's 0.080 at 64-wide K blocks (`python -m kernels.profile --ops la`, run 16). Nor where
+    per channel dq's K is split by default (`_dq_config`): with the local dS in its two [64, 128] programs,
+    B=8 H=8 K=V=128, T=4096 0.946 ms against 0.931 without, T=16384 3.587 against 3.500 (session 22)."""
+    if "dsl" in TUNE:
+        return bool(TUNE["dsl"])
+    cfg_q = _dq_config(cfg, K)
+    split = cfg["DECAY"] == 2 and "dq_bk" not in TUNE and cfg_q["BK"] < _wide_k(cfg, K)["BK"]
+    return cfg_q["BK"] * cfg_q["BV"] < 128 * 128 and not split
 
 
 def _res8(K: int) -> bool:
@@ -1600,6 +1607,24 @@ def _fwd_config(cfg: dict, K: int) -> dict:
         return cfg
     return {**cfg, "BT": TUNE.get("fwd_bt", FWD_BT), "BV": TUNE.get("fwd_bv", cfg["BV"]),
             "num_warps": TUNE.get("fwd_warps", cfg["num_warps"])}
+
+
+def _dq_config(cfg: dict, K: int) -> dict:
+    """dq's config: `_wide_k`, or per channel K blocks of TUNE "dq_bk" at "dq_warps" (cfg's num_warps by
+    default), and by default DQ_BK-wide blocks where the wide tile would be wider: dq's intra-chunk part
+    needs only dA = do v^T, so its K blocks are independent. At K=V=128 (16-bit) that is two 4-warp
+    programs of [64, 128] states per (batch*head, segment), two per SM, where one 8-warp [128, 128]
+    program was one per SM. H100, bf16, B=8 H=8 K=V=128, fwd+bwd from a CUDA graph, three calls: T=4096
+    0.963 / 0.971 / 0.975 -> 0.931 / 0.931 / 0.940 ms, T=16384 3.577 -> 3.500 (the local dS in its own
+    pass, `_fused_dsl`; dq's K in 64-wide blocks at 8 warps: 1.072, 3.984; at K=V=64, 32-wide blocks lost:
+    0.368 -> 0.501 ms at T=4096; results/bench/tune_linear_attention.md, session 22)."""
+    wide = _wide_k(cfg, K)
+    if cfg["DECAY"] != 2:
+        return wide
+    bk = TUNE.get("dq_bk", min(wide["BK"], DQ_BK))
+    if bk == wide["BK"] and "dq_warps" not in TUNE:
+        return wide
+    return {**wide, "BK": bk, "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
 
 
 def _dkv_config(cfg: dict, K: int) -> dict:
@@ -1887,9 +1912,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
             xq = torch.empty(B * H, cdiv(T, cfg["BT"]), K, device=dev, dtype=torch.float32)
         else:
             xq = torch.empty(q.shape, device=dev, dtype=torch.int8 if lo8 else torch.bfloat16) if lo else dummy
-        cfg_q = _wide_k(cfg, K)
-        if decay == 2 and "dq_bk" in TUNE:
-            cfg_q = {**cfg_q, "BK": TUNE["dq_bk"], "num_warps": TUNE.get("dq_warps", cfg["num_warps"])}
+        cfg_q = _dq_config(cfg, K)
         NKQ = cdiv(K, cfg_q["BK"])
         assert not ctx.ref or cdiv(K, _dkv_config(cfg, K)["BK"]) == 1, "TUNE changed since the forward"
         # per channel: the intra-chunk parts of dq and dk by a parallel pass, which the sweeps add
@@ -1906,7 +1929,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
         fused = decay == 2 and dg_in_kernel and _fused_bwd() and NV == 1 and NKQ == 1 and cfg_kv["BK"] >= K \
             and cfg_q["num_warps"] == cfg_kv["num_warps"]       # dq's sweep inside dk/dv's (`_fused_bwd`)
-        dsl = NS > 1 and _fused_dsl(cfg_q) and not fused   # the segments' local dS (step (a)) from the dq sweep
+        dsl = NS > 1 and _fused_dsl(cfg, K) and not fused   # the segments' local dS (step (a)) from dq
         dsl_x = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32) if dsl else None
         dsl_g = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32) \
             if dsl and decay else None

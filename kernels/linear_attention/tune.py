@@ -120,6 +120,9 @@ VARIANTS = {
     "fwd span2 BV32 res_chunk=1": {"fwd_span": 2, "fwd_bv": 32, "res_chunk": True},
     "res_chunk=1 fused_scan=1": {"res_chunk": True, "fused_scan": True},
     "dq BK64 w4 dsl0": {"dq_bk": 64, "dsl": False},
+    "dq BK32": {"dq_bk": 32},
+    "dq BK32 w2": {"dq_bk": 32, "dq_warps": 2},
+    "dq BK32 dsl0": {"dq_bk": 32, "dsl": False},
     "dq BK64 w8 dsl0": {"dq_bk": 64, "dq_warps": 8, "dsl": False},
     "fwd BV64": {"fwd_bv": 64},
     "fwd BV64 w4": {"fwd_bv": 64, "fwd_warps": 4},
@@ -140,17 +143,16 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
     ns, _ = chunk._segments(B * H * NK * NV, T, fwd["BT"], torch.device(DEVICE),
                             chunk._seg_target(decay, cfg["num_warps"]))
     wide = chunk._wide_k(cfg, K)     # dq's (and the forward's tiles)
-    cfg_q = wide if decay != 2 or "dq_bk" not in chunk.TUNE else {   # as chunk.py's backward
-        **wide, "BK": chunk.TUNE["dq_bk"], "num_warps": chunk.TUNE.get("dq_warps", cfg["num_warps"])}
+    cfg_q = chunk._dq_config(cfg, K)   # as chunk.py's backward
     return tuple(sorted(cfg.items())) + (("NS", ns), ("wide", (wide["BK"], wide["num_warps"])),
                                          ("fwd", tuple(sorted(fwd.items()))),
                                          ("intra_warps", chunk.TUNE.get("intra_warps", chunk.A_PASS_WARPS)
                                           if decay == 2 else None),
                                          ("dkv", tuple(sorted(chunk._dkv_config(cfg, K).items()))),
-                                         ("dq", (chunk.TUNE.get("dq_bk"), chunk.TUNE.get("dq_warps"))),
+                                         ("dq", (cfg_q["BK"], cfg_q["num_warps"])),
                                          ("intra_grad", chunk._intra_grad_warps(wide["BK"]) if decay == 2 else None),
                                          ("seg_bk", chunk._seg_config(cfg, K)["BK"]),
-                                         ("dsl", chunk._fused_dsl(cfg_q) and ns > 1),
+                                         ("dsl", chunk._fused_dsl(cfg, K) and ns > 1),
                                          ("pieces", chunk.TUNE.get("pieces") if ns > 1 else None),
                                          ("seg_maxnreg", chunk.TUNE.get("seg_maxnreg") if ns > 1 else None),
                                          ("sweep_maxnreg", chunk.TUNE.get("sweep_maxnreg")),

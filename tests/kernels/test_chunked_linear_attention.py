@@ -453,15 +453,18 @@ def test_triton_interpreted_channel_fused_backward(interpret, poison, monkeypatc
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
-    dlog_decay finished in dk/dv: no epilogue), the forward, dq and dk/dv with all of K in one block (8
-    warps), dv written directly; with dk/dv forced to 32-wide K blocks (TUNE dkv_bk), three blocks
-    whose dv partials one kernel sums; both match the reference."""
+    dlog_decay finished in dk/dv: no epilogue), the forward and dk/dv with all of K in one block (8
+    warps), dq in two 64-wide K blocks at 4 warps (`_dq_config`), dv written directly; with dk/dv forced to
+    32-wide K blocks (TUNE dkv_bk), three blocks whose dv partials one kernel sums; both match the
+    reference."""
     from kernels.linear_attention import chunk
 
     check(triton_impl, 1, 20, 1, 80, 80, "channel", torch.float16)
     grids = {name: (grid, meta) for name, grid, meta in launches}
-    for name in ("_fwd_kernel", "_bwd_dq_kernel", "_bwd_dkv_kernel"):
+    for name in ("_fwd_kernel", "_bwd_dkv_kernel"):
         assert grids[name][0][1:] == (1, 1) and grids[name][1]["num_warps"] == 8, name
+    assert grids["_bwd_dq_kernel"][0][1:] == (1, 2) and grids["_bwd_dq_kernel"][1]["num_warps"] == 4
+    assert grids["_bwd_dq_kernel"][1]["BK"] == 64
     assert grids["_bwd_dq_kernel"][1]["DG"] and grids["_bwd_dkv_kernel"][1]["DG"]
     assert "_sum_partials_kernel" not in grids and "_bwd_dg_kernel" not in grids
     launches.clear()
@@ -493,8 +496,8 @@ def test_triton_interpreted_segments_reverse_pass(interpret, poison, monkeypatch
     from kernels.linear_attention import chunk
 
     code = DECAYS.index(decay)   # the kernels' DECAY: 0 none, 1 scalar, 2 per channel
-    assert not chunk._fused_dsl(chunk._wide_k(chunk._config(128, 128, code, torch.bfloat16), 128))
-    assert chunk._fused_dsl(chunk._config(64, 64, code, torch.bfloat16))
+    assert not chunk._fused_dsl(chunk._config(128, 128, code, torch.bfloat16), 128)
+    assert chunk._fused_dsl(chunk._config(64, 64, code, torch.bfloat16), 64)
     monkeypatch.setitem(chunk.TUNE, "ns", 2)
     monkeypatch.setitem(chunk.TUNE, "dsl", False)
     check(triton_impl, 1, 150, 2, 24, 48, decay, torch.float32)
