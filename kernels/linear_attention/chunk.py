@@ -169,9 +169,11 @@ CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_
 
 
 def _pdl(device: torch.device) -> bool:
-    """Whether the kernels launch with programmatic dependent launch (TUNE "pdl"; off by default, untimed):
-    on Hopper and later each kernel may be scheduled while the one before it drains, and waits in
-    `_grid_dependency` until that one has finished and its writes are visible. Never in the interpreter."""
+    """Whether the kernels launch with programmatic dependent launch (TUNE "pdl"; off by default): on Hopper
+    and later each kernel may be scheduled while the one before it drains, and waits in `_grid_dependency`
+    until that one has finished and its writes are visible. Never in the interpreter. It changed nothing
+    beyond noise (H100, bf16, fwd+bwd from a CUDA graph, B=8 T=4096 H=8 K=V=64: per channel 0.369 -> 0.373
+    ms, no decay 0.218 -> 0.215, scalar 0.237 -> 0.241; results/bench/tune_linear_attention.md, session 22)."""
     return bool(TUNE.get("pdl", False)) and device.type == "cuda" and not _interpret() \
         and torch.cuda.get_device_capability(device)[0] >= 9
 
@@ -1448,8 +1450,9 @@ def _res8(K: int) -> bool:
     way instead of 2 (K=V=64: 1 U of the op's 24, written and read) for a few integer instructions per
     element in both sweeps: offline (`python -m kernels.sass_stats --ops linear_attention --la-variant
     res8=1`, triton 3.6) dq's loop 482 -> 517 instructions per 16 tokens at K=V=64 (the int8 store goes
-    through shared memory: 2 barriers), dk/dv's 689 -> 703 (4 spill accesses). Untimed (session 21 got no
-    GPU), so off by default: on up to RES8_MAX_K = 0."""
+    through shared memory: 2 barriers), dk/dv's 689 -> 703 (4 spill accesses). H100, bf16, B=8 H=8 K=V=64,
+    fwd+bwd from a CUDA graph: T=4096 0.369 -> 0.373 ms, T=16384 1.358 -> 1.381, Zoology B=256 T=256 H=4
+    0.330 -> 0.323 (results/bench/tune_linear_attention.md, session 22): off, RES8_MAX_K = 0."""
     return bool(TUNE.get("res8", K <= RES8_MAX_K))
 
 
@@ -1459,7 +1462,11 @@ def _fused_bwd() -> bool:
     while they are in L2: with short segments (TUNE "seg_target", e.g. 16 per SM: 256 tokens at B=8 T=4096
     H=8) a resident program's segment is about 200 KB, some 50 MB across two programs per SM. The
     segments' local dS then come from their own reverse pass (`_local_state_kernel`), and the forward can
-    keep longer segments (TUNE "fwd_span"). Off by default (untimed, session 22)."""
+    keep longer segments (TUNE "fwd_span"). Slower as tried (H100, bf16, B=8 H=8 K=V=64, fwd+bwd from a CUDA
+    graph, 16 segments of 256 tokens, the forward's 4: T=4096 0.369 -> 0.470 ms, T=16384 1.358 -> 1.545):
+    at 256 tokens little of a segment is left in L2 (`scripts/experiments/l2_reread.py`: blocks of 64 tokens
+    re-read from L2, of 256 mostly not), and the reverse segment pass and 16 segments' scans come on top.
+    Off by default (results/bench/tune_linear_attention.md, session 22)."""
     return bool(TUNE.get("fused_bwd", False))
 
 
@@ -1470,7 +1477,9 @@ def _res_chunk(K: int) -> bool:
     rounding (2^-9) reaches dg_t only through the tokens of t's own chunk at or after t, never the sum over
     the rest of the sequence. It moves 4 bytes per channel per chunk each way (K=V=64 T=4096, 16-token
     chunks: 1/8 U) instead of the residual's 1 U (int8) or 2 (bf16), and the dq sweep then reads q in
-    every segment (1/4 U more at NS = 4). Off by default up to RES_CHUNK_MAX_K = 0 (untimed)."""
+    every segment (1/4 U more at NS = 4). Slower for the bytes it saves (H100, bf16, B=8 H=8, fwd+bwd from a
+    CUDA graph: K=V=64 T=4096 0.369 -> 0.375 ms, T=16384 1.358 -> 1.367; K=V=128 T=4096 0.963 -> 1.019;
+    results/bench/tune_linear_attention.md, session 22): off, RES_CHUNK_MAX_K = 0."""
     return bool(TUNE.get("res_chunk", K <= RES_CHUNK_MAX_K))
 
 
@@ -1589,7 +1598,8 @@ def _fwd_span(NS: int, decay: int) -> int:
     per channel the forward's segment-state pass reads k, v and g over all segments but the last ((NS-1)/NS
     of 3 U), so fewer forward segments read less (NS = 4 -> 2: 2.25 -> 1.5 U), the sweep storing the state
     entering each backward segment on its way; paired with the forward's V in blocks (TUNE "fwd_bv") the
-    forward keeps its program count, each program forming the whole of A. Untimed (session 22)."""
+    forward keeps its program count, each program forming the whole of A. Offline the 32-wide V blocks cost
+    940 instructions per 32 tokens against 643, so it is timed only with `_fused_bwd` (session 22)."""
     span = int(TUNE.get("fwd_span", 1)) if decay == 2 else 1
     return max(1, min(span, NS))
 
