@@ -200,14 +200,14 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
 
     B, T, H, V = 8, 4096, 8, K
     sig = {"_intra_a_kernel": ("q k g a msum flag v o", {}),
-           "_fwd_kernel": ("q k v g s0 o ht a msum flag x gx s_out", dict(USE_S0=True, NA=0, FSCAN=False)),
+           "_fwd_kernel": ("q k v g s0 o ht a msum flag x gx s_out s_blk", dict(USE_S0=True, NA=0, FSCAN=False)),
            "_intra_grad_kernel": ("q k v g do qi ki msum flag", {}),
            "_bwd_dq_kernel": ("q k v g s0 do dq xq qi dsl gsl flag", dict(USE_S0=True, DG=True)),
-           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag x gx qi",
+           "_bwd_dkv_kernel": ("q k v g do ds0 dk dv dh0 xq dqo s_in ht dg dgc a ki flag x gx qi s_blk",
                                dict(USE_DS0=True, STORE_DH0=False, DG=True, NA=0, FSCAN=False))}
     # g: bf16, as the benchmark passes it (scalar decay: G, fp32, from `_chunk_log_decay_kernel`); dg and a:
     # fp32 only where the launch makes them so (below)
-    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl", "x", "gx", "s_out"}
+    fp32 = {"s0", "ht", "xq", "ds0", "dh0", "s_in", "dg", "dgc", "a", "dsl", "gsl", "x", "gx", "s_out", "s_blk"}
     out = []
     for decay, kind in enumerate(("none", "scalar", "channel")):
         base = la._config(K, V, decay, torch.bfloat16)   # a copy: the cache keeps its own
@@ -231,8 +231,10 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 flags = dict(flags, UNCHAIN=la._unchain(cfg))
             if name == "_fwd_kernel" and la._fwd_span(4, decay) > 1:   # segments spanning the backward's 4
                 flags = dict(flags, SPAN=la._fwd_span(4, decay))
-            if name == "_bwd_dkv_kernel" and decay == 2 and la._fused_bwd():   # the dq sweep first, in the program
-                flags = dict(flags, FUSED_DQ=True, S0_IN=True)
+            if name == "_bwd_dkv_kernel" and decay == 2 and (la._fused_bwd() or la._blocked_bwd()):   # dq first
+                flags = dict(flags, FUSED_DQ=True, S0_IN=True, CPB=la._blocked_bwd() // base["BT"])
+            if name == "_fwd_kernel" and decay == 2 and la._blocked_bwd():   # the states at the blocks' starts
+                flags = dict(flags, CPBF=la._blocked_bwd() // la._fwd_config(base, K)["BT"])
             if name == "_bwd_dq_kernel":   # the segments' local dS too, where it does
                 flags = dict(flags, DSL=la._fused_dsl(base, K))
             if name == "_bwd_dkv_kernel":   # scalar dlog_decay's sums by their own kernel, where they are

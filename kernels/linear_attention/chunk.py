@@ -199,7 +199,7 @@ def _fwd_kernel(
     DECAY: tl.constexpr, USE_S0: tl.constexpr, NA: tl.constexpr, PREC: tl.constexpr, UNCHAIN: tl.constexpr,
     A_IN: tl.constexpr = False, STORE_A: tl.constexpr = False, REF: tl.constexpr = False,
     FSCAN: tl.constexpr = False, SPAN: tl.constexpr = 1, NSB=1,
-    PDL: tl.constexpr = False,
+    PDL: tl.constexpr = False, s_blk=None, CPBF: tl.constexpr = 0,
 ):
     """Forward, eqs. (1)-(3), over the chunks of one segment. Grid (B*H*NS, V blocks, K blocks);
     s0: [B*H*NS, K, V] fp32 state entering each segment (S_in, or S_0 when NS == 1); o: [NK, B, T, H, V]
@@ -218,7 +218,9 @@ def _fwd_kernel(
     segment; gx their log decays, [B*H*P] or [B*H*P, K]) of the segments before it, and stored to s_out
     ([B*H*NS, K, V]) for the backward.
     SPAN (`_fwd_span`): each segment spans SPAN of the backward's NSB segments (SC / SPAN chunks each), and
-    the sweep stores the state entering each of them to s_out ([B*H*NSB, K, V]) for the backward."""
+    the sweep stores the state entering each of them to s_out ([B*H*NSB, K, V]) for the backward.
+    CPBF > 0 (`_blocked_bwd`): also the state entering every block of CPBF chunks, to s_blk ([B*H*blocks, K,
+    V] fp32), where the blocked backward's dq sweeps start."""
     _grid_dependency(PDL)
     i_p = tl.program_id(0)
     i_s = i_p % NS
@@ -260,6 +262,9 @@ def _fwd_kernel(
             tl.store(s_out + (i_bh * NSB + i_s * SPAN + r) * K * V + o_kv, b_S,
                      mask=m_kv & (o_k * 0 + i_s * SPAN + r < NSB)[:, None])
         for i_t in range(i_s * SC + r * SCB, tl.minimum(i_s * SC + r * SCB + SCB, NT)):
+            if CPBF > 0:
+                tl.store(s_blk + (i_bh * tl.cdiv(NT, CPBF) + i_t // CPBF) * K * V + o_kv, b_S,
+                         mask=m_kv & (o_k * 0 + i_t % CPBF == 0)[:, None])
             o_t = i_t * BT + o_i
             m_t = o_t < T
             # out-of-range rows load as k = v = 0, g = 0: they add nothing and decay nothing
@@ -768,10 +773,12 @@ def _bwd_dq_kernel(
     LO: tl.constexpr = False, LO8: tl.constexpr = 0, LOC: tl.constexpr = False,
     PDL: tl.constexpr = False,
 ):
-    """The dq sweep (`_dq_phase`) as a kernel of its own."""
+    """The dq sweep (`_dq_phase`) over one segment, as a kernel of its own."""
     _grid_dependency(PDL)
+    i_p = tl.program_id(0)
+    c0 = (i_p % NS) * SC
     _dq_phase(q, k, v, g, s0, do, dq, xq, qi, dsl, gsl, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
-              USE_S0, DG, DSL, PREC, UNCHAIN, XP, REF, FR, LO, LO8, LOC)
+              USE_S0, DG, DSL, PREC, UNCHAIN, XP, REF, FR, LO, LO8, LOC, i_p, c0, tl.minimum(c0 + SC, tl.cdiv(T, BT)))
 
 
 @triton.jit
@@ -781,9 +788,10 @@ def _dq_phase(
     BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DECAY: tl.constexpr, USE_S0: tl.constexpr, DG: tl.constexpr, DSL: tl.constexpr, PREC: tl.constexpr,
     UNCHAIN: tl.constexpr, XP: tl.constexpr, REF: tl.constexpr, FR: tl.constexpr,
-    LO: tl.constexpr, LO8: tl.constexpr, LOC: tl.constexpr,
+    LO: tl.constexpr, LO8: tl.constexpr, LOC: tl.constexpr, P0, C0, C1,
 ):
-    """dq_t = scale * S_t do_t, forward sweep over one segment recomputing S from s0 (as _fwd_kernel).
+    """dq_t = scale * S_t do_t, forward sweep over chunks C0 .. C1-1 (a segment, or a block of one)
+    recomputing S from s0[P0] (as _fwd_kernel).
     Grid (B*H*NS, V blocks, K blocks); dq: [NV, B, T, H, K] fp32 partial sums over V blocks, or dq itself
     (input dtype) when NV == 1. DG (one V block; for scalar decay also one K block): also
     xq_t = q_t . dq_t, fp32 [B, T, H] (scalar decay); per channel, where dq is 16-bit (LO), dq's rounding
@@ -805,7 +813,6 @@ def _dq_phase(
     instead of `_local_state_kernel` re-reading q and do, and the segment's total log decay into gsl:
     [B*H*NS] (scalar) or [B*H*NS, K] (per channel) fp32."""
     i_p = tl.program_id(0)
-    i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
     i_p = i_p.to(tl.int64)
     i_v = tl.program_id(1).to(tl.int64)
@@ -831,7 +838,7 @@ def _dq_phase(
         g += (i_b * T * H + i_h) * K
     b_S = tl.zeros([BK, BV], dtype=tl.float32)
     if USE_S0:
-        b_S += tl.load(s0 + i_p * K * V + o_k[:, None] * V + o_v[None, :],
+        b_S += tl.load(s0 + P0 * K * V + o_k[:, None] * V + o_v[None, :],
                        mask=m_k[:, None] & m_v[None, :], other=0.0)
     if DSL:
         b_dSl = tl.zeros([BK, BV], dtype=tl.float32)
@@ -844,9 +851,9 @@ def _dq_phase(
     log2_scale = tl.log2(scale)   # scale folded into exp2's exponents (scalar and per-channel decay)
     NT = tl.cdiv(T, BT)
     if (DG or DSL) and DECAY != 2:   # q (for q . dq) one chunk ahead too: no tl.dot of dq reads it, so
-        o_tn = i_s * SC * BT + o_i                                    # triton does not pipeline its load
+        o_tn = C0 * BT + o_i                                          # triton does not pipeline its load
         b_qn = tl.load(q + o_tn[:, None] * (H * K) + o_k[None, :], mask=(o_tn < T)[:, None] & m_k[None, :], other=0.0)
-    for i_t in range(i_s * SC, tl.minimum(i_s * SC + SC, NT)):
+    for i_t in range(C0, C1):
         o_t = i_t * BT + o_i
         m_t = o_t < T
         b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
@@ -913,7 +920,7 @@ def _dq_phase(
                 b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
             elif DECAY == 2:   # (for DSL only: segment 0's local dS is never read, so neither is its q)
                 b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :],
-                              mask=m_t[:, None] & (m_k & (o_k * 0 + i_s > 0))[None, :], other=0.0)
+                              mask=m_t[:, None] & (m_k & (o_k * 0 + C0 > 0))[None, :], other=0.0)
             else:
                 b_q = b_qn
                 b_qn = tl.load(q + (o_t + BT)[:, None] * (H * K) + o_k[None, :],
@@ -952,11 +959,11 @@ def _dq_phase(
             b_dSl += tl.dot(tl.trans(b_qs), b_do, input_precision=PREC)
         b_S = b_S * b_decay + tl.dot(tl.trans(b_kd), b_v, input_precision=PREC)
     if DSL:
-        tl.store(dsl + i_p * K * V + o_k[:, None] * V + o_v[None, :], b_dSl, mask=m_k[:, None] & m_v[None, :])
+        tl.store(dsl + P0 * K * V + o_k[:, None] * V + o_v[None, :], b_dSl, mask=m_k[:, None] & m_v[None, :])
         if DECAY == 1:
-            tl.store(gsl + i_p, b_Gp)
+            tl.store(gsl + P0, b_Gp)
         if DECAY == 2:
-            tl.store(gsl + i_p * K + o_k, b_Gp, mask=m_k)
+            tl.store(gsl + P0 * K + o_k, b_Gp, mask=m_k)
 
 
 def _bwd_dkv_kernel(
@@ -968,6 +975,7 @@ def _bwd_dkv_kernel(
     AT: tl.constexpr, REF: tl.constexpr = False, FR: tl.constexpr = 1, LO: tl.constexpr = False,
     LO8: tl.constexpr = 0, FSCAN: tl.constexpr = False, LOC: tl.constexpr = False,
     PDL: tl.constexpr = False, qi=None, FUSED_DQ: tl.constexpr = False, S0_IN: tl.constexpr = False,
+    s_blk=None, CPB: tl.constexpr = 0,
 ):
     """dk, dv (and d initial_state, STORE_DH0, from segment 0), reverse sweep over one segment carrying dS
     (the gradient of the state leaving the chunk), starting from ds0: [B*H*NS, K, V] fp32 (dS_end, or d S_T
@@ -989,12 +997,12 @@ def _bwd_dkv_kernel(
     FUSED_DQ (per channel, one K and one V block, `_fused_bwd`): first the dq sweep over the same segment
     (`_dq_phase`, from s_in if S0_IN, qi its intra-chunk part), writing dq (dqo) and xq, which this sweep
     then reads back, as it reads q, k, v, g, do a second time, soon enough after the first to find them
-    in L2."""
+    in L2; with CPB > 0 (`_blocked_bwd`) block by block, CPB chunks each from the segment's end, dq's sweep
+    over a block starting from the forward's state at the block's start (s_blk: [B*H*blocks, K, V] fp32)."""
     _grid_dependency(PDL)
-    if FUSED_DQ:
-        _dq_phase(q, k, v, g, s_in, do, dqo, xq, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
-                  S0_IN, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC)
-        tl.debug_barrier()   # dq and xq as stored, for every thread of the program
+    dq_args = (q, k, v, g)   # (the dq sweep offsets its own pointers)
+    dq_out = (dqo, xq)
+    do0 = do
     i_p = tl.program_id(0)
     i_s = i_p % NS
     i_bh = (i_p // NS).to(tl.int64)
@@ -1062,176 +1070,195 @@ def _bwd_dkv_kernel(
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
+    if FUSED_DQ and CPB == 0:
+        _dq_phase(*dq_args, s_in, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
+                  S0_IN, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC, i_p, c0, c1)
+        tl.debug_barrier()   # dq and xq as stored, for every thread of the program
     if DG and DECAY != 2 and not DGS:   # xq too
         b_xqn = tl.load(xq + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
-    for j in range(c1 - c0):
-        i_t = c1 - 1 - j
-        o_t = i_t * BT + o_i
-        m_t = o_t < T
-        m_tk = m_t[:, None] & m_k[None, :]
-        m_tv = m_t[:, None] & m_v[None, :]
-        b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-        b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-        b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
-        if DECAY == 2:
-            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
-        if DECAY == 0:
-            # dk formed and stored before dv: fewer [BT, 128] tiles live at once (K=V=128: 83 spill
-            # loads/stores per chunk before, 17 after, `kernels.sass_stats`; H100 0.295 -> 0.221 ms at
-            # B=8 T=4096 H=8, results/bench/profile.md)
-            if AT:
-                b_dAt = tl.where(causal, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0)
-            else:
-                b_dAt = tl.trans(tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0))
-            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
-            if UNCHAIN:   # (the select on dS_C v_s keeps triton from adding the other dot into it)
-                b_dk = tl.where(m_t[:, None], b_dk, 0.0) \
-                    + tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC) * scale
-            else:
-                b_dk += tl.dot((b_dAt * scale).to(b_q.dtype), b_q, input_precision=PREC)
-            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
-        if DECAY == 1:
-            # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
-            # spilled registers); exp(G_C - G_s) scales the rows of k dS rather than k
-            b_G = tl.load(g + o_t)
-            b_GC = tl.load(g + i_t * BT + BT - 1)
-            # E[t, s] = exp(G_t - G_s) for s <= t, 0 above the diagonal (AT: E^T)
-            if AT:
-                b_Ex = (b_G[None, :] - b_G[:, None]) * LOG2E
-            else:
-                b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
-            if not UNCHAIN:
-                b_Ex += log2_scale
-            b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
-            b_kdec = tl.exp2((b_GC - b_G) * LOG2E)[:, None]
-            if AT:
-                b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC) * b_E
-            else:
-                b_At = tl.trans(tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E)
-            b_dvi = tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
-            if UNCHAIN:
-                b_dvi = b_dvi * scale
-            b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec + b_dvi
-            tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-            if AT:
-                b_dAt = tl.dot(b_v, tl.trans(b_do), input_precision=PREC) * b_E
-            else:
-                b_dAt = tl.trans(tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E)
-            b_dki = tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC)
-            if UNCHAIN:
-                b_dki = b_dki * scale
-            b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec + b_dki
-            # scale in the exponent: as a [BT, 1] factor, triton hoisted its splat out of the loop in a blocked
-            # layout, and q e^G went to the tl.dot through shared memory (K=V=128: 0.567 -> 0.564 ms, run 25)
-            b_qd = (b_q * tl.exp2(b_G * LOG2E + log2_scale)[:, None]).to(b_q.dtype)
-            b_decay = tl.exp2(b_GC * LOG2E)
-        elif DECAY == 2:
-            b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                b_GC2 = b_GCs[None, :]
-            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
-            b_qf = b_q.to(tl.float32)
-            # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
-            # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
-            # their diagonal
-            p_a = a + o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
-            m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
-            b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
-            b_kd = (b_k * b_kdec).to(b_k.dtype)                        # k e^(G_C - G): dv's and A^T's
-            # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): by the chunk end's reference point where the
-            # decay allows (REF: e^(G_C - G_s) (dA^T q e^(G - G_C)), this V block's share, and A^T of
-            # (k e^(G_C - G)) (q e^(G - G_C))^T), else from _intra_grad_kernel (over all of V, so added by
-            # the first V block only) and A from the A pass
-            p_ki = ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
-            m_ki = m_tk & (o_k * 0 + i_v == 0)[None, :]
-            if REF:   # selected by the chunk's flag (one per forward chunk of FR * BT tokens), not branched on
-                need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
-                upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
-                b_qh = (b_qf * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
-                b_At = tl.where(upper, tl.dot(b_kd, tl.trans(b_qh), input_precision=PREC), 0.0) * scale
-                b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
-                b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
-                b_Ap = _sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT)
-                b_At = tl.where(need[None, :], tl.trans(b_Ap * scale), b_At)
-                b_intra = tl.where(need[:, None], tl.load(p_ki, mask=m_ki & need[:, None], other=0.0).to(tl.float32),
-                                   b_intra)
-            else:
-                b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
-                b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
-            b_dk = b_dk * b_kdec + b_intra
-            # scale after the exp2, not in its exponent: folded in, this sweep took 10% longer at K=V=128
-            # (H100, bf16; scripts/experiments/ab_kernels.py), though it compiled to fewer instructions offline
-            b_qd = (b_qf * tl.exp2(b_G * LOG2E) * scale).to(b_q.dtype)
-            b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
+    if CPB > 0:
+        NBLK = tl.cdiv(c1 - c0, CPB)
+    else:
+        NBLK = 1
+    for jb in range(NBLK):
+        if CPB > 0:   # block NBLK-1-jb: dq's sweep over it first
+            b0 = c0 + (NBLK - 1 - jb) * CPB
+            b1 = tl.minimum(b0 + CPB, c1)
+            _dq_phase(*dq_args, s_blk, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV,
+                      DECAY, True, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC,
+                      i_bh * tl.cdiv(NT, CPB) + b0 // CPB, b0, b1)
+            tl.debug_barrier()
         else:
-            if AT:
-                b_At = tl.where(causal, tl.dot(b_k, tl.trans(b_q), input_precision=PREC), 0.0)
-            else:
-                b_At = tl.trans(tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0))
-            if not UNCHAIN:
-                b_At = b_At * scale
-            b_kd = b_k
-            b_qd = (b_q * scale).to(b_q.dtype)
-            b_decay = 1.0
-        if DECAY != 1:
-            # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
-            b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
-            if UNCHAIN and DECAY == 0:
-                b_dv = tl.where(m_t[:, None], b_dv, 0.0) \
-                    + tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC) * scale
-            else:
-                b_dv += tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
-            tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
-        if DECAY != 0:
-            tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
-        # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
-        # chunk + the later tokens' carry
-        if DG and DECAY == 2:
-            b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-            if LO and not LOC:   # dq's rounding residual: int8 (LO8) or bf16
-                b_res = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
-                if LO8:
-                    b_dqf = _residual_decode(b_dqf, b_res, LO8)
+            b0 = c0
+            b1 = c1
+        for j in range(b1 - b0):
+            i_t = b1 - 1 - j
+            o_t = i_t * BT + o_i
+            m_t = o_t < T
+            m_tk = m_t[:, None] & m_k[None, :]
+            m_tv = m_t[:, None] & m_v[None, :]
+            b_q = tl.load(q + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+            b_k = tl.load(k + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+            b_v = tl.load(v + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+            b_do = tl.load(do + o_t[:, None] * (H * V) + o_v[None, :], mask=m_tv, other=0.0)
+            if DECAY == 2:
+                b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+            if DECAY == 0:
+                # dk formed and stored before dv: fewer [BT, 128] tiles live at once (K=V=128: 83 spill
+                # loads/stores per chunk before, 17 after, `kernels.sass_stats`; H100 0.295 -> 0.221 ms at
+                # B=8 T=4096 H=8, results/bench/profile.md)
+                if AT:
+                    b_dAt = tl.where(causal, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0)
                 else:
-                    b_dqf = b_dqf.to(tl.float32) + b_res.to(tl.float32)
+                    b_dAt = tl.trans(tl.where(causal, tl.dot(b_do, tl.trans(b_v), input_precision=PREC), 0.0))
+                b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC)   # [BT, BK]: dS_C v_s
+                if UNCHAIN:   # (the select on dS_C v_s keeps triton from adding the other dot into it)
+                    b_dk = tl.where(m_t[:, None], b_dk, 0.0) \
+                        + tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC) * scale
+                else:
+                    b_dk += tl.dot((b_dAt * scale).to(b_q.dtype), b_q, input_precision=PREC)
+                tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+            if DECAY == 1:
+                # dv formed and stored before dk, so that fewer [BT, 128] tiles are live at once (K=V=128
+                # spilled registers); exp(G_C - G_s) scales the rows of k dS rather than k
+                b_G = tl.load(g + o_t)
+                b_GC = tl.load(g + i_t * BT + BT - 1)
+                # E[t, s] = exp(G_t - G_s) for s <= t, 0 above the diagonal (AT: E^T)
+                if AT:
+                    b_Ex = (b_G[None, :] - b_G[:, None]) * LOG2E
+                else:
+                    b_Ex = (b_G[:, None] - b_G[None, :]) * LOG2E
+                if not UNCHAIN:
+                    b_Ex += log2_scale
+                b_E = tl.exp2(tl.where(causal, b_Ex, float("-inf")))
+                b_kdec = tl.exp2((b_GC - b_G) * LOG2E)[:, None]
+                if AT:
+                    b_At = tl.dot(b_k, tl.trans(b_q), input_precision=PREC) * b_E
+                else:
+                    b_At = tl.trans(tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_E)
+                b_dvi = tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
+                if UNCHAIN:
+                    b_dvi = b_dvi * scale
+                b_dv = tl.dot(b_k, b_dS.to(b_k.dtype), input_precision=PREC) * b_kdec + b_dvi
+                tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+                if AT:
+                    b_dAt = tl.dot(b_v, tl.trans(b_do), input_precision=PREC) * b_E
+                else:
+                    b_dAt = tl.trans(tl.dot(b_do, tl.trans(b_v), input_precision=PREC) * b_E)
+                b_dki = tl.dot(b_dAt.to(b_q.dtype), b_q, input_precision=PREC)
+                if UNCHAIN:
+                    b_dki = b_dki * scale
+                b_dk = tl.dot(b_v, tl.trans(b_dS.to(b_v.dtype)), input_precision=PREC) * b_kdec + b_dki
+                # scale in the exponent: as a [BT, 1] factor, triton hoisted its splat out of the loop in a blocked
+                # layout, and q e^G went to the tl.dot through shared memory (K=V=128: 0.567 -> 0.564 ms, run 25)
+                b_qd = (b_q * tl.exp2(b_G * LOG2E + log2_scale)[:, None]).to(b_q.dtype)
+                b_decay = tl.exp2(b_GC * LOG2E)
+            elif DECAY == 2:
+                b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+                if b_g.dtype == tl.float32:
+                    b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
+                    b_GCs = tl.sum(b_g, axis=0)                                # [BK]
+                    b_GC2 = b_GCs[None, :]
+                else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
+                    b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+                    b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
+                    # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
+                    b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+                b_qf = b_q.to(tl.float32)
+                # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
+                # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
+                # their diagonal
+                p_a = a + o_t[:, None] * (H * AW) + (i_t % (AW // BT)) * BT + o_i[None, :]
+                m_a = m_t[:, None] & (o_i * 0 + i_k == 0)[None, :]
+                b_kdec = tl.exp2((b_GC2 - b_G) * LOG2E)
+                b_kd = (b_k * b_kdec).to(b_k.dtype)                        # k e^(G_C - G): dv's and A^T's
+                # dk_sk += sum_t dA[t, s] q_tk exp(G_tk - G_sk): by the chunk end's reference point where the
+                # decay allows (REF: e^(G_C - G_s) (dA^T q e^(G - G_C)), this V block's share, and A^T of
+                # (k e^(G_C - G)) (q e^(G - G_C))^T), else from _intra_grad_kernel (over all of V, so added by
+                # the first V block only) and A from the A pass
+                p_ki = ki + (i_b * T * H + i_h) * K + o_t[:, None] * (H * K) + o_k[None, :]
+                m_ki = m_tk & (o_k * 0 + i_v == 0)[None, :]
+                if REF:   # selected by the chunk's flag (one per forward chunk of FR * BT tokens), not branched on
+                    need = tl.load(flag + i_bh * tl.cdiv(T, BT * FR) + i_t // FR + o_i * 0) != 0      # [BT], all equal
+                    upper = o_i[:, None] <= o_i[None, :]                     # [s, t]: s <= t
+                    b_qh = (b_qf * tl.exp2(tl.minimum((b_G - b_GC2) * LOG2E, REF_EXP2_CAP))).to(b_q.dtype)
+                    b_At = tl.where(upper, tl.dot(b_kd, tl.trans(b_qh), input_precision=PREC), 0.0) * scale
+                    b_dAt = tl.where(upper, tl.dot(b_v, tl.trans(b_do), input_precision=PREC), 0.0) * scale
+                    b_intra = tl.dot(b_dAt.to(b_q.dtype), b_qh, input_precision=PREC) * b_kdec
+                    b_Ap = _sum_a(p_a, m_a & need[:, None], B * T * H * AW, NA, BT)
+                    b_At = tl.where(need[None, :], tl.trans(b_Ap * scale), b_At)
+                    b_intra = tl.where(need[:, None], tl.load(p_ki, mask=m_ki & need[:, None], other=0.0).to(tl.float32),
+                                       b_intra)
+                else:
+                    b_At = tl.trans(_sum_a(p_a, m_a, B * T * H * AW, NA, BT) * scale)
+                    b_intra = tl.load(p_ki, mask=m_ki, other=0.0).to(tl.float32)
+                b_dk = b_dk * b_kdec + b_intra
+                # scale after the exp2, not in its exponent: folded in, this sweep took 10% longer at K=V=128
+                # (H100, bf16; scripts/experiments/ab_kernels.py), though it compiled to fewer instructions offline
+                b_qd = (b_qf * tl.exp2(b_G * LOG2E) * scale).to(b_q.dtype)
+                b_decay = tl.exp2(b_GCs * LOG2E)[:, None]
             else:
-                b_dqf = b_dqf.to(tl.float32)
-            b_x = b_qf * b_dqf - b_k.to(tl.float32) * b_dk
-            # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
-            # loop: 1327 -> 1050 instructions per chunk at K=V=128, `kernels.sass_stats`); x = x_h + x_l,
-            # x_h = x with its 13 low mantissa bits cleared (exact in tf32), x_l rounded to tf32 errs by
-            # <= 2^-22 |x|: about fp32 accuracy
-            b_xh = (b_x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
-            b_xl = b_x - b_xh
-            b_sfx = tl.dot(suffix, b_xh, input_precision="tf32") + tl.dot(suffix, b_xl, input_precision="tf32")
-            b_dg = b_sfx + b_carry2
-            b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
-            if LOC:   # the chunk's sum of q * (dq - its 16-bit value)
-                b_carry2 += tl.load(xq + i_t * K + o_k, mask=m_k, other=0.0)[None, :]
-            tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
-        elif DGS:   # k_t . dk_t as a [BT, 1] column in the layout of the tl.dot's rows
-            b_x = b_k.to(tl.float32) * b_dk
-            if XP == 1:
-                tl.store(dg + o_t[:, None] * H, tl.sum(b_x, axis=1, keep_dims=True), mask=m_t[:, None])
-            else:   # XP partial sums, each inside the warpgroup that holds its columns
-                tl.store(dg + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :],
-                         tl.sum(tl.reshape(b_x, [BT, XP, BK // XP]), axis=2), mask=m_t[:, None])
-        elif DG:
-            b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
-            b_xqn = tl.load(xq + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
-            b_tot = tl.sum(b_x, axis=0)
-            b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
-            b_carry += b_tot
-            tl.store(dg + o_t * H, b_dg.to(dg.dtype.element_ty), mask=m_t)
-        # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
-        b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
+                if AT:
+                    b_At = tl.where(causal, tl.dot(b_k, tl.trans(b_q), input_precision=PREC), 0.0)
+                else:
+                    b_At = tl.trans(tl.where(causal, tl.dot(b_q, tl.trans(b_k), input_precision=PREC), 0.0))
+                if not UNCHAIN:
+                    b_At = b_At * scale
+                b_kd = b_k
+                b_qd = (b_q * scale).to(b_q.dtype)
+                b_decay = 1.0
+            if DECAY != 1:
+                # dv_s = (k_s exp(G_C - G_s)) dS_C + sum_t A[t, s] do_t
+                b_dv = tl.dot(b_kd, b_dS.to(b_k.dtype), input_precision=PREC)
+                if UNCHAIN and DECAY == 0:
+                    b_dv = tl.where(m_t[:, None], b_dv, 0.0) \
+                        + tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC) * scale
+                else:
+                    b_dv += tl.dot(b_At.to(b_do.dtype), b_do, input_precision=PREC)
+                tl.store(dv + o_t[:, None] * (H * V) + o_v[None, :], b_dv.to(dv.dtype.element_ty), mask=m_tv)
+            if DECAY != 0:
+                tl.store(dk + o_t[:, None] * (H * K) + o_k[None, :], b_dk.to(dk.dtype.element_ty), mask=m_tk)
+            # x_t = q_t . dq_t - k_t . dk_t (per channel: elementwise); dg_t = its suffix sum within the
+            # chunk + the later tokens' carry
+            if DG and DECAY == 2:
+                b_dqf = tl.load(dqo + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
+                if LO and not LOC:   # dq's rounding residual: int8 (LO8) or bf16
+                    b_res = tl.load(xq + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0)
+                    if LO8:
+                        b_dqf = _residual_decode(b_dqf, b_res, LO8)
+                    else:
+                        b_dqf = b_dqf.to(tl.float32) + b_res.to(tl.float32)
+                else:
+                    b_dqf = b_dqf.to(tl.float32)
+                b_x = b_qf * b_dqf - b_k.to(tl.float32) * b_dk
+                # suffix sums and the chunk's total as 0/1 tl.dots rather than a cumsum across warps (dk/dv
+                # loop: 1327 -> 1050 instructions per chunk at K=V=128, `kernels.sass_stats`); x = x_h + x_l,
+                # x_h = x with its 13 low mantissa bits cleared (exact in tf32), x_l rounded to tf32 errs by
+                # <= 2^-22 |x|: about fp32 accuracy
+                b_xh = (b_x.to(tl.int32, bitcast=True) & -8192).to(tl.float32, bitcast=True)
+                b_xl = b_x - b_xh
+                b_sfx = tl.dot(suffix, b_xh, input_precision="tf32") + tl.dot(suffix, b_xl, input_precision="tf32")
+                b_dg = b_sfx + b_carry2
+                b_carry2 += tl.dot(ones, b_xh, input_precision="tf32") + tl.dot(ones, b_xl, input_precision="tf32")
+                if LOC:   # the chunk's sum of q * (dq - its 16-bit value)
+                    b_carry2 += tl.load(xq + i_t * K + o_k, mask=m_k, other=0.0)[None, :]
+                tl.store(dg + o_t[:, None] * (H * K) + o_k[None, :], b_dg.to(dg.dtype.element_ty), mask=m_tk)
+            elif DGS:   # k_t . dk_t as a [BT, 1] column in the layout of the tl.dot's rows
+                b_x = b_k.to(tl.float32) * b_dk
+                if XP == 1:
+                    tl.store(dg + o_t[:, None] * H, tl.sum(b_x, axis=1, keep_dims=True), mask=m_t[:, None])
+                else:   # XP partial sums, each inside the warpgroup that holds its columns
+                    tl.store(dg + o_t[:, None] * (H * XP) + tl.arange(0, XP)[None, :],
+                             tl.sum(tl.reshape(b_x, [BT, XP, BK // XP]), axis=2), mask=m_t[:, None])
+            elif DG:
+                b_x = b_xqn - tl.sum(b_k.to(tl.float32) * b_dk, axis=1)
+                b_xqn = tl.load(xq + (o_t - BT) * H, mask=o_t >= BT, other=0.0)
+                b_tot = tl.sum(b_x, axis=0)
+                b_dg = b_tot - tl.cumsum(b_x, axis=0) + b_x + b_carry
+                b_carry += b_tot
+                tl.store(dg + o_t * H, b_dg.to(dg.dtype.element_ty), mask=m_t)
+            # dS entering the chunk: exp(G_C) dS_C + scale * sum_t (q_t exp(G_t)) do_t^T
+            b_dS = b_dS * b_decay + tl.dot(tl.trans(b_qd), b_do, input_precision=PREC)
     if STORE_DH0:
         if i_s == 0:
             tl.store(dh0 + i_bh * K * V + o_kv, b_dS, mask=m_kv)
@@ -1454,6 +1481,18 @@ def _res8(K: int) -> bool:
     fwd+bwd from a CUDA graph: T=4096 0.369 -> 0.373 ms, T=16384 1.358 -> 1.381, Zoology B=256 T=256 H=4
     0.330 -> 0.323 (results/bench/tune_linear_attention.md, session 22): off, RES8_MAX_K = 0."""
     return bool(TUNE.get("res8", K <= RES8_MAX_K))
+
+
+def _blocked_bwd() -> int:
+    """Tokens per block of the blocked backward (TUNE "blocked_bwd"; 0, the default: none). Per channel the
+    dk/dv sweep's program walks its segment in blocks from the end, each first by dq's sweep (`_dq_phase`,
+    from the state the forward stored at the block's start: fp32 [K, V] per block) and then in reverse by
+    dk/dv's, so that the second reading of the block's q, k, v, g, do and dq comes from L2:
+    `scripts/experiments/l2_reread.py` moved that access pattern at 113% of copy bandwidth with 64-token
+    blocks against 76% for two separate sweeps (H100, session 22). A multiple of the forward's 32-token
+    chunks dividing a segment; needs dq's K in one block (`_dq_config`), so K <= 64 unless TUNE dq_bk.
+    Untimed (session 22)."""
+    return int(TUNE.get("blocked_bwd", 0))
 
 
 def _fused_bwd() -> bool:
@@ -1826,6 +1865,15 @@ class _ChunkLinearAttention(torch.autograd.Function):
         cfg_f = _fwd_config(cfg, K)
         target = _seg_target(decay, cfg["num_warps"])             # programs per SM, for segments and pieces
         NS, SC = _segments(B * H * NV * NK, T, cfg_f["BT"], q.device, target)
+        # the blocked backward (`_blocked_bwd`): the state entering every block of blk tokens; segments of
+        # whole blocks
+        blk = _blocked_bwd() if decay == 2 and any(ctx.needs_input_grad[:4]) else 0
+        if blk and (blk % cfg_f["BT"] or blk % cfg["BT"]):
+            raise ValueError(f"TUNE blocked_bwd={blk}: a block must be a whole number of the forward's "
+                             f"{cfg_f['BT']}-token chunks")
+        if blk:
+            SC = cdiv(SC, blk // cfg_f["BT"]) * (blk // cfg_f["BT"])
+            NS = cdiv(cdiv(T, cfg_f["BT"]), SC)
         dev = q.device
         # with one K block the kernel writes o directly, else fp32 partials that _sum_partials adds
         NKF = cdiv(K, cfg_f["BK"])
@@ -1857,6 +1905,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # REF: the flags of the forward's chunks that need the halving (int8 [B*H, chunks]), set by the
         # forward's sweep and read by every later kernel
         flag = torch.empty(B * H, cdiv(T, cfg_f["BT"]), device=dev, dtype=torch.int8) if ref else dummy
+        s_blk = torch.empty(B * H * cdiv(T, blk), K, V, device=dev, dtype=torch.float32) if blk else None
         nc = cdiv(T, cfg_f["BT"])
         if decay == 2:
             msum = _level_sums(cfg_f["BT"], g.dtype, dev)
@@ -1870,6 +1919,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 s0 if s0 is not None else dummy, o, ht,
                 a if a is not None else dummy, msum, flag, *pieces, s_in if s_in is not None else dummy, T, scale,
                 B=B, USE_S0=s0 is not None, NA=0 if a is None or a_in or ref else NKF, A_IN=a_in,
+                s_blk=s_blk if blk else dummy, CPBF=blk // cfg_f["BT"] if blk else 0,
                 STORE_A=a_in and a is not None, REF=ref, UNCHAIN=_unchain(cfg_f), **seg, **scan, **cfg_f,
                 **_reg_cap("sweep_maxnreg"))
         if ref:   # A for the chunks the sweep flagged, and their A v into o (REF_WALK chunks per program)
@@ -1878,7 +1928,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads or ref else None                             # (REF: A only where flagged, all kept)
-        ctx.save_for_backward(q, k, v, g, gc, s_in, ht, flag if ref else None, a)
+        ctx.save_for_backward(q, k, v, g, gc, s_in, ht, flag if ref else None, a, s_blk)
+        ctx.cpb = blk // cfg["BT"] if blk else 0                  # the backward's chunks per block
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
         ctx.fr = max(1, cfg_f["BT"] // cfg["BT"])                  # backward chunks per forward chunk (flags)
@@ -1887,7 +1938,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, gc, s_in, ht, flag, a = ctx.saved_tensors
+        q, k, v, g, gc, s_in, ht, flag, a, s_blk = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
@@ -1937,8 +1988,9 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     W=REF_WALK if ctx.ref else 1, num_warps=_intra_grad_warps(bki), **_intra_grad_cap())
         dht_c = None if dht is None else dht.float().contiguous()
         dh0 = torch.empty(B, H, K, V, device=dev, dtype=torch.float32) if ctx.has_h0 else None
-        fused = decay == 2 and dg_in_kernel and _fused_bwd() and NV == 1 and NKQ == 1 and cfg_kv["BK"] >= K \
-            and cfg_q["num_warps"] == cfg_kv["num_warps"]       # dq's sweep inside dk/dv's (`_fused_bwd`)
+        fused = decay == 2 and dg_in_kernel and (_fused_bwd() or ctx.cpb > 0) and NV == 1 and NKQ == 1 \
+            and cfg_kv["BK"] >= K and cfg_q["num_warps"] == cfg_kv["num_warps"]   # dq inside dk/dv (`_fused_bwd`)
+        cpb = ctx.cpb if fused else 0                                 # block by block (`_blocked_bwd`)
         dsl = NS > 1 and _fused_dsl(cfg, K) and not fused   # the segments' local dS (step (a)) from dq
         dsl_x = torch.empty(B * H * NS, K, V, device=dev, dtype=torch.float32) if dsl else None
         dsl_g = torch.empty(B * H * NS * (K if decay == 2 else 1), device=dev, dtype=torch.float32) \
@@ -1978,7 +2030,8 @@ class _ChunkLinearAttention(torch.autograd.Function):
                 USE_DS0=ds0 is not None, STORE_DH0=ctx.has_h0, DG=dg_in_kernel, DGS=dgs,
                 NA=0 if a is None else a.shape[0], AW=cfg_kv["BT"] if a is None else a.shape[-1],
                 UNCHAIN=_unchain(cfg_kv), XP=xpk, AT=_a_transposed(cfg_kv), REF=ctx.ref, FR=ctx.fr, LO=lo,
-                LO8=lo8, LOC=loc, qi=qi, FUSED_DQ=fused, S0_IN=s_in is not None, **seg, **scan, **cfg_kv,
+                LO8=lo8, LOC=loc, qi=qi, FUSED_DQ=fused, S0_IN=s_in is not None, s_blk=s_blk if cpb else dummy,
+                CPB=cpb, **seg, **scan, **cfg_kv,
                 **_reg_cap("sweep_maxnreg"))
         if NKV > 1:
             dv = _sum_partials(dv, v.dtype)

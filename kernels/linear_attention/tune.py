@@ -107,6 +107,9 @@ VARIANTS = {
     "res8=0": {"res8": False},
     "res_chunk=1": {"res_chunk": True},
     "pdl=1": {"pdl": True},
+    "blocked 64": {"blocked_bwd": 64},
+    "blocked 128": {"blocked_bwd": 128},
+    "blocked 64 res_chunk=1": {"blocked_bwd": 64, "res_chunk": True},
     "fused_bwd ns16 span4": {"fused_bwd": True, "seg_target": 16, "fwd_span": 4},
     "fused_bwd ns16 span4 res_chunk=1": {"fused_bwd": True, "seg_target": 16, "fwd_span": 4, "res_chunk": True},
     "fused_bwd ns32 span8 res_chunk=1": {"fused_bwd": True, "seg_target": 32, "fwd_span": 8, "res_chunk": True},
@@ -170,7 +173,8 @@ def _effective(variant: dict, B, T, H, K, V, decay: int) -> tuple:
                                          ("res_chunk", chunk._res_chunk(K) if decay == 2 else None),
                                          ("fwd_span", chunk._fwd_span(ns, decay)),
                                          ("pdl", bool(chunk.TUNE.get("pdl"))),
-                                         ("fused_bwd", chunk._fused_bwd() if decay == 2 else None))
+                                         ("fused_bwd", chunk._fused_bwd() if decay == 2 else None),
+                                         ("blocked_bwd", chunk._blocked_bwd() if decay == 2 else None))
 
 
 def _fwd_bwd(*leaves_do):

@@ -451,6 +451,47 @@ def test_triton_interpreted_channel_fused_backward(interpret, poison, monkeypatc
     assert names.count("_local_state_kernel") == 2 and not metas["_bwd_dkv_kernel"]["FSCAN"]
 
 
+@pytest.mark.parametrize("dtype, res, blk", [(torch.float16, "bf16", 64), (torch.float16, "chunk", 32),
+                                            (torch.float32, None, 64)],
+                         ids=["fp16-residual-64", "fp16-chunk-sums-32", "fp32-reference-point-64"])
+def test_triton_interpreted_channel_blocked_backward(interpret, poison, monkeypatch, launches, dtype, res, blk):
+    """TUNE blocked_bwd: per channel the dk/dv sweep's program walks its segment in blocks from the end, each
+    first by dq's sweep from the state the forward stored at the block's start, then in reverse by dk/dv's; two
+    segments of 128 tokens (T = 200: the last one shorter, its last block partial), 16-bit inputs with dq's
+    residual per element or its sums over chunks, or fp32 with a flagged chunk (tokens 64..95 decaying by up to
+    e^-20 per step): outputs, final state and every gradient match the reference."""
+    from kernels.linear_attention import chunk
+
+    for key, value in {"ns": 2, "blocked_bwd": blk, "res_chunk": res == "chunk"}.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
+    inputs = make_inputs(1, 200, 2, 32, 32, "channel", dtype, strength=0.2)
+    inputs["log_decay"][:, 64:96] *= 100
+    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
+    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[dtype])
+    names = [n for n, _, _ in launches]
+    metas = {n: m for n, _, m in launches}
+    assert "_bwd_dq_kernel" not in names and metas["_bwd_dkv_kernel"]["CPB"] == blk // 16
+    assert metas["_fwd_kernel"]["CPBF"] == blk // 32 and names.count("_local_state_kernel") == 2
+
+
+def test_triton_interpreted_channel_blocked_backward_whole_blocks(interpret, poison, monkeypatch, launches):
+    """Segments are made whole numbers of blocks (T = 200 in three forced segments of three 32-token chunks
+    become two of four with 64-token blocks), and a block that is not a whole number of the forward's 32-token
+    chunks is refused with the reason."""
+    from kernels.linear_attention import chunk
+
+    monkeypatch.setitem(chunk.TUNE, "ns", 3)
+    monkeypatch.setitem(chunk.TUNE, "blocked_bwd", 64)
+    inputs = make_inputs(1, 200, 2, 32, 32, "channel", torch.float32)
+    assert_close(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs),
+                 TOL[torch.float32])
+    grids = {n: g for n, g, _ in launches}
+    assert grids["_bwd_dkv_kernel"][0] == 2 * 2 and grids["_fwd_kernel"][0] == 2 * 2
+    monkeypatch.setitem(chunk.TUNE, "blocked_bwd", 48)
+    with pytest.raises(ValueError, match="blocked_bwd=48: a block must be a whole number of the forward's 32-token"):
+        run_fwd_bwd(triton_impl, inputs)
+
+
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
     """Per-channel decay, 16-bit inputs, K = V = 80: V in one 128-wide block (dq, dk written once,
     dlog_decay finished in dk/dv: no epilogue), the forward and dk/dv with all of K in one block (8
@@ -691,14 +732,15 @@ def test_triton_gpu_strong_decay_bf16(decay):
 @pytest.mark.parametrize("tune", [{}, {"res8": True}, {"res_chunk": True}, {"dq_bk": 64, "dsl": False},
                                   {"fwd_bv": 64, "fwd_warps": 4}, {"fwd_span": 2, "fwd_bv": 32},
                                   {"fwd_span": 2, "fwd_bv": 64},
-                                  {"fused_bwd": True, "seg_target": 16, "fwd_span": 4, "res_chunk": True}], ids=str)
+                                  {"fused_bwd": True, "seg_target": 16, "fwd_span": 4, "res_chunk": True},
+                                  {"blocked_bwd": 64}], ids=str)
 @pytest.mark.parametrize("K", [64, 128])
 def test_triton_gpu_channel_reference_point_bf16(monkeypatch, K, tune):
     """Per channel, bf16, T = 600 (B*H = 4: split into segments): decay by up to e^-20 per step in tokens
     100..299 and e^-1 elsewhere, so that some chunks take the reference point and others the halving in every
     kernel; also with the tune variants that change per-channel code paths (dq's residual as int8 or as sums
     over chunks, dq's K and the forward's V in blocks, the forward's segments spanning two of the backward's,
-    the dq sweep inside dk/dv's program)."""
+    the dq sweep inside dk/dv's program, whole or block by block)."""
     from kernels.linear_attention import chunk
 
     if tune.get("dq_bk", 0) >= K or tune.get("fwd_bv", 0) >= K:
