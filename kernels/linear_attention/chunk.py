@@ -1928,7 +1928,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
                     num_warps=TUNE.get("intra_warps", A_PASS_WARPS))
         o = o[0] if NKF == 1 else _sum_partials(o, v.dtype)
         a = a if grads or ref else None                             # (REF: A only where flagged, all kept)
-        ctx.save_for_backward(q, k, v, g, gc, s_in, ht, flag if ref else None, a, s_blk)
+        ctx.save_for_backward(q, k, v, g, gc, s_in, ht, s_blk, flag if ref else None, a)
         ctx.cpb = blk // cfg["BT"] if blk else 0                  # the backward's chunks per block
         ctx.scale, ctx.decay, ctx.has_h0, ctx.ns, ctx.ref = scale, decay, h0 is not None, NS, ref
         ctx.sc = SC * cfg_f["BT"] // cfg["BT"]                     # the backward's chunks per segment
@@ -1938,7 +1938,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, do, dht):
-        q, k, v, g, gc, s_in, ht, flag, a, s_blk = ctx.saved_tensors
+        q, k, v, g, gc, s_in, ht, s_blk, flag, a = ctx.saved_tensors
         B, T, H, K = q.shape
         V = v.shape[-1]
         decay, NS, dev = ctx.decay, ctx.ns, q.device
