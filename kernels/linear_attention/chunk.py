@@ -124,7 +124,8 @@ LAUNCHES: collections.Counter = collections.Counter()
 # "fwd_bv", "fwd_warps" (per channel: the forward's V block and num_warps, `_fwd_config`), "res8" (per channel:
 # dq's rounding residual as int8, `_res8`), "res_chunk" (its sums over chunks, `_res_chunk`), "pdl"
 # (programmatic dependent launch, `_pdl`), "fwd_span" (per channel: backward segments per forward one, `_fwd_span`),
-# "fused_bwd" (per channel: the dq sweep inside dk/dv's program, `_fused_bwd`),
+# "fused_bwd" (per channel: the dq sweep inside dk/dv's program, `_fused_bwd`), "blocked_bwd" (per channel:
+# the same block by block, tokens per block, `_blocked_bwd`),
 # "num_warps", "num_stages".
 TUNE: dict = {}
 SEG_TARGET = 4           # per-channel decay: programs per SM to aim for when splitting T into segments
