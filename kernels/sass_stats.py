@@ -255,7 +255,7 @@ def _linear_attention_configs(la, K: int, sweep_maxnreg: int | None) -> list[Ker
                 flags = {k: (False if k == "DG" else v) for k, v in flags.items()}
             if name in ("_bwd_dq_kernel", "_bwd_dkv_kernel"):   # per channel dq's residual for q * dq (bf16, int8
                 loc = decay == 2 and la._res_chunk(K)            # with res8, or its sums over chunks with res_chunk)
-                flags = dict(flags, LO=decay == 2, LO8=10 if decay == 2 and not loc and la._res8(K) else 0, LOC=loc)
+                flags = dict(flags, LO=decay == 2, LO8=10 if decay == 2 and la._res8(K) else 0, LOC=loc)
             if decay == 2:   # A by _intra_a_kernel (partial sums over its K blocks), loaded by forward and dk/dv
                 nka = K // la._wide_k(base, K)["BK"]
                 ref = la._ref_path(base, K, torch.bfloat16)   # the reference point where the decay allows

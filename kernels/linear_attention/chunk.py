@@ -169,14 +169,17 @@ DQ_BK = 64   # per channel: dq's widest K block (`_dq_config`)
 CHUNK_LOG_DECAY_TILE = 2048   # scalar decay: tokens per program of `_chunk_log_decay_kernel`
 
 
-def _pdl(device: torch.device) -> bool:
+def _pdl(args: tuple) -> bool:
     """Whether the kernels launch with programmatic dependent launch (TUNE "pdl"; off by default): on Hopper
     and later each kernel may be scheduled while the one before it drains, and waits in `_grid_dependency`
-    until that one has finished and its writes are visible. Never in the interpreter. It changed nothing
+    until that one has finished and its writes are visible (args: the launch's, whose first tensor gives the
+    device). Never in the interpreter. It changed nothing
     beyond noise (H100, bf16, fwd+bwd from a CUDA graph, B=8 T=4096 H=8 K=V=64: per channel 0.369 -> 0.373
     ms, no decay 0.218 -> 0.215, scalar 0.237 -> 0.241; results/bench/tune_linear_attention.md, session 22)."""
-    return bool(TUNE.get("pdl", False)) and device.type == "cuda" and not _interpret() \
-        and torch.cuda.get_device_capability(device)[0] >= 9
+    if not TUNE.get("pdl", False) or _interpret():
+        return False
+    device = next(a.device for a in args if isinstance(a, torch.Tensor))
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
 
 
 def _interpret() -> bool:
@@ -191,6 +194,24 @@ def _grid_dependency(PDL: tl.constexpr):
     if PDL:
         tl.extra.cuda.gdc_wait()
         tl.extra.cuda.gdc_launch_dependents()
+
+
+@triton.jit
+def _channel_G(b_g, BT: tl.constexpr):
+    """Per channel, one chunk's log decays b_g [BT, BK] -> (G [BT, BK], the cumulative sums within the chunk;
+    G_C in every row, [BT, BK]; G_C along the rows of the state, [BK]). For 16-bit g by 0/1 tl.dots (exact:
+    fp32 sums of 16-bit values), with no scans or sums across warps; G_C along the state's rows as the max
+    over GC_COLS equal columns of g^T 1 (`GC_COLS`)."""
+    if b_g.dtype == tl.float32:
+        b_G = tl.cumsum(b_g, axis=0)
+        b_GCs = tl.sum(b_g, axis=0)
+        b_GC2 = b_GCs[None, :]
+    else:
+        o_i = tl.arange(0, BT)
+        b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
+        b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)
+        b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+    return b_G, b_GC2, b_GCs
 
 
 def _fwd_kernel(
@@ -287,15 +308,7 @@ def _fwd_kernel(
                 b_decay = tl.exp2(b_GC * LOG2E)
             elif DECAY == 2:
                 b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-                if b_g.dtype == tl.float32:
-                    b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                    b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                    b_GC2 = b_GCs[None, :]
-                else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                    b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                    b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                    # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                    b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+                b_G, b_GC2, b_GCs = _channel_G(b_g, BT)
                 b_qd = (b_q * tl.exp2(b_G * LOG2E)).to(b_q.dtype)
                 b_orow = scale
                 b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
@@ -572,15 +585,7 @@ def _local_state_kernel(
             b_gsum += b_GC
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                b_GC2 = b_GCs[None, :]
-            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+            b_G, b_GC2, b_GCs = _channel_G(b_g, BT)
             if REVERSE:
                 b_ad = (b_a * tl.exp2(b_G * LOG2E + tl.log2(scale))).to(b_a.dtype)
             else:
@@ -880,15 +885,7 @@ def _dq_phase(
             b_decay = tl.exp2(b_GC * LOG2E)
         elif DECAY == 2:
             b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0)
-            if b_g.dtype == tl.float32:
-                b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                b_GC2 = b_GCs[None, :]
-            else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+            b_G, b_GC2, b_GCs = _channel_G(b_g, BT)
             b_kd = (b_k * tl.exp2((b_GC2 - b_G) * LOG2E)).to(b_k.dtype)
             # dq_tk += sum_s dA[t, s] k_sk exp(G_tk - G_sk): by the chunk end's reference point where the
             # decay allows (REF: exp(G_t - G_C) (dA k e^(G_C - G)), this V block's share), else from
@@ -1071,27 +1068,28 @@ def _bwd_dkv_kernel(
     NT = tl.cdiv(T, BT)
     c0 = i_s * SC
     c1 = tl.minimum(c0 + SC, NT)
-    if FUSED_DQ and CPB == 0:
-        _dq_phase(*dq_args, s_in, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV, DECAY,
-                  S0_IN, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC, i_p, c0, c1)
-        tl.debug_barrier()   # dq and xq as stored, for every thread of the program
     if DG and DECAY != 2 and not DGS:   # xq too
         b_xqn = tl.load(xq + ((c1 - 1) * BT + o_i) * H, mask=(c1 - 1) * BT + o_i < T, other=0.0)
-    if CPB > 0:
+    if CPB > 0:   # blocks of CPB chunks from the segment's end; else the segment as one block
         NBLK = tl.cdiv(c1 - c0, CPB)
     else:
         NBLK = 1
     for jb in range(NBLK):
-        if CPB > 0:   # block NBLK-1-jb: dq's sweep over it first
+        if CPB > 0:
             b0 = c0 + (NBLK - 1 - jb) * CPB
             b1 = tl.minimum(b0 + CPB, c1)
-            _dq_phase(*dq_args, s_blk, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV,
-                      DECAY, True, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC,
-                      i_bh * tl.cdiv(NT, CPB) + b0 // CPB, b0, b1)
-            tl.debug_barrier()
         else:
             b0 = c0
             b1 = c1
+        if FUSED_DQ:   # dq's sweep over the block first, from the state entering it
+            if CPB > 0:
+                _dq_phase(*dq_args, s_blk, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV,
+                          DECAY, True, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC,
+                          i_bh * tl.cdiv(NT, CPB) + b0 // CPB, b0, b1)
+            else:
+                _dq_phase(*dq_args, s_in, do0, *dq_out, qi, q, q, flag, T, scale, B, H, K, V, NS, SC, BT, BK, BV,
+                          DECAY, S0_IN, DG, False, PREC, UNCHAIN, 1, REF, FR, LO, LO8, LOC, i_p, b0, b1)
+            tl.debug_barrier()   # dq and xq as stored, for every thread of the program
         for j in range(b1 - b0):
             i_t = b1 - 1 - j
             o_t = i_t * BT + o_i
@@ -1156,15 +1154,7 @@ def _bwd_dkv_kernel(
                 b_decay = tl.exp2(b_GC * LOG2E)
             elif DECAY == 2:
                 b_g = tl.load(g + o_t[:, None] * (H * K) + o_k[None, :], mask=m_tk, other=0.0)
-                if b_g.dtype == tl.float32:
-                    b_G = tl.cumsum(b_g, axis=0)                               # [BT, BK]
-                    b_GCs = tl.sum(b_g, axis=0)                                # [BK]
-                    b_GC2 = b_GCs[None, :]
-                else:   # 0/1 tl.dots: exact for 16-bit g (fp32 sums), no scans or sums across warps
-                    b_G = tl.dot((o_i[:, None] >= o_i[None, :]).to(b_g.dtype), b_g)
-                    b_GC2 = tl.dot(tl.full([BT, BT], 1, b_g.dtype), b_g)      # G at the chunk end, every row
-                    # G at the chunk end along the rows of S [BK, BV]: GC_COLS equal columns, their max
-                    b_GCs = tl.max(tl.dot(tl.trans(b_g), tl.full([BT, GC_COLS], 1, b_g.dtype)), axis=1)
+                b_G, b_GC2, b_GCs = _channel_G(b_g, BT)
                 b_qf = b_q.to(tl.float32)
                 # A of (1) as the A pass stored it, NA partial sums over K blocks: dv's A^T do from the first
                 # K block only; its rows are AW wide (the forward's chunks), this chunk's [BT, BT] block on
@@ -1391,7 +1381,7 @@ def _launch(fn, grid, *args, **meta) -> None:
         _JITTED[key] = triton.jit(fn, do_not_specialize=[n for n in ("B", "NS", "SC", "P", "SUB", "FIRST")
                                                          if n in params])
     LAUNCHES[mode] += 1
-    if _pdl(next(a.device for a in args if isinstance(a, torch.Tensor))):
+    if _pdl(args):
         meta = {**meta, "PDL": True, "launch_pdl": True}
     # 128-wide tiles: the loads pipelined over num_stages buffers can exceed the shared memory; retry
     # (and remember) without pipelining rather than fail
@@ -1481,7 +1471,7 @@ def _res8(K: int) -> bool:
     through shared memory: 2 barriers), dk/dv's 689 -> 703 (4 spill accesses). H100, bf16, B=8 H=8 K=V=64,
     fwd+bwd from a CUDA graph: T=4096 0.369 -> 0.373 ms, T=16384 1.358 -> 1.381, Zoology B=256 T=256 H=4
     0.330 -> 0.323 (results/bench/tune_linear_attention.md, session 22): off, RES8_MAX_K = 0."""
-    return bool(TUNE.get("res8", K <= RES8_MAX_K))
+    return bool(TUNE.get("res8", K <= RES8_MAX_K)) and not _res_chunk(K)   # (sums over chunks replace it)
 
 
 def _blocked_bwd() -> int:
@@ -1967,7 +1957,7 @@ class _ChunkLinearAttention(torch.autograd.Function):
         # per channel dk/dv forms q * dq from dq and, for 16-bit dq, the dq sweep's rounding residual (lo)
         lo = dg_in_kernel and decay == 2 and dq.dtype != torch.float32
         loc = lo and _res_chunk(K)                       # the residual summed over each chunk
-        lo8 = (10 if dq.dtype == torch.bfloat16 else 7) if lo and not loc and _res8(K) else 0   # int8: its shift
+        lo8 = (10 if dq.dtype == torch.bfloat16 else 7) if lo and _res8(K) else 0   # int8 residual: its shift
         if dg_in_kernel and decay != 2:
             xq = torch.empty(*g.shape, xpq, device=dev, dtype=torch.float32)
         elif loc:

@@ -379,6 +379,20 @@ def test_triton_interpreted_channel_reference_point(interpret, poison, monkeypat
     assert chunk._ref_path(chunk._config(128, 128, 2, torch.bfloat16), 128, torch.bfloat16)
 
 
+def check_channel_tune(monkeypatch, launches, tune, T, dtype, decaying, boost, strength=1.0):
+    """Per channel, B=1 H=2 K=V=32, under the TUNE overrides `tune`, with the tokens `decaying` decaying
+    `boost` times faster: outputs, final state and gradients match the reference. Returns the launches'
+    kernel names, grids and metas by name."""
+    from kernels.linear_attention import chunk
+
+    for key, value in tune.items():
+        monkeypatch.setitem(chunk.TUNE, key, value)
+    inputs = make_inputs(1, T, 2, 32, 32, "channel", dtype, strength=strength)
+    inputs["log_decay"][:, decaying] *= boost
+    assert_close(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs), TOL[dtype])
+    return [n for n, _, _ in launches], {n: g for n, g, _ in launches}, {n: m for n, _, m in launches}
+
+
 @pytest.mark.parametrize("dsl", [True, False], ids=["local-dS-in-dq", "local-dS-pass"])
 def test_triton_interpreted_channel_reference_point_split_blocks(interpret, poison, monkeypatch, launches, dsl):
     """The reference point with the forward's V and dq's K in two blocks each (TUNE fwd_bv, dq_bk): every
@@ -387,16 +401,8 @@ def test_triton_interpreted_channel_reference_point_split_blocks(interpret, pois
     of K for the flagged chunk. T = 100 with tokens 32..63 decaying by up to e^-20 per step (one flagged
     forward chunk), two segments, the segments' local dS from the dq sweep (each K block its rows) or from
     their own pass: outputs and gradients match the reference."""
-    from kernels.linear_attention import chunk
-
-    for key, value in {"ns": 2, "fwd_bv": 16, "dq_bk": 16, "dsl": dsl}.items():
-        monkeypatch.setitem(chunk.TUNE, key, value)
-    inputs = make_inputs(1, 100, 2, 32, 32, "channel", torch.float32)
-    inputs["log_decay"][:, 32:64] *= 20
-    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
-    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
-    grids = {n: g for n, g, _ in launches}
-    metas = {n: m for n, _, m in launches}
+    _, grids, metas = check_channel_tune(monkeypatch, launches, {"ns": 2, "fwd_bv": 16, "dq_bk": 16, "dsl": dsl},
+                                         100, torch.float32, slice(32, 64), 20)
     assert grids["_fwd_kernel"] == (4, 2, 1) and metas["_fwd_kernel"]["BV"] == 16
     assert grids["_bwd_dq_kernel"] == (4, 1, 2) and metas["_bwd_dq_kernel"]["BK"] == 16
     assert metas["_intra_grad_kernel"]["BK"] == 32 and metas["_bwd_dq_kernel"]["DSL"] == dsl
@@ -411,16 +417,8 @@ def test_triton_interpreted_channel_forward_span(interpret, poison, monkeypatch,
     forward's V in two blocks and a flagged chunk (tokens 64..95 decaying by up to e^-20 per step), T = 200
     (seven 32-token forward chunks: backward segments of two, the last of one): outputs, final state and
     gradients (d initial_state included) match the reference."""
-    from kernels.linear_attention import chunk
-
-    for key, value in {"ns": ns, "fwd_span": span, "fwd_bv": 16}.items():
-        monkeypatch.setitem(chunk.TUNE, key, value)
-    inputs = make_inputs(1, 200, 2, 32, 32, "channel", torch.float32)
-    inputs["log_decay"][:, 64:96] *= 20
-    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
-    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[torch.float32])
-    grids = {n: g for n, g, _ in launches}
-    metas = {n: m for n, _, m in launches}
+    _, grids, metas = check_channel_tune(monkeypatch, launches, {"ns": ns, "fwd_span": span, "fwd_bv": 16},
+                                         200, torch.float32, slice(64, 96), 20)
     nsf = -(-ns // span)
     assert grids["_fwd_kernel"] == (2 * nsf, 2, 1) and metas["_fwd_kernel"]["SPAN"] == span
     assert grids["_bwd_dq_kernel"][0] == 2 * ns and grids["_bwd_dkv_kernel"][0] == 2 * ns
@@ -436,16 +434,9 @@ def test_triton_interpreted_channel_fused_backward(interpret, poison, monkeypatc
     pass; the forward's segments spanning two of the backward's (fwd_span); tokens 64..95 decaying by up to
     e^-20 per step (in fp32, whose sweeps take the reference point, a flagged chunk), T = 200: outputs, final
     state and every gradient match the reference."""
-    from kernels.linear_attention import chunk
-
-    for key, value in {"ns": 4, "fwd_span": 2, "fused_bwd": True, "res_chunk": res == "chunk"}.items():
-        monkeypatch.setitem(chunk.TUNE, key, value)
-    inputs = make_inputs(1, 200, 2, 32, 32, "channel", dtype, strength=0.2)
-    inputs["log_decay"][:, 64:96] *= 100
-    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
-    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[dtype])
-    names = [n for n, _, _ in launches]
-    metas = {n: m for n, _, m in launches}
+    names, _, metas = check_channel_tune(
+        monkeypatch, launches, {"ns": 4, "fwd_span": 2, "fused_bwd": True, "res_chunk": res == "chunk"},
+        200, dtype, slice(64, 96), 100, strength=0.2)
     assert "_bwd_dq_kernel" not in names and metas["_bwd_dkv_kernel"]["FUSED_DQ"]
     assert metas["_bwd_dkv_kernel"]["LO"] == (dtype == torch.float16) and metas["_bwd_dkv_kernel"]["REF"] == (res is None)
     assert names.count("_local_state_kernel") == 2 and not metas["_bwd_dkv_kernel"]["FSCAN"]
@@ -460,16 +451,9 @@ def test_triton_interpreted_channel_blocked_backward(interpret, poison, monkeypa
     segments of 128 tokens (T = 200: the last one shorter, its last block partial), 16-bit inputs with dq's
     residual per element or its sums over chunks, or fp32 with a flagged chunk (tokens 64..95 decaying by up to
     e^-20 per step): outputs, final state and every gradient match the reference."""
-    from kernels.linear_attention import chunk
-
-    for key, value in {"ns": 2, "blocked_bwd": blk, "res_chunk": res == "chunk"}.items():
-        monkeypatch.setitem(chunk.TUNE, key, value)
-    inputs = make_inputs(1, 200, 2, 32, 32, "channel", dtype, strength=0.2)
-    inputs["log_decay"][:, 64:96] *= 100
-    ref = run_fwd_bwd(naive_linear_attention, inputs, upcast=True)
-    assert_close(ref, run_fwd_bwd(triton_impl, inputs), TOL[dtype])
-    names = [n for n, _, _ in launches]
-    metas = {n: m for n, _, m in launches}
+    names, _, metas = check_channel_tune(monkeypatch, launches,
+                                         {"ns": 2, "blocked_bwd": blk, "res_chunk": res == "chunk"},
+                                         200, dtype, slice(64, 96), 100, strength=0.2)
     assert "_bwd_dq_kernel" not in names and metas["_bwd_dkv_kernel"]["CPB"] == blk // 16
     assert metas["_fwd_kernel"]["CPBF"] == blk // 32 and names.count("_local_state_kernel") == 2
 
@@ -480,16 +464,12 @@ def test_triton_interpreted_channel_blocked_backward_whole_blocks(interpret, poi
     chunks is refused with the reason."""
     from kernels.linear_attention import chunk
 
-    monkeypatch.setitem(chunk.TUNE, "ns", 3)
-    monkeypatch.setitem(chunk.TUNE, "blocked_bwd", 64)
-    inputs = make_inputs(1, 200, 2, 32, 32, "channel", torch.float32)
-    assert_close(run_fwd_bwd(naive_linear_attention, inputs, upcast=True), run_fwd_bwd(triton_impl, inputs),
-                 TOL[torch.float32])
-    grids = {n: g for n, g, _ in launches}
+    _, grids, _ = check_channel_tune(monkeypatch, launches, {"ns": 3, "blocked_bwd": 64}, 200, torch.float32,
+                                     slice(0, 0), 1)
     assert grids["_bwd_dkv_kernel"][0] == 2 * 2 and grids["_fwd_kernel"][0] == 2 * 2
     monkeypatch.setitem(chunk.TUNE, "blocked_bwd", 48)
     with pytest.raises(ValueError, match="blocked_bwd=48: a block must be a whole number of the forward's 32-token"):
-        run_fwd_bwd(triton_impl, inputs)
+        run_fwd_bwd(triton_impl, make_inputs(1, 200, 2, 32, 32, "channel", torch.float32))
 
 
 def test_triton_interpreted_channel_16bit_wide_tiles(interpret, poison, monkeypatch, launches):
